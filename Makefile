@@ -1,0 +1,33 @@
+# Countersign — the two commands a fresh clone needs.
+#
+#   make run    start the example KMS hierarchy (hierarchy/) in the foreground
+#   make test   build everything and run every test
+#
+# Each target first installs the Debian packages the build links against when they are
+# missing (apt-get; as root, or through sudo).
+
+DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config
+SWIFT ?= swift
+
+.PHONY: run test build deps
+
+deps:
+	@missing=""; \
+	for package in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+run: build
+	@scripts/run-hierarchy

@@ -1,0 +1,211 @@
+internal import CLDNS
+import Glibc
+
+// The DNS wire format is libldns's: `ldns_wire2pkt` reads (decompressing names and checking
+// counts, pointers and lengths) and `ldns_pkt2wire` writes (compressing owner names). This
+// file only moves values between libldns's structures and the plain Swift ones.
+
+extension DNSMessage {
+    /// The header is 12 bytes (RFC 1035 section 4.1.1); anything shorter is not a message.
+    public static let headerSize = 12
+
+    /// Decodes a message from wire format.
+    public init(wire bytes: some Collection<UInt8>) throws(WireError) {
+        let bytes = Array(bytes)
+        guard bytes.count >= Self.headerSize else {
+            throw WireError(.malformedMessage, "\(bytes.count) bytes is shorter than a DNS header")
+        }
+        var packet: LDNSPacket?
+        let status = bytes.withUnsafeBufferPointer { ldns_wire2pkt(&packet, $0.baseAddress, $0.count) }
+        guard status == LDNS_STATUS_OK, let packet else {
+            throw WireError(.malformedMessage, LDNS.errorString(status))
+        }
+        defer { ldns_pkt_free(packet) }
+        self = Self.fromLDNS(packet)
+    }
+
+    /// Encodes the message to wire format.
+    public func wire() throws(WireError) -> [UInt8] {
+        let packet = try toLDNS()
+        defer { ldns_pkt_free(packet) }
+        var buffer: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        let status = ldns_pkt2wire(&buffer, packet, &size)
+        guard status == LDNS_STATUS_OK, let buffer else {
+            throw WireError(.encodingFailed, LDNS.errorString(status))
+        }
+        defer { free(buffer) }
+        return Array(UnsafeBufferPointer(start: buffer, count: size))
+    }
+
+    /// The message as libldns prints it (the `dig`-like presentation), for logs and traces.
+    public var presentation: String {
+        guard let packet = try? toLDNS() else { return "<unencodable message>" }
+        defer { ldns_pkt_free(packet) }
+        return LDNS.string(ldns_pkt2str(packet)) ?? ""
+    }
+
+    // MARK: libldns -> Swift
+
+    private static func fromLDNS(_ packet: LDNSPacket) -> DNSMessage {
+        var header = Header(id: ldns_pkt_id(packet))
+        header.isResponse = ldns_pkt_qr(packet) != 0
+        header.opcode = OpCode(rawValue: UInt8(ldns_pkt_get_opcode(packet).rawValue))
+        header.isAuthoritative = ldns_pkt_aa(packet) != 0
+        header.isTruncated = ldns_pkt_tc(packet) != 0
+        header.recursionDesired = ldns_pkt_rd(packet) != 0
+        header.recursionAvailable = ldns_pkt_ra(packet) != 0
+        header.authenticData = ldns_pkt_ad(packet) != 0
+        header.checkingDisabled = ldns_pkt_cd(packet) != 0
+        header.rcode = RCode(
+            rawValue: UInt16(ldns_pkt_edns_extended_rcode(packet)) << 4
+                | UInt16(ldns_pkt_get_rcode(packet).rawValue & 0x0F))
+
+        var edns: EDNS?
+        if ldns_pkt_edns(packet) != 0 {
+            var value = EDNS(payloadSize: ldns_pkt_edns_udp_size(packet))
+            value.version = ldns_pkt_edns_version(packet)
+            value.dnssecOK = ldns_pkt_edns_do(packet) != 0
+            if let list = ldns_pkt_edns_get_option_list(packet) {
+                for index in 0..<ldns_edns_option_list_get_count(list) {
+                    guard let option = ldns_edns_option_list_get_option(list, index) else { continue }
+                    let size = ldns_edns_get_size(option)
+                    let data = ldns_edns_get_data(option)
+                    value.options.append(
+                        EDNS.Option(
+                            code: UInt16(ldns_edns_get_code(option).rawValue),
+                            data: data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []))
+                }
+            }
+            edns = value
+        }
+
+        let questions = records(ldns_pkt_question(packet)).map {
+            Question(
+                name: DomainName(wire: LDNS.bytes(of: ldns_rr_owner($0))),
+                type: RRType(rawValue: UInt16(ldns_rr_get_type($0).rawValue)),
+                rrClass: RRClass(rawValue: UInt16(ldns_rr_get_class($0).rawValue)))
+        }
+        return DNSMessage(
+            header: header, questions: questions,
+            answers: records(ldns_pkt_answer(packet)).map(resourceRecord),
+            authorities: records(ldns_pkt_authority(packet)).map(resourceRecord),
+            additionals: records(ldns_pkt_additional(packet)).map(resourceRecord),
+            edns: edns)
+    }
+
+    private static func records(_ list: UnsafeMutablePointer<ldns_rr_list>?) -> [LDNSRecord] {
+        guard let list else { return [] }
+        return (0..<ldns_rr_list_rr_count(list)).compactMap { ldns_rr_list_rr(list, $0) }
+    }
+
+    private static func resourceRecord(_ rr: LDNSRecord) -> ResourceRecord {
+        let type = RRType(rawValue: UInt16(ldns_rr_get_type(rr).rawValue))
+        let fields = (0..<ldns_rr_rd_count(rr)).compactMap { ldns_rr_rdf(rr, $0) }.map(LDNS.bytes(of:))
+        let data: RData
+        switch type {
+        case .a where fields.count == 1 && fields[0].count == 4:
+            data = .a(fields[0])
+        case .aaaa where fields.count == 1 && fields[0].count == 16:
+            data = .aaaa(fields[0])
+        case .txt:
+            // Each TXT rdf is a character-string with its length octet first.
+            data = .txt(fields.map { Array($0.dropFirst()) })
+        default:
+            data = .other(type, fields.flatMap { $0 })
+        }
+        return ResourceRecord(
+            name: DomainName(wire: LDNS.bytes(of: ldns_rr_owner(rr))),
+            ttl: ldns_rr_ttl(rr), data: data,
+            rrClass: RRClass(rawValue: UInt16(ldns_rr_get_class(rr).rawValue)))
+    }
+
+    // MARK: Swift -> libldns
+
+    private func toLDNS() throws(WireError) -> LDNSPacket {
+        guard let packet = ldns_pkt_new() else {
+            throw WireError(.encodingFailed, "out of memory")
+        }
+        ldns_pkt_set_id(packet, header.id)
+        ldns_pkt_set_qr(packet, header.isResponse.ldns)
+        ldns_pkt_set_opcode(packet, ldns_pkt_opcode(rawValue: UInt32(header.opcode.rawValue)))
+        ldns_pkt_set_aa(packet, header.isAuthoritative.ldns)
+        ldns_pkt_set_tc(packet, header.isTruncated.ldns)
+        ldns_pkt_set_rd(packet, header.recursionDesired.ldns)
+        ldns_pkt_set_ra(packet, header.recursionAvailable.ldns)
+        ldns_pkt_set_ad(packet, header.authenticData.ldns)
+        ldns_pkt_set_cd(packet, header.checkingDisabled.ldns)
+        ldns_pkt_set_rcode(packet, UInt8(header.rcode.rawValue & 0x0F))
+
+        do {
+            for question in questions {
+                let rr = try Self.newRR(owner: question.name, type: question.type, rrClass: question.rrClass)
+                ldns_rr_set_question(rr, true.ldns)
+                ldns_pkt_push_rr(packet, LDNS_SECTION_QUESTION, rr)
+            }
+            for (section, records) in [
+                (LDNS_SECTION_ANSWER, answers), (LDNS_SECTION_AUTHORITY, authorities),
+                (LDNS_SECTION_ADDITIONAL, additionals),
+            ] {
+                for record in records {
+                    ldns_pkt_push_rr(packet, section, try Self.newRR(record))
+                }
+            }
+        } catch {
+            ldns_pkt_free(packet)
+            throw error
+        }
+
+        if let edns {
+            ldns_pkt_set_edns_udp_size(packet, edns.payloadSize)
+            ldns_pkt_set_edns_version(packet, edns.version)
+            ldns_pkt_set_edns_do(packet, edns.dnssecOK.ldns)
+            ldns_pkt_set_edns_extended_rcode(packet, UInt8(truncatingIfNeeded: header.rcode.rawValue >> 4))
+            if !edns.options.isEmpty, let list = ldns_edns_option_list_new() {
+                for option in edns.options {
+                    let made = option.data.withUnsafeBytes {
+                        ldns_edns_new_from_data(
+                            ldns_edns_option_code(rawValue: UInt32(option.code)), $0.count, $0.baseAddress)
+                    }
+                    if let made { ldns_edns_option_list_push(list, made) }
+                }
+                ldns_pkt_set_edns_option_list(packet, list)
+            }
+        }
+        return packet
+    }
+
+    private static func newRR(owner: DomainName, type: RRType, rrClass: RRClass) throws(WireError) -> LDNSRecord {
+        guard let rr = ldns_rr_new() else { throw WireError(.encodingFailed, "out of memory") }
+        ldns_rr_set_owner(rr, newRDF(LDNS_RDF_TYPE_DNAME, owner.wire))
+        ldns_rr_set_type(rr, ldns_rr_type(rawValue: UInt32(type.rawValue)))
+        ldns_rr_set_class(rr, ldns_rr_class(rawValue: UInt32(rrClass.rawValue)))
+        return rr
+    }
+
+    private static func newRR(_ record: ResourceRecord) throws(WireError) -> LDNSRecord {
+        let rr = try newRR(owner: record.name, type: record.type, rrClass: record.rrClass)
+        ldns_rr_set_ttl(rr, record.ttl)
+        switch record.data {
+        case .a(let bytes):
+            ldns_rr_push_rdf(rr, newRDF(LDNS_RDF_TYPE_A, bytes))
+        case .aaaa(let bytes):
+            ldns_rr_push_rdf(rr, newRDF(LDNS_RDF_TYPE_AAAA, bytes))
+        case .txt(let strings):
+            for string in strings {
+                guard string.count <= 255 else {
+                    ldns_rr_free(rr)
+                    throw WireError(.stringTooLong, "a TXT character-string of \(string.count) bytes (at most 255)")
+                }
+                ldns_rr_push_rdf(rr, newRDF(LDNS_RDF_TYPE_STR, [UInt8(string.count)] + string))
+            }
+        case .other(_, let bytes):
+            if !bytes.isEmpty { ldns_rr_push_rdf(rr, newRDF(LDNS_RDF_TYPE_UNKNOWN, bytes)) }
+        }
+        return rr
+    }
+
+    private static func newRDF(_ type: ldns_rdf_type, _ bytes: [UInt8]) -> LDNSData {
+        bytes.withUnsafeBytes { ldns_rdf_new_frm_data(type, $0.count, $0.baseAddress)! }
+    }
+}

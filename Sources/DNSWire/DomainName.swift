@@ -1,0 +1,93 @@
+internal import CLDNS
+
+/// A domain name (RFC 1035 section 3.1), kept in uncompressed wire form with the case it
+/// arrived in. Comparison and hashing ignore ASCII case, as DNS does (RFC 4343).
+///
+/// Presentation-format parsing and printing are libldns's; this type only carries the bytes.
+public struct DomainName: Hashable, Sendable, CustomStringConvertible {
+    /// Uncompressed wire form, case as given, ending in the root label.
+    public let wire: [UInt8]
+    /// Presentation form, absolute (trailing dot), as libldns prints it.
+    public let text: String
+    /// The canonical (lower-case) wire form: RFC 4034 section 6.2.
+    public let canonicalWire: [UInt8]
+
+    public static let root = try! DomainName("." as String)
+
+    /// Parses a name in presentation format. A name without a trailing dot is taken as absolute.
+    public init(_ text: String) throws(WireError) {
+        guard let rdf = ldns_dname_new_frm_str(text) else {
+            throw WireError(.malformedName, "'\(text)' is not a domain name")
+        }
+        defer { ldns_rdf_deep_free(rdf) }
+        self.init(wire: LDNS.bytes(of: rdf))
+    }
+
+    /// Parses a name that must already be in the canonical form KMS1 values use: absolute
+    /// (trailing dot), lower case, no escapes. Nothing is normalised.
+    public init(canonical text: String) throws(WireError) {
+        guard text.hasSuffix("."), !text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else {
+            throw WireError(.malformedName, "'\(text)' is not absolute and lower case")
+        }
+        let name = try DomainName(text)
+        guard name.text == text else {
+            throw WireError(.malformedName, "'\(text)' is not in canonical form (\(name.text))")
+        }
+        self = name
+    }
+
+    /// Takes wire-form bytes that libldns produced or validated.
+    init(wire: [UInt8]) {
+        self.wire = wire
+        self.canonicalWire = wire.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+        self.text = LDNS.withName(wire) { rdf in LDNS.string(ldns_rdf2str(rdf)) ?? "." }
+    }
+
+    /// True when every letter is lower case, as KMS1 requires of names inside values.
+    public var isLowerCase: Bool { wire == canonicalWire }
+
+    /// This name in lower case.
+    public var lowercased: DomainName { isLowerCase ? self : DomainName(wire: canonicalWire) }
+
+    /// Number of labels, not counting the root label.
+    public var labelCount: Int {
+        LDNS.withName(wire) { Int(ldns_dname_label_count($0)) }
+    }
+
+    /// The name with its leftmost label removed; nil for the root.
+    public var parent: DomainName? {
+        guard labelCount > 0 else { return nil }
+        return LDNS.withName(wire) { rdf in
+            guard let chopped = ldns_dname_left_chop(rdf) else { return nil }
+            defer { ldns_rdf_deep_free(chopped) }
+            return DomainName(wire: LDNS.bytes(of: chopped))
+        }
+    }
+
+    /// True when this name lies strictly below `ancestor`.
+    public func isSubdomain(of ancestor: DomainName) -> Bool {
+        LDNS.withName(canonicalWire) { me in
+            LDNS.withName(ancestor.canonicalWire) { other in ldns_dname_is_subdomain(me, other) != 0 }
+        }
+    }
+
+    /// True when this name equals `ancestor` or lies below it ("in bailiwick").
+    public func isEqualOrSubdomain(of ancestor: DomainName) -> Bool {
+        self == ancestor || isSubdomain(of: ancestor)
+    }
+
+    public static func == (lhs: DomainName, rhs: DomainName) -> Bool {
+        lhs.canonicalWire == rhs.canonicalWire
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(canonicalWire) }
+
+    public var description: String { text }
+}
+
+extension DomainName: ExpressibleByStringLiteral {
+    /// For literals in code and tests only; a malformed literal is a programming error.
+    public init(stringLiteral value: String) {
+        do { try self.init(value) } catch { preconditionFailure("\(error)") }
+    }
+}

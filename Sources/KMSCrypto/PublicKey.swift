@@ -1,0 +1,69 @@
+internal import COpenSSL
+
+/// A public key: Ed25519 or ECDSA P-256, known by its DER SubjectPublicKeyInfo.
+///
+/// Two keys are equal when their SubjectPublicKeyInfo bytes are equal; that is the identity
+/// KMS1 distributes and the proxy pins.
+public struct PublicKey: Hashable, Sendable {
+    public let algorithm: KeyAlgorithm
+    /// DER SubjectPublicKeyInfo, as `openssl pkey -pubout -outform DER` writes it.
+    public let subjectPublicKeyInfo: [UInt8]
+    let key: EVPKey
+
+    init(_ key: EVPKey) throws(CryptoError) {
+        guard let algorithm = key.algorithm else {
+            throw CryptoError(.unsupportedAlgorithm, "only Ed25519 and ECDSA P-256 keys are used")
+        }
+        self.algorithm = algorithm
+        self.subjectPublicKeyInfo = try key.subjectPublicKeyInfo()
+        self.key = key
+    }
+
+    /// Reads a DER SubjectPublicKeyInfo.
+    public init(subjectPublicKeyInfo der: [UInt8]) throws(CryptoError) {
+        let parsed = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+            var cursor = buffer.baseAddress
+            let key = d2i_PUBKEY(nil, &cursor, buffer.count)
+            // Trailing bytes after the SPKI are not a key we issued: reject, do not ignore.
+            return cursor == buffer.baseAddress.map { $0 + buffer.count } ? key : key.map { EVP_PKEY_free($0); return nil } ?? nil
+        }
+        guard let parsed else { throw CryptoError(.malformedKey, "not a DER SubjectPublicKeyInfo") }
+        try self.init(EVPKey(taking: parsed))
+        guard subjectPublicKeyInfo == der else {
+            throw CryptoError(.malformedKey, "SubjectPublicKeyInfo is not in canonical DER")
+        }
+    }
+
+    /// Reads a PEM `PUBLIC KEY` (what `openssl pkey -pubout` writes).
+    public init(pemEncoded pem: String) throws(CryptoError) {
+        guard let parsed = PEM.read(pem, { PEM_read_bio_PUBKEY($0, nil, nil, nil) }) else {
+            throw CryptoError(.malformedKey, "not a PEM PUBLIC KEY")
+        }
+        try self.init(EVPKey(taking: parsed))
+    }
+
+    /// PEM `PUBLIC KEY`, byte for byte what `openssl pkey -pubout` prints.
+    public func pemRepresentation() throws(CryptoError) -> String {
+        try PEM.write { PEM_write_bio_PUBKEY($0, key.pointer) }
+    }
+
+    /// True when `signature` is this key's signature over `message`. A malformed signature
+    /// is simply not valid.
+    public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
+        guard let context = EVP_MD_CTX_new() else { return false }
+        defer {
+            EVP_MD_CTX_free(context)
+            _ = OpenSSLErrorQueue.drain()
+        }
+        guard EVP_DigestVerifyInit(context, nil, EVPKey.digest(for: algorithm), nil, key.pointer) == 1 else {
+            return false
+        }
+        return EVP_DigestVerify(context, signature, signature.count, message, message.count) == 1
+    }
+
+    public static func == (lhs: PublicKey, rhs: PublicKey) -> Bool {
+        lhs.subjectPublicKeyInfo == rhs.subjectPublicKeyInfo
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(subjectPublicKeyInfo) }
+}

@@ -1,0 +1,42 @@
+/// The identifier field (the patent's item 1061) that opens every KMS record, and the
+/// `name=` strings that follow it, in the order PROTOCOL.md section 3 fixes.
+public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+    case inquiry = "kms1:inquiry"
+    case answer = "kms1:answer"
+    case signatureRequest = "kms1:sigreq"
+    case countersignature = "kms1:countersig"
+    case unresolved = "kms1:unresolved"
+
+    /// The prefix shared by all tags; TXT data without it is ordinary TXT.
+    public static let prefix = "kms1:"
+
+    public var fieldNames: [String] {
+        switch self {
+        case .inquiry: ["target", "signer", "ip", "from", "nonce", "time"]
+        case .answer, .countersignature:
+            ["target", "key", "signer", "not-before", "not-after", "countersig", "from", "nonce", "time"]
+        case .signatureRequest: ["target", "key", "signer", "ip", "from", "nonce", "time"]
+        case .unresolved: ["target", "from", "nonce", "time"]
+        }
+    }
+
+    /// Where in a DNS message this record travels.
+    public var section: MessageSection {
+        switch self {
+        case .inquiry, .signatureRequest: .additional
+        case .answer, .countersignature: .answer
+        case .unresolved: .authority
+        }
+    }
+
+    /// Whether the record's owner is the sender (`from=`) or the target.
+    var ownerIsSender: Bool { self == .inquiry || self == .signatureRequest }
+
+    public var description: String { rawValue }
+}
+
+/// The record-carrying sections of a DNS message (RFC 1035 section 4.1).
+public enum MessageSection: String, Hashable, Sendable, CustomStringConvertible {
+    case answer, authority, additional
+    public var description: String { rawValue }
+}

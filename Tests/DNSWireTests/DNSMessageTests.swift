@@ -1,0 +1,106 @@
+import Testing
+
+@testable import DNSWire
+
+@Suite struct DNSMessageTests {
+    @Test func queryRoundTripKeepsEveryField() throws {
+        var message = DNSMessage.query(id: 0xBEEF, name: "HostB.c.a.xx.", type: .txt)
+        message.header.recursionDesired = true
+        message.header.checkingDisabled = true
+        let decoded = try DNSMessage(wire: message.wire())
+        #expect(decoded == message)
+        #expect(decoded.question?.name.text == "HostB.c.a.xx.")  // case kept
+        #expect(decoded.edns?.payloadSize == 1232)
+    }
+
+    @Test func responseWithAllFourSectionsRoundTrips() throws {
+        let query = DNSMessage.query(id: 7, name: "hostb.c.a.xx.", type: .a)
+        var response = query.response(rcode: .noError)
+        response.answers = [
+            ResourceRecord(name: "hostb.c.a.xx.", ttl: 300, data: IPAddress("127.0.0.12")!.rdata),
+            ResourceRecord(name: "hostb.c.a.xx.", ttl: 300, data: IPAddress("2001:db8::12")!.rdata),
+        ]
+        response.authorities = [
+            ResourceRecord(name: "c.a.xx.", ttl: 60, data: .txt([Array("authority".utf8)]))
+        ]
+        response.additionals = [
+            ResourceRecord(name: "c.a.xx.", ttl: 60, data: .txt([[], Array("two".utf8), [UInt8](repeating: 0x41, count: 255)]))
+        ]
+        response.addExtendedError(ExtendedDNSError(.prohibited, "unknown sender"))
+        let decoded = try DNSMessage(wire: response.wire())
+        #expect(decoded == response)
+        #expect(decoded.header.isResponse)
+        #expect(decoded.extendedErrors == [ExtendedDNSError(.prohibited, "unknown sender")])
+    }
+
+    @Test func extendedErrorBytesAreRFC8914() throws {
+        var message = DNSMessage.query(id: 1, name: "xx.", type: .txt).response(rcode: .refused)
+        message.addExtendedError(ExtendedDNSError(.dnssecBogus, "bad"))
+        let wire = try message.wire()
+        // OPT option: code 15, length 5, info-code 6, "bad".
+        let option: [UInt8] = [0, 15, 0, 5, 0, 6] + Array("bad".utf8)
+        #expect(wire.suffix(option.count).elementsEqual(option))
+    }
+
+    @Test func otherTypesKeepUncompressedRData() throws {
+        var response = DNSMessage.query(id: 2, name: "a.xx.", type: .ns).response()
+        let target = DomainName("ns.a.xx.")
+        response.answers = [ResourceRecord(name: "a.xx.", ttl: 5, data: .other(.ns, target.wire))]
+        let decoded = try DNSMessage(wire: response.wire())
+        #expect(decoded.answers.first?.data == .other(.ns, target.wire))
+    }
+
+    @Test func tooLongCharacterStringIsRefused() {
+        var message = DNSMessage.query(id: 3, name: "xx.", type: .txt).response()
+        message.answers = [ResourceRecord(name: "xx.", ttl: 0, data: .txt([[UInt8](repeating: 1, count: 256)]))]
+        #expect(throws: WireError.self) { try message.wire() }
+        do {
+            _ = try message.wire()
+        } catch {
+            #expect(error.code == .stringTooLong)
+        }
+    }
+
+    @Test func truncatedPacketIsMalformed() throws {
+        let wire = try DNSMessage.query(id: 4, name: "hosta.b.a.xx.", type: .txt).wire()
+        for length in [0, 5, 11, 12 + 3, wire.count - 1] {
+            #expect(throws: WireError.self, "length \(length)") {
+                try DNSMessage(wire: wire.prefix(length))
+            }
+        }
+    }
+
+    @Test func compressionLoopIsMalformed() {
+        // Header with QDCOUNT=1; the question name is a pointer to itself (offset 12).
+        let loop: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 16, 0, 1]
+        #expect(throws: WireError.self) { try DNSMessage(wire: loop) }
+        // Two pointers pointing at each other.
+        let pair: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 14, 0xC0, 12, 0, 16, 0, 1]
+        #expect(throws: WireError.self) { try DNSMessage(wire: pair) }
+    }
+
+    @Test func oversizedUDPAnswerIsCutWithTC() throws {
+        var response = DNSMessage.query(id: 5, name: "big.xx.", type: .txt, payloadSize: 512).response()
+        response.answers = (0..<10).map { _ in
+            ResourceRecord(name: "big.xx.", ttl: 1, data: .txt([[UInt8](repeating: 0x61, count: 200)]))
+        }
+        let limit = DNSMessage.query(id: 5, name: "big.xx.", type: .txt, payloadSize: 512).udpResponseLimit()
+        #expect(limit == 512)
+        let cut = try DNSMessage(wire: response.wireForUDP(limit: limit))
+        #expect(cut.header.isTruncated)
+        #expect(cut.answers.isEmpty)
+        #expect(cut.questions == response.questions)
+        let full = try DNSMessage(wire: response.wireForUDP(limit: 65535))
+        #expect(!full.header.isTruncated)
+        #expect(full.answers.count == 10)
+    }
+
+    @Test func udpLimitFollowsRFC6891() {
+        var query = DNSMessage.query(id: 1, name: "xx.", type: .txt, payloadSize: 100)
+        #expect(query.udpResponseLimit() == 512)
+        query.edns = nil
+        #expect(query.udpResponseLimit() == 512)
+        query.edns = EDNS(payloadSize: 4096)
+        #expect(query.udpResponseLimit() == 1232)
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+
+@testable import KMSCrypto
+
+@Suite struct KeyTests {
+    static let hostSeed = hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+
+    @Test(arguments: KeyAlgorithm.allCases)
+    func signAndVerify(_ algorithm: KeyAlgorithm) throws {
+        let key = try PrivateKey(generating: algorithm)
+        let message = Array("KMS1 message".utf8)
+        let signature = try key.signature(for: message)
+        #expect(key.publicKey.isValidSignature(signature, for: message))
+        #expect(!key.publicKey.isValidSignature(signature, for: message + [0]))
+        let other = try PrivateKey(generating: algorithm)
+        #expect(!other.publicKey.isValidSignature(signature, for: message))
+        #expect(!key.publicKey.isValidSignature([], for: message))
+        #expect(!key.publicKey.isValidSignature([UInt8](repeating: 7, count: 64), for: message))
+    }
+
+    @Test(arguments: KeyAlgorithm.allCases)
+    func pemRoundTrip(_ algorithm: KeyAlgorithm) throws {
+        let key = try PrivateKey(generating: algorithm)
+        let pem = try key.pemRepresentation()
+        #expect(pem.hasPrefix("-----BEGIN PRIVATE KEY-----\n"))
+        let again = try PrivateKey(pemEncoded: pem)
+        #expect(again.publicKey == key.publicKey)
+        let publicPEM = try key.publicKey.pemRepresentation()
+        #expect(publicPEM.hasPrefix("-----BEGIN PUBLIC KEY-----\n"))
+        #expect(try PublicKey(pemEncoded: publicPEM) == key.publicKey)
+        #expect(try PublicKey(subjectPublicKeyInfo: key.publicKey.subjectPublicKeyInfo) == key.publicKey)
+    }
+
+    @Test func ed25519IsDeterministic() throws {
+        let key = try PrivateKey(ed25519Seed: Self.hostSeed)
+        let message = Array("same".utf8)
+        #expect(try key.signature(for: message) == key.signature(for: message))
+        #expect(try key.signature(for: message).count == 64)
+    }
+
+    @Test func malformedInputIsRejectedWithReason() throws {
+        #expect(throws: CryptoError.self) { try PrivateKey(pemEncoded: "not a key") }
+        #expect(throws: CryptoError.self) { try PublicKey(subjectPublicKeyInfo: [0x30, 0x03, 0x02, 0x01, 0x01]) }
+        #expect(throws: CryptoError.self) { try PrivateKey(ed25519Seed: [1, 2, 3]) }
+        let key = try PrivateKey(generating: .ed25519)
+        // Trailing bytes after a valid SubjectPublicKeyInfo are not accepted.
+        #expect(throws: CryptoError.self) {
+            try PublicKey(subjectPublicKeyInfo: key.publicKey.subjectPublicKeyInfo + [0])
+        }
+        do {
+            _ = try PrivateKey(pemEncoded: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            Issue.record("accepted a broken key")
+        } catch {
+            #expect(error.code == .malformedKey)
+        }
+    }
+
+    @Test func keyFileIsPrivateAndRefusesOverwrite() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let prefix = directory.appendingPathComponent("host").path
+        let key = try PrivateKey(generating: .ed25519)
+        try KeyFile.write(key, prefix: prefix, force: false)
+        let mode = try FileManager.default.attributesOfItem(atPath: prefix + ".pem")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(throws: KeyFile.Failure.self) { try KeyFile.write(key, prefix: prefix, force: false) }
+        try KeyFile.write(try PrivateKey(generating: .p256), prefix: prefix, force: true)
+        #expect(try KeyFile.readPrivateKey(at: prefix + ".pem").algorithm == .p256)
+        #expect(try KeyFile.readPublicKey(at: prefix + ".pub.pem").algorithm == .p256)
+    }
+
+    @Test func opensslCommandLineAgreesOnThePublicKey() throws {
+        // `kms keygen` promises files that OpenSSL's own tools read; check with the real tool.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for algorithm in KeyAlgorithm.allCases {
+            let prefix = directory.appendingPathComponent(algorithm.rawValue).path
+            try KeyFile.write(try PrivateKey(generating: algorithm), prefix: prefix, force: false)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            process.arguments = ["pkey", "-in", prefix + ".pem", "-pubout"]
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            #expect(String(decoding: output, as: UTF8.self) == (try String(contentsOfFile: prefix + ".pub.pem", encoding: .utf8)))
+        }
+    }
+}
+
+func hex(_ text: String) -> [UInt8] {
+    var bytes: [UInt8] = []
+    var index = text.startIndex
+    while index < text.endIndex {
+        let next = text.index(index, offsetBy: 2)
+        bytes.append(UInt8(text[index..<next], radix: 16)!)
+        index = next
+    }
+    return bytes
+}
