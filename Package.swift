@@ -28,6 +28,13 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C libraries.
@@ -49,6 +56,40 @@ let package = Package(
         .target(
             name: "KMSProtocol", dependencies: ["DNSWire", "KMSCrypto"],
             swiftSettings: swiftSettings),
+        .target(
+            name: "DNSTransport",
+            dependencies: [
+                "DNSWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .target(
+            name: "KMSSettings", dependencies: ["DNSWire", "KMSCrypto", "KMSProtocol"],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "KMSNode",
+            dependencies: [
+                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .target(
+            name: "KMSClient",
+            dependencies: [
+                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings),
 
         // Executables.
         .executableTarget(
@@ -65,6 +106,14 @@ let package = Package(
             name: "KMSCryptoTests", dependencies: ["KMSCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KMSProtocolTests", dependencies: ["KMSProtocol", "DNSWire", "KMSCrypto"],
-            resources: [], swiftSettings: swiftSettings),
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KMSNodeTests",
+            dependencies: [
+                "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
     ]
 )

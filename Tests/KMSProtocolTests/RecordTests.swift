@@ -85,9 +85,9 @@ import Testing
         let answer = KeyAnswer(
             kind: .answer, countersignature: try countersignature(), from: "b.a.xx.", nonce: nonce, time: 1)
         let record = try answer.record().signed(by: kms)
-        var policy = AnswerVerification(
-            responder: "b.a.xx.", responderKey: kms.publicKey, signer: "xx.", signerKey: kms.publicKey,
-            target: "hostb.c.a.xx.", nonce: nonce)
+        let policy = AnswerVerification(
+            reply: ReplyCheck(responder: "b.a.xx.", responderKey: kms.publicKey, target: "hostb.c.a.xx.", nonce: nonce),
+            signer: "xx.", signerKey: kms.publicKey)
         #expect(try policy.verify(record, now: 1_790_000_100).key == hostB.publicKey)
 
         func rejection(_ now: UnixTime = 1_790_000_100, _ change: (inout AnswerVerification) -> Void)
@@ -100,15 +100,14 @@ import Testing
                 return nil
             } catch { return error.code }
         }
-        #expect(rejection { $0.responderKey = host.publicKey } == .badSignature)
-        #expect(rejection { $0.responder = "c.a.xx." } == .responderMismatch)
-        #expect(rejection { $0.nonce = try! Nonce.random() } == .nonceMismatch)
+        #expect(rejection { $0.reply.responderKey = host.publicKey } == .badSignature)
+        #expect(rejection { $0.reply.responder = "c.a.xx." } == .responderMismatch)
+        #expect(rejection { $0.reply.nonce = try! Nonce.random() } == .nonceMismatch)
         #expect(rejection { $0.signer = "a.xx." } == .signerMismatch)
-        #expect(rejection { $0.target = "hostc.c.a.xx." } == .targetMismatch)
+        #expect(rejection { $0.reply.target = "hostc.c.a.xx." } == .targetMismatch)
         #expect(rejection { $0.signerKey = host.publicKey } == .badCountersignature)
         #expect(rejection(1_789_999_999) { _ in } == .notYetValid)
         #expect(rejection(1_790_086_401) { _ in } == .expired)
-        policy.nonce = nonce
     }
 }
 

@@ -1,0 +1,211 @@
+public import DNSWire
+public import NIOCore
+import NIOExtras
+import NIOPosix
+import Synchronization
+
+/// Why a query got no usable reply.
+public struct DNSClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: Hashable, Sendable {
+        case timeout, unreachable, malformedReply, encodingFailed
+    }
+
+    public let code: Code
+    public let server: String
+    public let reason: String
+
+    public var description: String { "\(server): \(reason)" }
+}
+
+/// A DNS client that sends queries over one shared UDP socket and matches replies by ID, server
+/// address and question; a reply with TC=1 is asked again over TCP (RFC 7766).
+///
+/// It is shared by the KMS node (upstream queries), `kms fetch` and `kms bench`.
+public final class DNSClient: Sendable {
+    private struct PendingKey: Hashable {
+        let id: UInt16
+        let server: SocketAddress
+    }
+
+    private struct Pending {
+        let question: Question?
+        let promise: EventLoopPromise<DNSMessage>
+    }
+
+    private let group: any EventLoopGroup
+    private let channels: [any Channel]  // one IPv4, one IPv6 (when the host has IPv6)
+    private let pending = Mutex<[PendingKey: Pending]>([:])
+
+    private init(group: any EventLoopGroup, channels: [any Channel]) {
+        self.group = group
+        self.channels = channels
+    }
+
+    public static func make(group: any EventLoopGroup) async throws -> DNSClient {
+        let inbox = ClientInbox()
+        var channels: [any Channel] = []
+        for host in ["0.0.0.0", "::"] {
+            do {
+                let channel = try await DatagramBootstrap(group: group)
+                    .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(ReplyHandler(client: inbox))
+                        }
+                    }
+                    .bind(host: host, port: 0).get()
+                channels.append(channel)
+            } catch where host == "::" {
+                continue  // no IPv6 on this host
+            }
+        }
+        let client = DNSClient(group: group, channels: channels)
+        inbox.client.withLock { $0 = client }
+        return client
+    }
+
+    public func close() async {
+        for channel in channels { try? await channel.close() }
+        let waiting = pending.withLock { table in
+            defer { table.removeAll() }
+            return Array(table.values)
+        }
+        for entry in waiting {
+            entry.promise.fail(DNSClientError(code: .unreachable, server: "-", reason: "client closed"))
+        }
+    }
+
+    /// Sends `message` (its ID is replaced by a fresh random one) and returns the reply.
+    /// `tcpFallback` retries over TCP when the UDP reply is truncated.
+    public func query(
+        _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true
+    ) async throws -> DNSMessage {
+        let deadline = NIODeadline.now() + timeout
+        guard let channel = channels.first(where: { $0.localAddress?.protocol == server.protocol }) else {
+            throw DNSClientError(code: .unreachable, server: "\(server)", reason: "no socket for its address family")
+        }
+        var message = message
+        let promise = channel.eventLoop.makePromise(of: DNSMessage.self)
+        let key = pending.withLock { table -> PendingKey in
+            var key: PendingKey
+            repeat {
+                key = PendingKey(id: UInt16.random(in: 0...UInt16.max), server: server)
+            } while table[key] != nil
+            table[key] = Pending(question: message.question, promise: promise)
+            return key
+        }
+        message.header.id = key.id
+        let bytes: [UInt8]
+        do { bytes = try message.wire() } catch {
+            _ = pending.withLock { $0.removeValue(forKey: key) }
+            throw DNSClientError(code: .encodingFailed, server: "\(server)", reason: "\(error)")
+        }
+        let timer = channel.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            if let entry = self.pending.withLock({ $0.removeValue(forKey: key) }) {
+                entry.promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
+            }
+        }
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        let reply: DNSMessage
+        do { reply = try await promise.futureResult.get() } catch {
+            timer.cancel()
+            throw error
+        }
+        timer.cancel()
+        if reply.header.isTruncated && tcpFallback {
+            let left = deadline - .now()
+            return try await queryOverTCP(message, server: server, timeout: max(left, .milliseconds(1)))
+        }
+        return reply
+    }
+
+    /// One query over a new TCP connection (RFC 7766 two-byte length framing).
+    public func queryOverTCP(_ message: DNSMessage, server: SocketAddress, timeout: TimeAmount) async throws -> DNSMessage {
+        let bytes = try message.wire()
+        let loop = group.next()
+        let promise = loop.makePromise(of: DNSMessage.self)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: loop)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
+                        try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
+                        try sync.addHandler(StreamReplyHandler(promise: promise))
+                    }
+                }
+                .connect(to: server).get()
+        } catch {
+            promise.fail(error)
+            throw DNSClientError(code: .unreachable, server: "\(server)", reason: "TCP connect failed (\(error))")
+        }
+        let timer = loop.scheduleTask(in: timeout) {
+            promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no TCP reply within \(timeout.milliseconds) ms"))
+        }
+        defer {
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+        try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
+        let reply = try await promise.futureResult.get()
+        guard reply.header.id == message.header.id, reply.question == message.question else {
+            throw DNSClientError(code: .malformedReply, server: "\(server)", reason: "TCP reply does not match the query")
+        }
+        return reply
+    }
+
+    fileprivate func received(_ bytes: ByteBuffer, from server: SocketAddress) {
+        guard let reply = try? DNSMessage(wire: bytes.readableBytesView), reply.header.isResponse else { return }
+        let key = PendingKey(id: reply.header.id, server: server)
+        // A reply must echo the question it answers (RFC 5452 section 9.1); others are ignored.
+        let entry = pending.withLock { table -> Pending? in
+            guard let entry = table[key], entry.question == reply.question else { return nil }
+            return table.removeValue(forKey: key)
+        }
+        entry?.promise.succeed(reply)
+    }
+}
+
+/// Lets the socket's handler reach the client that owns the socket, once it exists.
+private final class ClientInbox: Sendable {
+    let client = Mutex<DNSClient?>(nil)
+}
+
+private final class ReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let client: ClientInbox
+    init(client: ClientInbox) { self.client = client }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        client.client.withLock { $0 }?.received(envelope.data, from: envelope.remoteAddress)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+}
+
+private final class StreamReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let promise: EventLoopPromise<DNSMessage>
+    init(promise: EventLoopPromise<DNSMessage>) { self.promise = promise }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        do { promise.succeed(try DNSMessage(wire: bytes.readableBytesView)) } catch { promise.fail(error) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(DNSClientError(code: .unreachable, server: "\(context.remoteAddress.map { "\($0)" } ?? "-")", reason: "connection closed"))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+extension TimeAmount {
+    var milliseconds: Int64 { nanoseconds / 1_000_000 }
+}

@@ -1,0 +1,177 @@
+public import DNSWire
+public import NIOCore
+import NIOExtras
+import NIOPosix
+import Synchronization
+
+/// A DNS server on one address: UDP and TCP (RFC 7766 framing) on the same port.
+///
+/// UDP is served by one socket per event loop, bound with SO_REUSEPORT, so the kernel spreads
+/// queries over all cores. TCP connections are spread over the same loops. Replies to UDP
+/// queries are cut to the requester's EDNS payload size with TC=1 when they do not fit.
+public final class DNSServer: Sendable {
+    public let address: SocketAddress
+    private let channels: [any Channel]
+
+    /// Largest reply over UDP, whatever the requester advertises (RFC 9715 guidance).
+    public static let udpPayloadLimit = Int(EDNS.defaultPayloadSize)
+    /// A TCP connection idle this long is closed (RFC 7766 section 6.2.3).
+    public static let tcpIdleTimeout = TimeAmount.seconds(10)
+
+    private init(address: SocketAddress, channels: [any Channel]) {
+        self.address = address
+        self.channels = channels
+    }
+
+    /// Binds UDP and TCP on `host:port` (port 0 picks a free port, the same for both).
+    /// The responder is read on every query, so it may be set after binding.
+    public static func bind(
+        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
+    ) async throws -> DNSServer {
+        let loops = Array(group.makeIterator())
+        let reusePort = ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT))
+        var channels: [any Channel] = []
+        do {
+            var boundPort = port
+            for loop in loops {
+                let channel = try await DatagramBootstrap(group: loop)
+                    .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                    .channelOption(reusePort, value: 1)
+                    .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder))
+                        }
+                    }
+                    .bind(host: host, port: boundPort).get()
+                channels.append(channel)
+                boundPort = channel.localAddress?.port ?? boundPort
+            }
+            let tcp = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(ChannelOptions.backlog, value: 256)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(IdleStateHandler(readTimeout: tcpIdleTimeout))
+                        try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
+                        try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
+                        try sync.addHandler(StreamHandler(responder: responder))
+                    }
+                }
+                .bind(host: host, port: boundPort).get()
+            channels.append(tcp)
+            return DNSServer(address: channels[0].localAddress!, channels: channels)
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw error
+        }
+    }
+
+    /// Stops listening. Queries already being answered finish on their own.
+    public func close() async {
+        for channel in channels { try? await channel.close() }
+    }
+}
+
+/// Holds the responder a server asks, so servers can be bound before the node that answers
+/// exists (a hierarchy needs every node's port before any node can be configured).
+public final class ResponderBox: Sendable {
+    private let storage: Mutex<(any DNSResponder)?>
+    public init(_ responder: (any DNSResponder)? = nil) { storage = Mutex(responder) }
+    public var responder: (any DNSResponder)? {
+        get { storage.withLock { $0 } }
+        set { storage.withLock { $0 = newValue } }
+    }
+}
+
+/// Encodes a reply for the transport; an unencodable message becomes a bare SERVFAIL.
+enum ReplyEncoder {
+    static func encode(_ reply: Reply, over transport: DNSTransportKind) -> [UInt8]? {
+        do {
+            switch transport {
+            case .tcp: return try reply.message.wire()
+            case .udp: return try reply.message.wireForUDP(limit: reply.udpLimit)
+            }
+        } catch {
+            var failure = DNSMessage(header: reply.message.header, questions: reply.message.questions)
+            failure.rcode = .serverFailure
+            return try? failure.wire()
+        }
+    }
+}
+
+final class DatagramHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    let responder: ResponderBox
+    init(responder: ResponderBox) { self.responder = responder }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard let responder = responder.responder else { return }
+        let query = envelope.data
+        let remote = envelope.remoteAddress
+        switch responder.respond(to: query, from: remote, over: .udp) {
+        case .drop:
+            return
+        case .reply(let reply):
+            guard let bytes = ReplyEncoder.encode(reply, over: .udp) else { return }
+            context.writeAndFlush(
+                wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
+                promise: nil)
+        case .later(let work):
+            let channel = context.channel
+            Task {
+                guard let reply = await work(), let bytes = ReplyEncoder.encode(reply, over: .udp) else { return }
+                channel.writeAndFlush(
+                    AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP port unreachable and the like on an unconnected UDP socket: nothing to do,
+        // and never a reason to stop serving.
+    }
+}
+
+final class StreamHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let responder: ResponderBox
+    init(responder: ResponderBox) { self.responder = responder }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let query = unwrapInboundIn(data)
+        guard let responder = responder.responder, let remote = context.remoteAddress else { return }
+        switch responder.respond(to: query, from: remote, over: .tcp) {
+        case .drop:
+            return
+        case .reply(let reply):
+            guard let bytes = ReplyEncoder.encode(reply, over: .tcp) else { return }
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        case .later(let work):
+            let channel = context.channel
+            Task {
+                guard let reply = await work(), let bytes = ReplyEncoder.encode(reply, over: .tcp) else { return }
+                channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A broken frame or a reset: this connection ends, the server goes on.
+        context.close(promise: nil)
+    }
+}

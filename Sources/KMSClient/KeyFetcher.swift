@@ -1,0 +1,166 @@
+public import DNSTransport
+public import DNSWire
+import Foundation
+public import KMSCrypto
+public import KMSProtocol
+import KMSSettings
+import NIOCore
+
+/// Why a fetch gave no key. `kind` decides the exit code of `kms fetch`.
+public struct FetchError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable {
+        /// The authoritative KMS has no such host.
+        case notFound
+        /// Something did not verify: the answer was discarded.
+        case verificationFailed
+        /// The home KMS, or a KMS behind it, did not answer in time.
+        case timeout
+        /// The hierarchy refused or failed the request (REFUSED, SERVFAIL, ...).
+        case refused
+        /// No trust anchor covers the name, or the signer asked for is not an anchor.
+        case noAnchor
+    }
+
+    public let kind: Kind
+    public let message: String
+    public var description: String { message }
+}
+
+/// A verified key, and how it was obtained.
+public struct FetchResult: Sendable {
+    public let countersignature: Countersignature
+    public let fromCache: Bool
+    /// What happened, hop by hop, when `trace` was asked for.
+    public let trace: [String]
+
+    public var key: KMSCrypto.PublicKey { countersignature.key }
+}
+
+/// The host side of KMS1 (PROTOCOL.md section 5, the patent's figure 6).
+public final class KeyFetcher: Sendable {
+    public let configuration: HostConfiguration
+    private let client: DNSClient
+    private let cache: HostCache?
+
+    public init(configuration: HostConfiguration, client: DNSClient) throws {
+        self.configuration = configuration
+        self.client = client
+        cache = try configuration.cache.map { try HostCache(path: $0, maximumAge: UnixTime(configuration.cacheMaxAge)) }
+    }
+
+    /// Fetches and verifies `target`'s key. `signer` defaults to the closest trust anchor.
+    public func fetch(
+        _ target: DomainName, signer requested: DomainName? = nil, useCache: Bool = true, trace: Bool = false
+    ) async throws(FetchError) -> FetchResult {
+        let target = target.lowercased
+        var lines: [String] = []
+        func note(_ line: @autoclosure () -> String) { if trace { lines.append(line()) } }
+
+        // Step 2: choose the signer (step 62 of the patent).
+        let anchor: TrustAnchors.Anchor
+        if let requested {
+            guard let found = configuration.anchors.anchor(named: requested) else {
+                throw FetchError(kind: .noAnchor, message: "\(requested) is not one of this host's trust anchors")
+            }
+            anchor = found
+        } else {
+            guard let found = configuration.anchors.closest(covering: target) else {
+                throw FetchError(kind: .noAnchor, message: "no trust anchor covers \(target)")
+            }
+            anchor = found
+        }
+        note("fetch \(target) as \(configuration.name), countersigner \(anchor.name)\(requested == nil ? " (closest trust anchor)" : "")")
+        let now = UnixTime(Date().timeIntervalSince1970)
+
+        // Step 1: the host's own cache, re-verified.
+        if useCache, let cache {
+            if let (countersignature, storedAt) = try? cache.lookup(target: target, signer: anchor.name, now: now) {
+                do {
+                    try AnswerVerification.checkCountersignature(countersignature, signer: anchor.name, signerKey: anchor.key, now: now)
+                    note("host cache: hit (stored \(now - storedAt) s ago), countersignature by \(anchor.name) verified")
+                    return FetchResult(countersignature: countersignature, fromCache: true, trace: lines)
+                } catch {
+                    note("host cache: entry discarded (\(error))")
+                }
+            } else {
+                note("host cache: miss")
+            }
+        }
+
+        // Step 3: a signed inquiry to the home KMS.
+        let home = configuration.home
+        let nonce: Nonce
+        let record: KMSRecord
+        do {
+            nonce = try Nonce.random()
+            record = try Inquiry(
+                target: target, signer: anchor.name, ip: configuration.address, from: configuration.name, nonce: nonce,
+                time: now
+            ).record().signed(by: configuration.key)
+        } catch {
+            throw FetchError(kind: .verificationFailed, message: "cannot sign the inquiry: \(error)")
+        }
+        var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
+        if trace { query.edns?.options.append(HopTrace.option) }
+        note("query \(home)\(trace ? " over TCP" : ""): kms1:inquiry target=\(target) signer=\(anchor.name) nonce=\(nonce)")
+        let started = Date()
+        let reply: DNSMessage
+        do {
+            let server = try SocketAddress(ipAddress: home.endpoint.address.description, port: home.endpoint.port)
+            let timeout = TimeAmount.milliseconds(Int64(configuration.timeout * 1000))
+            // A traced answer carries every hop's notes and rarely fits a UDP reply: ask over TCP.
+            reply = trace
+                ? try await client.queryOverTCP(query, server: server, timeout: timeout)
+                : try await client.query(query, server: server, timeout: timeout)
+        } catch let error as DNSClientError where error.code == .timeout {
+            throw FetchError(kind: .timeout, message: "home KMS \(home) did not answer within \(Int(configuration.timeout * 1000)) ms")
+        } catch {
+            throw FetchError(kind: .timeout, message: "home KMS \(home) unreachable: \(error)")
+        }
+        for (node, text) in HopTrace.notes(in: reply) { note("  \(node) \(text)") }
+        note("reply from \(home.name) in \(Int(Date().timeIntervalSince(started) * 1000)) ms: \(reply.rcode)")
+
+        // Step 4: accept only what verifies.
+        let check = ReplyCheck(responder: home.name, responderKey: home.key, target: target, nonce: nonce)
+        let verification = AnswerVerification(reply: check, signer: anchor.name, signerKey: anchor.key)
+        switch reply.rcode {
+        case .noError:
+            let answer: KeyAnswer
+            do {
+                guard let record = try reply.kmsRecord(), record.tag == .answer else {
+                    throw ProtocolError(.noRecord, "the reply carries no kms1:answer")
+                }
+                answer = try verification.verify(record, now: UnixTime(Date().timeIntervalSince1970))
+            } catch {
+                throw FetchError(kind: .verificationFailed, message: "answer from \(home.name) discarded: \(error)")
+            }
+            note("answer signed by \(home.name): verified; nonce echoed")
+            note("countersignature by \(anchor.name): verified with the trust anchor; valid \(Self.date(answer.countersignature.notBefore)) to \(Self.date(answer.countersignature.notAfter))")
+            // Step 5: cache and use.
+            try? cache?.store(answer.countersignature, at: now)
+            return FetchResult(countersignature: answer.countersignature, fromCache: false, trace: lines)
+        case .nameError:
+            do {
+                guard let record = try reply.kmsRecord(), record.tag == .unresolved else {
+                    throw ProtocolError(.noRecord, "NXDOMAIN without a kms1:unresolved record")
+                }
+                _ = try check.verify(unresolved: record)
+            } catch {
+                throw FetchError(kind: .verificationFailed, message: "unresolved answer from \(home.name) discarded: \(error)")
+            }
+            throw FetchError(kind: .notFound, message: "\(target) has no registered key (unresolved, signed by \(home.name))")
+        default:
+            let reasons = reply.extendedErrors.map(\.text).joined(separator: "; ")
+            let why = reasons.isEmpty ? "" : ": \(reasons)"
+            if reply.extendedErrors.contains(where: { $0.infoCode == .noReachableAuthority }) {
+                throw FetchError(kind: .timeout, message: "\(home.name) answered \(reply.rcode)\(why)")
+            }
+            throw FetchError(kind: .refused, message: "\(home.name) answered \(reply.rcode)\(why)")
+        }
+    }
+
+    static func date(_ time: UnixTime) -> String {
+        let formatter = ISO8601DateFormatter()
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(time)))
+    }
+}

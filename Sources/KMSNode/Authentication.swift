@@ -1,0 +1,76 @@
+import DNSTransport
+import DNSWire
+import KMSCrypto
+import KMSProtocol
+import KMSSettings
+
+/// Who sent a signed request, once its signature, time and nonce have been checked.
+enum Sender: Sendable {
+    case host(RegisteredHost)
+    case parent(Peer)
+    case child(Peer)
+
+    var name: DomainName {
+        switch self {
+        case .host(let host): host.name
+        case .parent(let peer), .child(let peer): peer.name
+        }
+    }
+}
+
+/// A request turned away before any work: REFUSED with this extended error.
+struct Refusal: Error {
+    let error: ExtendedDNSError
+    init(_ code: ExtendedDNSError.InfoCode, _ text: String) { error = ExtendedDNSError(code, text) }
+}
+
+extension KMSNode {
+    /// PROTOCOL.md section 4, step 1: the sender must be a host registered in this zone, the
+    /// parent or a child; its signature must verify; its time must be within the window and
+    /// its nonce unseen. The signature is checked before the nonce is remembered, so
+    /// unauthenticated traffic cannot fill the nonce memory.
+    func authenticate(_ record: KMSRecord, from: DomainName, nonce: Nonce, time: UnixTime, overTCP: Bool) -> Result<Sender, Refusal> {
+        let sender: Sender
+        if let parent = configuration.parent, parent.name == from {
+            sender = .parent(parent)
+        } else if let child = configuration.children.first(where: { $0.name == from }) {
+            sender = .child(child)
+        } else if case .local = router.route(from), let host = registry[from] {
+            sender = .host(host)
+        } else {
+            return .failure(Refusal(.prohibited, "unknown sender \(from): not a host of \(zone), its parent or a child"))
+        }
+        let key: PublicKey
+        switch sender {
+        case .host(let host): key = host.key
+        case .parent(let peer), .child(let peer): key = peer.key
+        }
+        do { try record.verifySignature(by: key, signer: from) } catch {
+            return .failure(Refusal(.dnssecBogus, "bad signature: the \(record.tag) is not signed by \(from)'s key"))
+        }
+        guard !nonce.isEmpty else {
+            return .failure(Refusal(.invalidData, "a signed request needs a nonce"))
+        }
+        let window = Int64(configuration.replayWindow)
+        switch replay.admit(sender: from, nonce: nonce, time: time, now: Self.now(), overTCP: overTCP) {
+        case .fresh:
+            return .success(sender)
+        case .tooOld(let skew):
+            return .failure(Refusal(.signatureExpired, "stale time: \(skew) s in the past (window ±\(window) s)"))
+        case .tooNew(let skew):
+            return .failure(Refusal(.signatureNotYetValid, "stale time: \(skew) s in the future (window ±\(window) s)"))
+        case .replayed:
+            return .failure(Refusal(.prohibited, "replay: nonce from \(from) already seen"))
+        }
+    }
+
+    /// Requests travel up until a zone contains the target, then down. A request that came
+    /// down from the parent never goes back up, and one from a child never goes back to it.
+    func loopsBack(_ route: Route, to sender: Sender) -> Bool {
+        switch (route, sender) {
+        case (.parent, .parent): true
+        case (.child(let peer), .child(let from)): peer.name == from.name
+        default: false
+        }
+    }
+}

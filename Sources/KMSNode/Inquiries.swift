@@ -1,0 +1,249 @@
+import DNSTransport
+import DNSWire
+import KMSCrypto
+import KMSProtocol
+import KMSSettings
+
+extension KMSNode {
+    /// A `kms1:inquiry` (PROTOCOL.md section 4): authenticate, then resolve the key, then
+    /// reply with a `kms1:answer` signed by this node that echoes the nonce.
+    func answer(inquiry record: KMSRecord, _ request: Request) -> Step {
+        let inquiry: Inquiry
+        do { inquiry = try Inquiry(record) } catch {
+            return .reply(Replies.error(to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size))
+        }
+        guard inquiry.target == request.question.name, request.question.type == .txt else {
+            return .reply(Replies.error(
+                to: request.message, .formatError,
+                ExtendedDNSError(.invalidData, "the question must be \(inquiry.target) TXT, as target= says"),
+                querySize: request.size))
+        }
+        let sender: Sender
+        switch authenticate(record, from: inquiry.from, nonce: inquiry.nonce, time: inquiry.time, overTCP: request.transport == .tcp) {
+        case .success(let who): sender = who
+        case .failure(let refusal):
+            logger.debug("refused inquiry", metadata: ["from": "\(inquiry.from)", "reason": "\(refusal.error.text)"])
+            return .reply(Replies.error(to: request.message, .refused, refusal.error, querySize: request.size))
+        }
+        let route = router.route(inquiry.target)
+        if loopsBack(route, to: sender) {
+            return .reply(Replies.error(
+                to: request.message, .refused,
+                ExtendedDNSError(.notAuthoritative, "\(inquiry.target) is not below \(zone); not sending it back to \(sender.name)"),
+                querySize: request.size))
+        }
+        // The requester's address: the host's own, replaced by this KMS's once forwarded.
+        let ip: IPAddress
+        if case .host = sender { ip = configuration.listen.address } else { ip = inquiry.ip }
+        var hops = Hops(node: zone, enabled: request.trace)
+        hops.note("inquiry from \(sender.name) for \(inquiry.target), signer \(inquiry.signer)")
+        let step = resolveKey(target: inquiry.target, signer: inquiry.signer, ip: ip, route: route, hops: hops)
+        return keyReply(step, to: request, nonce: inquiry.nonce)
+    }
+
+    /// Turns a key outcome into the reply to an inquiry or an anonymous TXT query.
+    func keyReply(_ step: KeyStep, to request: Request, nonce: Nonce, extra: [ResourceRecord] = []) -> Step {
+        switch step {
+        case .now(let outcome, let hops):
+            return .reply(reply(outcome, hops, to: request, nonce: nonce, extra: extra))
+        case .later(let work):
+            return .later { [self] in
+                let (outcome, hops) = await work()
+                return reply(outcome, hops, to: request, nonce: nonce, extra: extra)
+            }
+        }
+    }
+
+    private func reply(_ outcome: KeyOutcome, _ hops: Hops, to request: Request, nonce: Nonce, extra: [ResourceRecord]) -> Reply {
+        let now = Self.now()
+        var message: DNSMessage
+        switch outcome {
+        case .key(let countersignature, let ttl, let authoritative):
+            let answer = KeyAnswer(kind: .answer, countersignature: countersignature, from: zone, nonce: nonce, time: now)
+            guard let record = try? answer.record().signed(by: configuration.key) else {
+                return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign the answer"), querySize: request.size)
+            }
+            message = request.message.response(rcode: .noError, authoritative: authoritative)
+            message.answers = [record.resourceRecord(ttl: ttl)] + extra
+        case .unresolved:
+            let unresolved = Unresolved(target: request.question.name.lowercased, from: zone, nonce: nonce, time: now)
+            guard let record = try? unresolved.record().signed(by: configuration.key) else {
+                return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign the answer"), querySize: request.size)
+            }
+            message = request.message.response(rcode: .nameError)
+            message.authorities = [record.resourceRecord()]
+        case .refused(let error):
+            var reply = Replies.error(to: request.message, .refused, error, querySize: request.size)
+            reply.message.additionals += hops.records
+            return reply
+        case .failed(let error):
+            metrics.upstreamFailures.increment()
+            var reply = Replies.error(to: request.message, .serverFailure, error, querySize: request.size)
+            reply.message.additionals += hops.records
+            return reply
+        }
+        message.additionals = hops.records
+        return Reply(message, answering: request.message)
+    }
+
+    /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.
+    func resolveKey(target: DomainName, signer: DomainName, ip: IPAddress, route: Route, hops: Hops) -> KeyStep {
+        var hops = hops
+        let now = Self.now()
+        // Step 2: cached or stored with a valid countersignature.
+        if let entry = cache.lookup(target: target, signer: signer, now: now) {
+            metrics.cacheHits.increment()
+            hops.note("cache hit: \(target) countersigned by \(signer), stored \(now - entry.storedAt) s ago")
+            let isLocal = route == .local
+            return .now(.key(entry.countersignature, ttl: UInt32(entry.expiresAt - now), authoritative: isLocal), hops)
+        }
+        metrics.cacheMisses.increment()
+        // Step 3: route by name.
+        switch route {
+        case .outside:
+            hops.note("\(target) is outside \(zone), the top of this hierarchy")
+            return .now(.refused(ExtendedDNSError(.notAuthoritative, "\(target) is not in the hierarchy under \(zone)")), hops)
+        case .child(let peer), .parent(let peer):
+            hops.note("cache miss; forwarding to \(peer)")
+            return .later { [self, hops] in
+                await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops)
+            }
+        case .local:
+            guard let host = registry[target] else {
+                hops.note("\(target) is not registered in \(zone): unresolved")
+                return .now(.unresolved, hops)
+            }
+            if signer == zone {
+                return .now(issueLocal(host, now: now, hops: &hops), hops)
+            }
+            guard let parent = configuration.parent, zone.isSubdomain(of: signer) else {
+                hops.note("signer \(signer) is not on the path from \(zone) to the root")
+                return .now(.refused(ExtendedDNSError(.notAuthoritative, "signer not on path: \(signer) is not above \(zone)")), hops)
+            }
+            hops.note("\(target) registered here; asking \(parent.name) for \(signer)'s countersignature")
+            return .later { [self, hops] in
+                await requestCountersignature(for: host, signer: signer, ip: ip, via: parent, hops: hops)
+            }
+        }
+    }
+
+    /// This node is the signer and the host is its own: countersign, cache, record.
+    private func issueLocal(_ host: RegisteredHost, now: UnixTime, hops: inout Hops) -> KeyOutcome {
+        guard let countersignature = try? issue(target: host.name, key: host.key, now: now) else {
+            return .failed(ExtendedDNSError(.other, "\(zone) could not sign"))
+        }
+        cache.store(countersignature, at: now)
+        hops.note("countersigned \(host.name) as \(zone), valid \(countersignature.notBefore)–\(countersignature.notAfter)")
+        let ttl = UInt32(min(countersignature.notAfter, now + cache.maximumAge) - now)
+        return .key(countersignature, ttl: ttl, authoritative: true)
+    }
+
+    /// Issues a countersignature by this node, valid from a little before now (clock skew
+    /// allowance: the replay window) for the configured validity, and records it.
+    func issue(target: DomainName, key: PublicKey, now: UnixTime) throws -> Countersignature {
+        let countersignature = try Countersignature.issue(
+            target: target, key: key, signer: zone, signerKey: configuration.key,
+            notBefore: now - UnixTime(configuration.replayWindow),
+            notAfter: now + UnixTime(configuration.countersignatureValidity))
+        metrics.countersignaturesIssued.increment()
+        store.record(countersignature, origin: .issued, at: now) { [logger] error in
+            if let error { logger.error("cannot record an issued countersignature", metadata: ["error": "\(error)"]) }
+        }
+        return countersignature
+    }
+
+    /// Step 3, forwarding: ask the child or the parent with an inquiry signed by this node.
+    private func forward(target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops) async -> (KeyOutcome, Hops) {
+        var hops = hops
+        let now = Self.now()
+        guard let nonce = try? Nonce.random(),
+            let record = try? Inquiry(target: target, signer: signer, ip: ip, from: zone, nonce: nonce, time: now)
+                .record().signed(by: configuration.key)
+        else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
+        let (answer, upstreamHops) = await upstream.ask(peer, target: target, record: record, nonce: nonce, trace: hops.enabled)
+        hops.append(upstreamHops)
+        switch answer {
+        case .key(let key):
+            return (accept(key.countersignature, target: target, signer: signer, from: peer, expectedKey: nil, hops: &hops), hops)
+        case .unresolved:
+            hops.note("\(peer.name) says \(target) is unresolved")
+            return (.unresolved, hops)
+        case .error(let rcode, let errors):
+            hops.note("\(peer.name) answered \(rcode)")
+            return (.passOn(rcode, errors, from: peer.name), hops)
+        case .failed(let error):
+            logger.warning("upstream failed", metadata: ["peer": "\(peer)", "reason": "\(error.text)"])
+            hops.note(error.text)
+            return (.failed(error), hops)
+        }
+    }
+
+    /// Step 3, the target is ours but the signer is above: a sigreq up the parent chain.
+    private func requestCountersignature(
+        for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops
+    ) async -> (KeyOutcome, Hops) {
+        var hops = hops
+        let now = Self.now()
+        guard let nonce = try? Nonce.random(),
+            let record = try? SignatureRequest(
+                target: host.name, key: host.key, signer: signer, ip: ip, from: zone, nonce: nonce, time: now
+            ).record().signed(by: configuration.key)
+        else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
+        let (answer, upstreamHops) = await upstream.ask(parent, target: host.name, record: record, nonce: nonce, trace: hops.enabled)
+        hops.append(upstreamHops)
+        switch answer {
+        case .key(let key):
+            // The key may have been rotated while we waited: never serve the old one.
+            guard registry[host.name]?.key == key.key else {
+                hops.note("\(host.name) was re-registered meanwhile; discarding the countersignature over its old key")
+                return (.failed(ExtendedDNSError(.other, "\(host.name) changed key during the request; ask again")), hops)
+            }
+            return (accept(key.countersignature, target: host.name, signer: signer, from: parent, expectedKey: host.key, hops: &hops), hops)
+        case .unresolved:
+            return (.failed(ExtendedDNSError(.invalidData, "\(parent.name) answered a sigreq with unresolved")), hops)
+        case .error(let rcode, let errors):
+            hops.note("\(parent.name) answered \(rcode)")
+            return (.passOn(rcode, errors, from: parent.name), hops)
+        case .failed(let error):
+            logger.warning("upstream failed", metadata: ["peer": "\(parent)", "reason": "\(error.text)"])
+            hops.note(error.text)
+            return (.failed(error), hops)
+        }
+    }
+
+    /// Step 4: check what came back, then cache and record it. The hop signature was checked
+    /// by `Upstream`; here the countersignature is checked with the signer's key when this node
+    /// holds it (itself, its parent, a child or an anchor).
+    private func accept(
+        _ countersignature: Countersignature, target: DomainName, signer: DomainName, from peer: Peer,
+        expectedKey: PublicKey?, hops: inout Hops
+    ) -> KeyOutcome {
+        let now = Self.now()
+        do {
+            guard countersignature.target == target else {
+                throw ProtocolError(.targetMismatch, "countersignature is over \(countersignature.target)")
+            }
+            if let expectedKey, countersignature.key != expectedKey {
+                throw ProtocolError(.badCountersignature, "countersignature is over another key than the one registered")
+            }
+            if let signerKey = knownKey(of: signer) {
+                try AnswerVerification.checkCountersignature(countersignature, signer: signer, signerKey: signerKey, now: now)
+            } else {
+                guard countersignature.signer == signer else {
+                    throw ProtocolError(.signerMismatch, "countersigned by \(countersignature.signer), asked \(signer)")
+                }
+                try countersignature.checkValidity(at: now)
+            }
+        } catch {
+            hops.note("rejected the answer from \(peer.name): \(error)")
+            return .failed(ExtendedDNSError(.dnssecBogus, "answer from \(peer.name) rejected: \(error)"))
+        }
+        cache.store(countersignature, at: now)
+        store.record(countersignature, origin: .received, at: now) { [logger] error in
+            if let error { logger.error("cannot record a received countersignature", metadata: ["error": "\(error)"]) }
+        }
+        hops.note("verified and cached \(target) countersigned by \(signer), valid until \(countersignature.notAfter)")
+        let ttl = UInt32(max(0, min(countersignature.notAfter, now + cache.maximumAge) - now))
+        return .key(countersignature, ttl: ttl, authoritative: false)
+    }
+}

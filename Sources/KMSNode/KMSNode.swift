@@ -1,0 +1,139 @@
+public import DNSTransport
+public import DNSWire
+import Foundation
+public import KMSCrypto
+public import KMSProtocol
+import KMSSettings
+public import Logging
+import NIOCore
+import Synchronization
+
+/// One Key Management Server: the patent's figure 1, serving one zone.
+///
+/// It answers from memory (registry, key cache) where it can, signs with its own key, and asks
+/// its parent or a child over the network where it must. The request path is in
+/// `Pipeline.swift`, in the order it runs.
+public final class KMSNode: Sendable {
+    public let configuration: NodeConfiguration
+    let store: NodeStore
+    let registry: Registry
+    let cache: KeyCache
+    let replay: ReplayGuard
+    let router: Router
+    let upstream: Upstream
+    let logger: Logger
+    let metrics: NodeMetrics
+    /// Registrations are applied one at a time: store, then memory, then cache purge.
+    private let registrationOrder = Mutex(())
+
+    public var zone: DomainName { configuration.zone }
+
+    /// Opens the store, applies the configuration's `host` lines for hosts the store does not
+    /// know yet, and warms the key cache from countersignatures still valid.
+    public init(configuration: NodeConfiguration, client: DNSClient, logger: Logger? = nil) throws(NodeError) {
+        self.configuration = configuration
+        var logger = logger ?? Logger(label: "kmsd")
+        logger[metadataKey: "zone"] = "\(configuration.zone)"
+        self.logger = logger
+        do {
+            store = try NodeStore(path: configuration.database)
+        } catch {
+            throw NodeError(configuration.path, field: "database", "cannot open \(configuration.database): \(error)")
+        }
+        let now = Self.now()
+        let stored: [RegisteredHost]
+        do {
+            var (hosts, unreadable) = try store.hosts()
+            for name in unreadable { logger.warning("skipping unreadable host row", metadata: ["host": "\(name)"]) }
+            for seed in configuration.hosts where !hosts.contains(where: { $0.name == seed.name }) {
+                let host = RegisteredHost(name: seed.name, addresses: seed.addresses, key: seed.key, registeredAt: now)
+                try store.register(host)
+                hosts.append(host)
+            }
+            stored = hosts
+        } catch {
+            throw NodeError(configuration.path, field: "database", "cannot read \(configuration.database): \(error)")
+        }
+        registry = Registry(stored)
+        cache = KeyCache(maximumAge: UnixTime(configuration.cacheMaxAge))
+        replay = ReplayGuard(window: Int64(configuration.replayWindow), capacity: configuration.replayMemory)
+        router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
+        upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
+        metrics = NodeMetrics(zone: configuration.zone)
+        warmCache(now: now)
+    }
+
+    /// Seconds since the epoch.
+    static func now() -> UnixTime { UnixTime(Date().timeIntervalSince1970) }
+
+    /// The key this node holds for a KMS name: itself, its parent, a child, or an anchor.
+    func knownKey(of name: DomainName) -> PublicKey? {
+        if name == zone { return configuration.key.publicKey }
+        if let peer = router.peer(named: name) { return peer.key }
+        return configuration.anchors.anchor(named: name)?.key
+    }
+
+    private func warmCache(now: UnixTime) {
+        guard let rows = try? store.countersignatures(origin: .received, validAt: now) else { return }
+        var loaded = 0
+        for (countersignature, storedAt) in rows.reversed() {
+            // What comes back from disk is checked again: a key is never used unverified.
+            guard let key = knownKey(of: countersignature.signer),
+                (try? countersignature.verify(by: key)) != nil,
+                storedAt + cache.maximumAge > now
+            else { continue }
+            if case .local = router.route(countersignature.target),
+                registry[countersignature.target]?.key != countersignature.key
+            {
+                continue
+            }
+            cache.store(countersignature, at: storedAt)
+            loaded += 1
+        }
+        if loaded > 0 { logger.info("warmed key cache", metadata: ["entries": "\(loaded)"]) }
+    }
+
+    // MARK: Registration
+
+    /// Adds or replaces a host in this zone. Durable when it returns; from then on the node
+    /// serves the new key and never a countersignature over the old one.
+    public func register(name: DomainName, key: PublicKey, addresses: [IPAddress]) throws(NodeError) {
+        guard name.isSubdomain(of: zone) else {
+            throw NodeError(nil, field: "name", "\(name) is not in zone \(zone)")
+        }
+        if case .child(let child) = router.route(name) {
+            throw NodeError(nil, field: "name", "\(name) is in the child zone \(child.name); register it there")
+        }
+        let host = RegisteredHost(name: name.lowercased, addresses: addresses, key: key, registeredAt: Self.now())
+        let result: Result<Void, NodeError> = registrationOrder.withLock { _ in
+            do { try store.register(host) } catch {
+                return .failure(NodeError(configuration.database, field: nil, "cannot store the registration: \(error)"))
+            }
+            let rotated = registry[host.name].map { $0.key != key } ?? false
+            registry.set(host)
+            if rotated { cache.purge(target: host.name) }
+            return .success(())
+        }
+        try result.get()
+        logger.info("registered host", metadata: ["host": "\(host.name)", "key": "\(KeyField.encode(key).prefix(24))…"])
+    }
+
+    public var registeredHosts: [RegisteredHost] { registry.all.sorted { $0.name.text < $1.name.text } }
+}
+
+/// A node that cannot start or cannot do what it was asked: says which file and field.
+public struct NodeError: Error, Sendable, CustomStringConvertible {
+    public let path: String?
+    public let field: String?
+    public let reason: String
+
+    public init(_ path: String?, field: String?, _ reason: String) {
+        self.path = path
+        self.field = field
+        self.reason = reason
+    }
+
+    public var description: String {
+        [path, field].compactMap { $0 }.joined(separator: ": ") + (path == nil && field == nil ? "" : ": ") + reason
+    }
+}

@@ -1,0 +1,62 @@
+import DNSWire
+import KMSProtocol
+import Synchronization
+
+/// Countersigned keys by (target, signer), with the time they were stored: the patent's
+/// figure 3 table, in memory. An entry lives until its `not-after` or the maximum age,
+/// whichever comes first.
+final class KeyCache: Sendable {
+    struct Key: Hashable {
+        let target: DomainName
+        let signer: DomainName
+    }
+
+    struct Entry: Sendable {
+        let countersignature: Countersignature
+        let storedAt: UnixTime
+        let expiresAt: UnixTime
+    }
+
+    private let entries = Mutex<[Key: Entry]>([:])
+    let maximumAge: UnixTime
+    let capacity: Int
+
+    init(maximumAge: UnixTime, capacity: Int = 100_000) {
+        self.maximumAge = maximumAge
+        self.capacity = capacity
+    }
+
+    /// A valid entry, or nil. Expired entries are removed as they are met.
+    func lookup(target: DomainName, signer: DomainName, now: UnixTime) -> Entry? {
+        let key = Key(target: target, signer: signer)
+        return entries.withLock { table in
+            guard let entry = table[key] else { return nil }
+            guard entry.expiresAt > now else {
+                table.removeValue(forKey: key)
+                return nil
+            }
+            return now >= entry.countersignature.notBefore ? entry : nil
+        }
+    }
+
+    func store(_ countersignature: Countersignature, at now: UnixTime) {
+        let entry = Entry(
+            countersignature: countersignature, storedAt: now,
+            expiresAt: min(countersignature.notAfter, now + maximumAge))
+        guard entry.expiresAt > now else { return }
+        entries.withLock { table in
+            if table.count >= capacity {
+                table = table.filter { $0.value.expiresAt > now }
+                if table.count >= capacity, let victim = table.keys.first { table.removeValue(forKey: victim) }
+            }
+            table[Key(target: countersignature.target, signer: countersignature.signer)] = entry
+        }
+    }
+
+    /// Forgets every entry for `target` (its key was rotated).
+    func purge(target: DomainName) {
+        entries.withLock { table in table = table.filter { $0.key.target != target } }
+    }
+
+    var count: Int { entries.withLock { $0.count } }
+}

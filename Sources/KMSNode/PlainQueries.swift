@@ -1,0 +1,113 @@
+import DNSTransport
+import DNSWire
+import KMSProtocol
+import KMSSettings
+import NIOCore
+
+extension KMSNode {
+    /// A query without a KMS record: A/AAAA from the zone's address table, TXT through the
+    /// key path as an anonymous inquiry (plus any ordinary TXT data), other types by existence.
+    func answer(plain request: Request) -> Step {
+        let name = request.question.name
+        let route = router.route(name)
+        switch request.question.type {
+        case .txt:
+            metrics.count(.anonymous)
+            return answerAnonymous(request, route: route)
+        case .a, .aaaa:
+            metrics.count(.address)
+            return answerAddress(request, route: route)
+        default:
+            metrics.count(.other)
+            guard case .local = route else {
+                return refuse(request, ExtendedDNSError(.notSupported, "only A, AAAA and TXT are served for names outside \(zone)"))
+            }
+            return .reply(nameExists(name) ? nodata(request) : nxdomain(request))
+        }
+    }
+
+    /// PROTOCOL.md section 4: a plain TXT query follows the inquiry path with an empty nonce and
+    /// the configured default signer, so `dig TXT hostb.c.a.xx` shows the answer.
+    private func answerAnonymous(_ request: Request, route: Route) -> Step {
+        let name = request.question.name
+        let ordinary = (configuration.txt[name] ?? []).map {
+            ResourceRecord(name: name, ttl: 300, data: .txt([$0]))
+        }
+        let isHost = route == .local && registry[name] != nil
+        if !ordinary.isEmpty && !isHost {
+            var message = request.message.response(rcode: .noError)
+            message.answers = ordinary
+            return .reply(Reply(message, answering: request.message))
+        }
+        guard configuration.allowAnonymous else {
+            return refuse(request, ExtendedDNSError(.prohibited, "anonymous key queries are refused here; send a signed kms1:inquiry"))
+        }
+        if route == .outside {
+            return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not in the hierarchy under \(zone)"))
+        }
+        let client = IPAddress(request.client.ipAddress ?? "") ?? configuration.listen.address
+        var hops = Hops(node: zone, enabled: request.trace)
+        hops.note("anonymous query from \(client) for \(name), signer \(configuration.defaultSigner)")
+        let step = resolveKey(target: name.lowercased, signer: configuration.defaultSigner, ip: client, route: route, hops: hops)
+        return keyReply(step, to: request, nonce: .empty, extra: ordinary)
+    }
+
+    /// A and AAAA: the zone's own hosts from memory; other names of the hierarchy from the
+    /// child or parent, as a stub resolver would get them. Queries only go up while RD is set,
+    /// and this node asks upward with RD set and downward without, so nothing loops.
+    private func answerAddress(_ request: Request, route: Route) -> Step {
+        let question = request.question
+        switch route {
+        case .local:
+            guard let host = registry[question.name] else {
+                return .reply(nameExists(question.name) ? nodata(request) : nxdomain(request))
+            }
+            var message = request.message.response(rcode: .noError)
+            message.answers = host.addresses.filter { $0.isIPv6 == (question.type == .aaaa) }.map {
+                ResourceRecord(name: question.name, ttl: 300, data: $0.rdata)
+            }
+            return .reply(Reply(message, answering: request.message))
+        case .outside:
+            return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not in the hierarchy under \(zone); this is not an open resolver"))
+        case .parent(let peer) where !request.message.header.recursionDesired:
+            return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
+        case .child(let peer), .parent(let peer):
+            let upward = route == .parent(peer)
+            return .later { [self] in
+                await forwardAddress(request, to: peer, recursionDesired: upward)
+            }
+        }
+    }
+
+    private func forwardAddress(_ request: Request, to peer: Peer, recursionDesired: Bool) async -> Reply {
+        var query = DNSMessage.query(id: 0, name: request.question.name, type: request.question.type)
+        query.header.recursionDesired = recursionDesired
+        do {
+            let answer = try await upstream.client.query(query, server: .from(peer.endpoint), timeout: upstream.timeout)
+            var message = request.message.response(rcode: answer.rcode, authoritative: false)
+            message.header.recursionAvailable = true
+            message.answers = answer.answers
+            message.authorities = answer.authorities.filter { !($0.data.type == .txt && HopTrace.records(in: answer).contains($0)) }
+            if message.edns != nil { for error in answer.extendedErrors { message.addExtendedError(error) } }
+            return Reply(message, answering: request.message)
+        } catch {
+            let reason = (error as? DNSClientError).map { "\(peer.name) (\(peer.endpoint)): \($0.reason)" } ?? "\(error)"
+            return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.noReachableAuthority, reason), querySize: request.size)
+        }
+    }
+
+    /// Whether a name of this zone exists: the apex, a registered host, a name with TXT data,
+    /// or an ancestor of one of them (an empty non-terminal).
+    private func nameExists(_ name: DomainName) -> Bool {
+        if name == zone || registry[name] != nil || configuration.txt[name] != nil { return true }
+        return registry.all.contains { $0.name.isSubdomain(of: name) }
+    }
+
+    private func nodata(_ request: Request) -> Reply {
+        Reply(request.message.response(rcode: .noError), answering: request.message)
+    }
+
+    private func nxdomain(_ request: Request) -> Reply {
+        Reply(request.message.response(rcode: .nameError), answering: request.message)
+    }
+}

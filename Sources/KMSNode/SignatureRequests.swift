@@ -1,0 +1,101 @@
+import DNSTransport
+import DNSWire
+import KMSProtocol
+import KMSSettings
+
+extension KMSNode {
+    /// A `kms1:sigreq` from a child: countersign if this node is the signer, otherwise pass it
+    /// up to the parent (re-signed), and reply with a `kms1:countersig` signed by this node.
+    func answer(signatureRequest record: KMSRecord, _ request: Request) -> Step {
+        let sigreq: SignatureRequest
+        do { sigreq = try SignatureRequest(record) } catch {
+            return .reply(Replies.error(to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size))
+        }
+        guard sigreq.target == request.question.name, request.question.type == .txt else {
+            return .reply(Replies.error(
+                to: request.message, .formatError,
+                ExtendedDNSError(.invalidData, "the question must be \(sigreq.target) TXT, as target= says"),
+                querySize: request.size))
+        }
+        let child: Peer
+        switch authenticate(record, from: sigreq.from, nonce: sigreq.nonce, time: sigreq.time, overTCP: request.transport == .tcp) {
+        case .success(.child(let peer)): child = peer
+        case .success(let other):
+            return refuse(request, ExtendedDNSError(.prohibited, "only a child KMS may ask for a countersignature, not \(other.name)"))
+        case .failure(let refusal):
+            return refuse(request, refusal.error)
+        }
+        // A child vouches only for names in its own zone.
+        guard sigreq.target.isEqualOrSubdomain(of: child.name) else {
+            return refuse(request, ExtendedDNSError(.prohibited, "\(child.name) may not ask for \(sigreq.target), outside its zone"))
+        }
+        var hops = Hops(node: zone, enabled: request.trace)
+        let now = Self.now()
+        if sigreq.signer == zone {
+            guard let countersignature = try? issue(target: sigreq.target, key: sigreq.key, now: now) else {
+                return .reply(Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size))
+            }
+            hops.note("countersigned \(sigreq.target) for \(child.name), valid \(countersignature.notBefore)–\(countersignature.notAfter)")
+            return .reply(countersignatureReply(countersignature, hops, to: request, nonce: sigreq.nonce))
+        }
+        guard let parent = configuration.parent, zone.isSubdomain(of: sigreq.signer) else {
+            return refuse(request, ExtendedDNSError(.notAuthoritative, "signer not on path: \(sigreq.signer) is not above \(zone)"))
+        }
+        hops.note("passing \(child.name)'s sigreq for \(sigreq.target) up to \(parent)")
+        return .later { [self, hops] in
+            await passUp(sigreq, via: parent, hops: hops, request: request)
+        }
+    }
+
+    private func passUp(_ sigreq: SignatureRequest, via parent: Peer, hops: Hops, request: Request) async -> Reply {
+        var hops = hops
+        guard let nonce = try? KMSProtocol.Nonce.random(),
+            let record = try? SignatureRequest(
+                target: sigreq.target, key: sigreq.key, signer: sigreq.signer, ip: sigreq.ip, from: zone, nonce: nonce,
+                time: Self.now()
+            ).record().signed(by: configuration.key)
+        else {
+            return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size)
+        }
+        let (answer, upstreamHops) = await upstream.ask(parent, target: sigreq.target, record: record, nonce: nonce, trace: hops.enabled)
+        hops.append(upstreamHops)
+        let failure: (RCode, ExtendedDNSError)
+        switch answer {
+        case .key(let key) where key.kind == .countersignature && key.key == sigreq.key && key.signer == sigreq.signer:
+            if let signerKey = knownKey(of: sigreq.signer) {
+                do { try key.countersignature.verify(by: signerKey) } catch {
+                    failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "countersignature from \(parent.name) rejected: \(error)"))
+                    break
+                }
+            }
+            return countersignatureReply(key.countersignature, hops, to: request, nonce: sigreq.nonce)
+        case .key:
+            failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "\(parent.name) countersigned something else than was asked"))
+        case .unresolved:
+            failure = (.serverFailure, ExtendedDNSError(.invalidData, "\(parent.name) answered a sigreq with unresolved"))
+        case .error(let rcode, let errors):
+            failure = (rcode == .refused ? .refused : .serverFailure, errors.first ?? ExtendedDNSError(.other, "\(parent.name) answered \(rcode)"))
+        case .failed(let error):
+            failure = (.serverFailure, error)
+        }
+        var reply = Replies.error(to: request.message, failure.0, failure.1, querySize: request.size)
+        reply.message.additionals += hops.records
+        return reply
+    }
+
+    private func countersignatureReply(_ countersignature: Countersignature, _ hops: Hops, to request: Request, nonce: Nonce) -> Reply {
+        let answer = KeyAnswer(kind: .countersignature, countersignature: countersignature, from: zone, nonce: nonce, time: Self.now())
+        guard let record = try? answer.record().signed(by: configuration.key) else {
+            return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign"), querySize: request.size)
+        }
+        var message = request.message.response(rcode: .noError)
+        message.answers = [record.resourceRecord()]
+        message.additionals = hops.records
+        return Reply(message, answering: request.message)
+    }
+
+    func refuse(_ request: Request, _ error: ExtendedDNSError) -> Step {
+        logger.debug("refused", metadata: ["reason": "\(error.text)"])
+        return .reply(Replies.error(to: request.message, .refused, error, querySize: request.size))
+    }
+}

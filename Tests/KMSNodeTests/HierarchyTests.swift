@@ -1,0 +1,264 @@
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import KMSNode
+import KMSProtocol
+import NIOCore
+import Testing
+
+/// The acceptance checks of the KMS hierarchy, over real sockets on 127.0.0.1.
+@Suite struct HierarchyTests {
+    @Test func hostAFetchesHostBCountersignedByTheRoot() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let result = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.", trace: true)
+        #expect(result.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+        #expect(result.countersignature.signer == "xx.")
+        #expect(!result.fromCache)
+        // The trace names every hop: home, a.xx., c.a.xx., and the signer xx.
+        let trace = result.trace.joined(separator: "\n")
+        for hop in ["b.a.xx. cache miss; forwarding to a.xx.", "a.xx. cache miss; forwarding to c.a.xx.", "c.a.xx.", "xx. countersigned hostb.c.a.xx."] {
+            #expect(trace.contains(hop), "trace lacks '\(hop)':\n\(trace)")
+        }
+    }
+
+    @Test func withAnchorAXXTheCloserAnchorCountersigns() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let fetcher = try hierarchy.fetcher("hosta.b.a.xx.", anchors: ["xx.", "a.xx."])
+        let result = try await fetcher.fetch("hostb.c.a.xx.")
+        #expect(result.countersignature.signer == "a.xx.")
+        try result.countersignature.verify(by: hierarchy.keys["a.xx."]!.publicKey)
+        #expect(result.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+    }
+
+    @Test func secondFetchIsServedFromTheHomeCacheWithKMS2Stopped() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let first = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
+        await hierarchy.stop("c.a.xx.")
+        // A fresh host store, so the question really goes to KMS1 (b.a.xx.).
+        let second = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.", useCache: false, trace: true)
+        #expect(second.key == first.key)
+        #expect(second.trace.contains { $0.contains("b.a.xx. cache hit") })
+    }
+
+    @Test func hostCacheAnswersWithoutTheNetwork() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let fetcher = try hierarchy.fetcher("hosta.b.a.xx.", cache: true)
+        let first = try await fetcher.fetch("hostb.c.a.xx.")
+        for zone in TestHierarchy.zones { await hierarchy.stop(zone) }
+        let second = try await fetcher.fetch("hostb.c.a.xx.")
+        #expect(second.fromCache)
+        #expect(second.key == first.key)
+    }
+
+    @Test func unknownNameIsUnresolved() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let fetcher = try hierarchy.fetcher("hosta.b.a.xx.")
+        do {
+            _ = try await fetcher.fetch("nobody.c.a.xx.")
+            Issue.record("an unknown name gave a key")
+        } catch {
+            #expect(error.kind == .notFound, "\(error)")
+        }
+    }
+
+    @Test func parentDownGivesServfailNamingItWithinTheTimeout() async throws {
+        let hierarchy = try await TestHierarchy(upstreamTimeout: "500ms")
+        defer { Task { await hierarchy.shutdown() } }
+        await hierarchy.stop("a.xx.")
+        let fetcher = try hierarchy.fetcher("hosta.b.a.xx.")
+        let started = ContinuousClock.now
+        do {
+            _ = try await fetcher.fetch("hostb.c.a.xx.")
+            Issue.record("fetched a key with the parent down")
+        } catch {
+            #expect(error.kind == .timeout, "\(error)")
+            #expect(error.message.contains("SERVFAIL"), "\(error)")
+            #expect(error.message.contains("a.xx. (127.0.0.1:\(hierarchy.endpoints["a.xx."]!.port)) did not answer"), "\(error)")
+        }
+        // The home KMS gave up after its own time-out, well before the host's (5 s).
+        #expect(ContinuousClock.now - started < .seconds(3))
+    }
+
+    @Test func registrationsSurviveARestart() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let key = try PrivateKey(generating: .p256).publicKey
+        try hierarchy.nodes["c.a.xx."]!.register(name: "hostd.c.a.xx.", key: key, addresses: [IPAddress("127.0.0.14")!])
+        try hierarchy.startNode("c.a.xx.")  // a new node on the same store, as after a restart
+        #expect(hierarchy.nodes["c.a.xx."]!.registeredHosts.contains { $0.name == "hostd.c.a.xx." && $0.key == key })
+        let result = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostd.c.a.xx.")
+        #expect(result.key == key)
+    }
+
+    @Test func aRotatedKeyIsServedNeverTheOldOne() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let old = hierarchy.keys["hostb.c.a.xx."]!.publicKey
+        // hostc lives in c.a.xx., the authoritative KMS for hostb: it asks c.a.xx. directly.
+        let fetcher = try hierarchy.fetcher("hostc.c.a.xx.")
+        #expect(try await fetcher.fetch("hostb.c.a.xx.").key == old)
+        let rotated = try PrivateKey(generating: .ed25519).publicKey
+        try hierarchy.nodes["c.a.xx."]!.register(name: "hostb.c.a.xx.", key: rotated, addresses: [IPAddress("127.0.0.12")!])
+        for _ in 0..<3 {
+            let result = try await fetcher.fetch("hostb.c.a.xx.")
+            #expect(result.key == rotated)
+            #expect(result.key != old)
+        }
+        // And the anonymous path of the authoritative KMS agrees.
+        let reply = try await hierarchy.send(DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt), to: "c.a.xx.")
+        let answer = try KeyAnswer(try #require(try reply.kmsRecord()))
+        #expect(answer.key == rotated)
+    }
+}
+
+/// Bad input: each gets a precise answer, and the server keeps serving.
+@Suite struct BadInputTests {
+    func inquiry(_ hierarchy: TestHierarchy, time: UnixTime? = nil) throws -> KMSRecord {
+        try Inquiry(
+            target: "hostb.c.a.xx.", signer: "xx.", ip: IPAddress("127.0.0.11")!, from: "hosta.b.a.xx.",
+            nonce: try Nonce.random(), time: time ?? UnixTime(Date().timeIntervalSince1970)
+        ).record().signed(by: hierarchy.keys["hosta.b.a.xx."]!)
+    }
+
+    func refusal(_ reply: DNSMessage) -> String {
+        "\(reply.rcode) \(reply.extendedErrors.map(\.text).joined(separator: "; "))"
+    }
+
+    @Test func tamperedInquiryIsRefusedWithTheReason() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let record = try inquiry(hierarchy)
+        var strings = record.strings
+        strings[1] = Array("target=hostc.c.a.xx.".utf8)
+        let tampered = try #require(try KMSRecord(owner: record.owner, strings: strings))
+        let query = DNSMessage.kmsQuery(id: 0, target: "hostc.c.a.xx.", record: tampered)
+        let reply = try await hierarchy.send(query, to: "b.a.xx.")
+        #expect(reply.rcode == .refused, "\(refusal(reply))")
+        #expect(reply.extendedErrors.first?.text.contains("bad signature") == true, "\(refusal(reply))")
+        #expect(try reply.wire().count <= query.wire().count)
+    }
+
+    @Test func replayIsRefused() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let query = DNSMessage.kmsQuery(id: 0, target: "hostb.c.a.xx.", record: try inquiry(hierarchy))
+        let first = try await hierarchy.send(query, to: "b.a.xx.")
+        #expect(first.rcode == .noError, "\(refusal(first))")
+        let second = try await hierarchy.send(query, to: "b.a.xx.")
+        #expect(second.rcode == .refused)
+        #expect(second.extendedErrors.first?.text.contains("replay") == true, "\(refusal(second))")
+    }
+
+    @Test func skewedTimeIsRefused() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let now = UnixTime(Date().timeIntervalSince1970)
+        for (time, word) in [(now - 1000, "past"), (now + 1000, "future")] {
+            let reply = try await hierarchy.send(
+                DNSMessage.kmsQuery(id: 0, target: "hostb.c.a.xx.", record: try inquiry(hierarchy, time: time)), to: "b.a.xx.")
+            #expect(reply.rcode == .refused)
+            #expect(reply.extendedErrors.first?.text.contains("stale time") == true, "\(refusal(reply))")
+            #expect(reply.extendedErrors.first?.text.contains(word) == true, "\(refusal(reply))")
+        }
+    }
+
+    @Test func unknownSenderIsRefused() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let stranger = try PrivateKey(generating: .ed25519)
+        let record = try Inquiry(
+            target: "hostb.c.a.xx.", signer: "xx.", ip: IPAddress("127.0.0.99")!, from: "mallory.b.a.xx.",
+            nonce: try Nonce.random(), time: UnixTime(Date().timeIntervalSince1970)
+        ).record().signed(by: stranger)
+        let reply = try await hierarchy.send(DNSMessage.kmsQuery(id: 0, target: "hostb.c.a.xx.", record: record), to: "b.a.xx.")
+        #expect(reply.rcode == .refused)
+        #expect(reply.extendedErrors.first?.text.contains("unknown sender mallory.b.a.xx.") == true, "\(refusal(reply))")
+    }
+
+    @Test func malformedPacketsGetFormerrAndTheServerKeepsServing() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let good = try DNSMessage.query(id: 77, name: "hosta.b.a.xx.", type: .a).wire()
+        let server = hierarchy.servers["b.a.xx."]!.address
+        // A truncated query: FORMERR echoing the ID.
+        let truncated = try await RawUDP.exchange(Array(good.prefix(good.count - 12)), with: server)
+        let formerr = try DNSMessage(wire: try #require(truncated))
+        #expect(formerr.rcode == .formatError)
+        #expect(formerr.header.id == 77)
+        #expect(formerr.extendedErrors.first?.text.contains("malformed") == true)
+        // A compression loop in the question.
+        let loop: [UInt8] = [0, 78, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1]
+        #expect(try DNSMessage(wire: try #require(try await RawUDP.exchange(loop, with: server))).rcode == .formatError)
+        // Too short, and a response: silence.
+        #expect(try await RawUDP.exchange([1, 2, 3], with: server, timeout: .milliseconds(300)) == nil)
+        var response = DNSMessage.query(id: 79, name: "hosta.b.a.xx.", type: .a)
+        response.header.isResponse = true
+        #expect(try await RawUDP.exchange(try response.wire(), with: server, timeout: .milliseconds(300)) == nil)
+        // A KMS record that does not parse: FORMERR with the reason.
+        var bad = DNSMessage.query(id: 80, name: "hostb.c.a.xx.", type: .txt)
+        bad.additionals = [ResourceRecord(name: "hosta.b.a.xx.", ttl: 0, data: .txt([Array("kms1:inquiry".utf8)]))]
+        let badReply = try await hierarchy.send(bad, to: "b.a.xx.")
+        #expect(badReply.rcode == .formatError)
+        #expect(badReply.extendedErrors.first?.text.contains("missing sig=") == true, "\(refusal(badReply))")
+        // And the server still answers.
+        let answer = try await hierarchy.send(DNSMessage.query(id: 81, name: "hosta.b.a.xx.", type: .a), to: "b.a.xx.")
+        #expect(answer.rcode == .noError)
+        #expect(answer.answers.first?.data == .a([127, 0, 0, 11]))
+    }
+
+    @Test func namesOutsideTheHierarchyAreRefused() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        var query = DNSMessage.query(id: 1, name: "example.com.", type: .a)
+        query.header.recursionDesired = true
+        let reply = try await hierarchy.send(query, to: "b.a.xx.")
+        #expect(reply.rcode == .refused)
+        #expect(reply.extendedErrors.first?.text.contains("not in the hierarchy") == true, "\(refusal(reply))")
+    }
+
+    @Test func addressesResolveAcrossTheHierarchy() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        var query = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a)
+        query.header.recursionDesired = true
+        let reply = try await hierarchy.send(query, to: "b.a.xx.")
+        #expect(reply.rcode == .noError)
+        #expect(reply.answers.first?.data == .a([127, 0, 0, 12]))
+        let missing = try await hierarchy.send(DNSMessage.query(id: 2, name: "nobody.b.a.xx.", type: .a), to: "b.a.xx.")
+        #expect(missing.rcode == .nameError)
+    }
+
+    @Test func anonymousQueriesCanBeRefused() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "anonymous refuse"])
+        defer { Task { await hierarchy.shutdown() } }
+        let refused = try await hierarchy.send(DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt), to: "b.a.xx.")
+        #expect(refused.rcode == .refused)
+        #expect(refused.extendedErrors.first?.text.contains("anonymous") == true)
+        let answered = try await hierarchy.send(DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt), to: "a.xx.")
+        #expect(answered.rcode == .noError)
+        let record = try #require(try answered.kmsRecord())
+        #expect(record.value("nonce") == "")
+        #expect(try KeyAnswer(record).key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+    }
+
+    @Test func largeAnswersAreTruncatedOverUDPAndWholeOverTCP() async throws {
+        // A P-256 host key and a small advertised payload force TC=1 on UDP.
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt, payloadSize: 512)
+        let udp = try await hierarchy.client.query(query, server: hierarchy.servers["a.xx."]!.address, timeout: .seconds(5), tcpFallback: false)
+        let tcp = try await hierarchy.client.queryOverTCP(query, server: hierarchy.servers["a.xx."]!.address, timeout: .seconds(5))
+        #expect(try tcp.kmsRecord() != nil)
+        if try udp.wire().count < tcp.wire().count {
+            #expect(udp.header.isTruncated)
+        }
+        #expect(try tcp.wire().count > 0)
+    }
+}
