@@ -28,6 +28,21 @@ public final class DNSServer: Sendable {
     public static func bind(
         host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
     ) async throws -> DNSServer {
+        // With port 0 the UDP socket picks the port and TCP must take the same number, which
+        // another TCP socket may already hold: try again with a fresh port a few times.
+        var attempt = 0
+        while true {
+            do {
+                return try await bindOnce(host: host, port: port, group: group, responder: responder)
+            } catch let error as IOError where port == 0 && error.errnoCode == EADDRINUSE && attempt < 8 {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func bindOnce(
+        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
+    ) async throws -> DNSServer {
         let loops = Array(group.makeIterator())
         let reusePort = ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT))
         var channels: [any Channel] = []
