@@ -6,7 +6,8 @@
 # Each target first installs the Debian packages the build links against when they are
 # missing (apt-get; as root, or through sudo).
 
-DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config
+# Build: the C libraries. Tests also drive the real tools: openssl (key files) and dig.
+DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind9-dnsutils
 SWIFT ?= swift
 
 .PHONY: run test build deps
@@ -28,6 +29,7 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	Tests/e2e/hierarchy.sh
 
 run: build
 	@scripts/run-hierarchy

@@ -24,6 +24,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "kms", targets: ["kms"]),
+        .executable(name: "kmsd", targets: ["kmsd"]),
         .library(name: "KMSProtocol", targets: ["KMSProtocol"]),
     ],
     dependencies: [
@@ -76,9 +77,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
 
@@ -95,8 +99,22 @@ let package = Package(
         .executableTarget(
             name: "kms",
             dependencies: [
-                "KMSCrypto", "KMSProtocol",
+                "KMSCrypto", "KMSProtocol", "KMSClient", "KMSNode", "KMSSettings", "DNSTransport", "DNSWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: executableSettings),
+
+        .executableTarget(
+            name: "kmsd",
+            dependencies: [
+                "KMSNode", "KMSSettings",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: executableSettings),
 

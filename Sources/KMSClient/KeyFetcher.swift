@@ -23,6 +23,14 @@ public struct FetchError: Error, Sendable, CustomStringConvertible {
 
     public let kind: Kind
     public let message: String
+    /// The hops seen before it failed, when `trace` was asked for.
+    public var trace: [String] = []
+
+    public init(kind: Kind, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
     public var description: String { message }
 }
 
@@ -52,8 +60,19 @@ public final class KeyFetcher: Sendable {
     public func fetch(
         _ target: DomainName, signer requested: DomainName? = nil, useCache: Bool = true, trace: Bool = false
     ) async throws(FetchError) -> FetchResult {
-        let target = target.lowercased
         var lines: [String] = []
+        do {
+            return try await fetch(target.lowercased, signer: requested, useCache: useCache, trace: trace, lines: &lines)
+        } catch {
+            var error = error
+            error.trace = lines
+            throw error
+        }
+    }
+
+    private func fetch(
+        _ target: DomainName, signer requested: DomainName?, useCache: Bool, trace: Bool, lines: inout [String]
+    ) async throws(FetchError) -> FetchResult {
         func note(_ line: @autoclosure () -> String) { if trace { lines.append(line()) } }
 
         // Step 2: choose the signer (step 62 of the patent).

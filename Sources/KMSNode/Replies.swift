@@ -5,7 +5,8 @@ import NIOCore
 
 /// Building replies. Error replies carry the question, the OPT record (when the query had one:
 /// RFC 6891 section 7) and one extended error, and are never larger than the query that
-/// caused them (no amplification): an over-long reason is shortened to fit.
+/// caused them or 192 bytes, whichever is more (no amplification): an over-long reason is
+/// shortened to fit.
 enum Replies {
     /// FORMERR for bytes that did not decode: the ID and opcode are copied from the raw header.
     /// An extended error is added when the header says an additional record (likely OPT) came.
@@ -33,8 +34,9 @@ enum Replies {
         return Reply(fitting: message, within: limit, udpLimit: query.udpResponseLimit())
     }
 
-    /// Small enough never to amplify, large enough for a short reason after a short query.
-    static let minimumErrorSize = 96
+    /// An error reply may always be this large, so a short plain query still gets a readable
+    /// reason; signed requests are larger than this, so their refusals never exceed them.
+    static let minimumErrorSize = 192
 }
 
 extension Reply {

@@ -102,7 +102,8 @@ public struct ConfigFile: Sendable {
 
     /// Resolves a path written in the file against the file's folder.
     public func resolve(_ relative: String) -> String {
-        relative.hasPrefix("/") ? relative : (directory as NSString).appendingPathComponent(relative)
+        let joined = relative.hasPrefix("/") ? relative : (directory as NSString).appendingPathComponent(relative)
+        return (joined as NSString).standardizingPath
     }
 }
 

@@ -1,0 +1,68 @@
+import DNSTransport
+import Foundation
+public import KMSSettings
+public import Logging
+import NIOCore
+import NIOPosix
+public import Prometheus
+public import ServiceLifecycle
+
+/// `kmsd` as a service: starts every configured node in this process (sharing two event
+/// loops, one per core, and one upstream client), serves until asked to stop, then stops
+/// accepting queries and waits for the stores to flush.
+public struct KMSDaemon: Service {
+    public let configurations: [NodeConfiguration]
+    public let metrics: (endpoint: Endpoint, registry: Prometheus.PrometheusCollectorRegistry)?
+    public let banner: String?
+    public let logger: Logger
+    /// Where the daemon says what it listens on (the executable prints; libraries do not).
+    public let report: @Sendable (String) -> Void
+
+    public init(
+        configurations: [NodeConfiguration], metrics: (Endpoint, Prometheus.PrometheusCollectorRegistry)?,
+        banner: String?, logger: Logger, report: @escaping @Sendable (String) -> Void
+    ) {
+        self.report = report
+        self.configurations = configurations
+        self.metrics = metrics.map { (endpoint: $0.0, registry: $0.1) }
+        self.banner = banner
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let client = try await DNSClient.make(group: group)
+        var servers: [NodeServer] = []
+        var metricsChannel: (any Channel)?
+        do {
+            for configuration in configurations {
+                let server = try await NodeServer.start(configuration, group: group, client: client, logger: logger)
+                servers.append(server)
+                let node = server.node
+                report(
+                    "\(node.zone.text.padding(toLength: 10, withPad: " ", startingAt: 0)) listening on \(configuration.listen) (UDP, TCP)"
+                        + "  hosts: \(node.registeredHosts.count)  control: \(configuration.control)")
+            }
+            if let metrics {
+                metricsChannel = try await MetricsEndpoint.serve(
+                    metrics.registry, host: metrics.endpoint.address.description, port: metrics.endpoint.port, group: group)
+                report("metrics    http://\(metrics.endpoint)/metrics")
+            }
+        } catch {
+            for server in servers { await server.stop() }
+            await client.close()
+            throw error
+        }
+        if let banner { report(banner) }
+        logger.info("serving", metadata: ["nodes": "\(servers.count)"])
+
+        // Serve until SIGINT/SIGTERM.
+        try? await gracefulShutdown()
+
+        logger.info("shutting down")
+        try? await metricsChannel?.close()
+        for server in servers { await server.stop() }
+        await client.close()
+        report("stopped")
+    }
+}

@@ -1,0 +1,46 @@
+public import NIOCore
+import NIOHTTP1
+import NIOPosix
+public import Prometheus
+
+/// Serves the Prometheus text format at `GET /metrics` (anything else: 404).
+public enum MetricsEndpoint {
+    public static func serve(
+        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup
+    ) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(Handler(registry: registry))
+                }
+            }
+            .bind(host: host, port: port).get()
+    }
+
+    private final class Handler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let registry: PrometheusCollectorRegistry
+        private var path = ""
+        init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head): path = head.uri
+            case .body: break
+            case .end:
+                let found = path == "/metrics"
+                let body = found ? registry.emitToBuffer() : Array("not found; try /metrics\n".utf8)
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
+                headers.add(name: "Content-Length", value: "\(body.count)")
+                headers.add(name: "Connection", value: "close")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: found ? .ok : .notFound, headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [context] _ in context.close(promise: nil) }
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import KMSProtocol
+import KMSSettings
+import NIOCore
+import NIOPosix
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load a KMS with queries and report answers per second and latency.",
+        discussion: """
+            Keeps --concurrency queries in flight for --duration and reports answers/s and the \
+            p50/p99 latency, counted by response code. Modes:
+              anonymous   plain TXT queries for NAME (no KMS record), as `dig TXT NAME` sends
+              signed      signed kms1:inquiry queries as host --host, each with a fresh nonce
+                          and signature (the full verification path on the server)
+              address     plain A queries for NAME (the unsigned path)
+
+            Example (after `make run`):
+              kms bench hostb.c.a.xx. --mode signed --host hierarchy/hosta.conf --duration 10
+            """)
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case anonymous, signed, address }
+
+    @Argument(help: "The name to ask for.")
+    var name: String
+
+    @Option(help: "anonymous, signed or address.")
+    var mode: Mode = .anonymous
+
+    @Option(help: "Server ADDRESS:PORT. Default: the home KMS of --host.")
+    var server: String?
+
+    @Option(help: "Host configuration (needed for signed mode; gives the default server).")
+    var host: String?
+
+    @Option(help: "Queries in flight.")
+    var concurrency: Int = 32
+
+    @Option(help: "Seconds to run.")
+    var duration: Double = 5
+
+    @Option(help: "Per-query time-out in milliseconds.")
+    var timeout: Int64 = 2000
+
+    func validate() throws {
+        guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be 1...4096") }
+        guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
+        if mode == .signed && host == nil { throw ValidationError("signed mode needs --host (who signs)") }
+        if server == nil && host == nil { throw ValidationError("give --server ADDRESS:PORT or --host CONFIG") }
+    }
+
+    func run() async throws {
+        let hostConfiguration: HostConfiguration?
+        do { hostConfiguration = try host.map { try HostConfiguration(path: $0) } } catch {
+            FileHandle.standardError.write(Data("kms bench: \(error)\n".utf8))
+            Foundation.exit(78)
+        }
+        let endpoint: Endpoint
+        if let server {
+            guard let parsed = Endpoint(server) else { throw ValidationError("--server: '\(server)' is not ADDRESS:PORT") }
+            endpoint = parsed
+        } else {
+            endpoint = hostConfiguration!.home.endpoint
+        }
+        let target = try DomainName(name.hasSuffix(".") ? name : name + ".").lowercased
+        let address = try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
+        let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
+        let query = try QueryMaker(mode: mode, target: target, host: hostConfiguration)
+        let timeout = TimeAmount.milliseconds(self.timeout)
+        let deadline = ContinuousClock.now + .milliseconds(Int64(duration * 1000))
+        print("kms bench: \(mode) queries for \(target) at \(endpoint), \(concurrency) in flight, \(duration) s")
+
+        let started = ContinuousClock.now
+        let results = await withTaskGroup(of: Tally.self) { group in
+            for _ in 0..<concurrency {
+                group.addTask {
+                    var tally = Tally()
+                    while ContinuousClock.now < deadline {
+                        let sent = ContinuousClock.now
+                        do {
+                            let reply = try await client.query(try query.make(), server: address, timeout: timeout)
+                            tally.record(reply.rcode, latency: ContinuousClock.now - sent)
+                        } catch let error as DNSClientError where error.code == .timeout {
+                            tally.timeouts += 1
+                        } catch {
+                            tally.errors += 1
+                        }
+                    }
+                    return tally
+                }
+            }
+            var total = Tally()
+            for await tally in group { total.merge(tally) }
+            return total
+        }
+        let elapsed = ContinuousClock.now - started
+        await client.close()
+        print(results.report(elapsed: elapsed))
+    }
+}
+
+/// Builds each query: a signed inquiry needs a fresh nonce and signature every time.
+private struct QueryMaker: Sendable {
+    let mode: Bench.Mode
+    let target: DomainName
+    let host: HostConfiguration?
+    let signer: DomainName?
+
+    init(mode: Bench.Mode, target: DomainName, host: HostConfiguration?) throws {
+        self.mode = mode
+        self.target = target
+        self.host = host
+        if mode == .signed {
+            guard let anchor = host?.anchors.closest(covering: target) else {
+                throw ValidationError("no trust anchor of --host covers \(target)")
+            }
+            signer = anchor.name
+        } else {
+            signer = nil
+        }
+    }
+
+    func make() throws -> DNSMessage {
+        switch mode {
+        case .anonymous: return .query(id: 0, name: target, type: .txt)
+        case .address: return .query(id: 0, name: target, type: .a)
+        case .signed:
+            let host = host!
+            let record = try Inquiry(
+                target: target, signer: signer!, ip: host.address, from: host.name, nonce: try Nonce.random(),
+                time: UnixTime(Date().timeIntervalSince1970)
+            ).record().signed(by: host.key)
+            return .kmsQuery(id: 0, target: target, record: record)
+        }
+    }
+}
+
+/// Counts and latencies of one worker, merged at the end.
+private struct Tally: Sendable {
+    var byRcode: [UInt16: Int] = [:]
+    var latencies: [Duration] = []
+    var timeouts = 0
+    var errors = 0
+
+    mutating func record(_ rcode: RCode, latency: Duration) {
+        byRcode[rcode.rawValue, default: 0] += 1
+        latencies.append(latency)
+    }
+
+    mutating func merge(_ other: Tally) {
+        for (rcode, count) in other.byRcode { byRcode[rcode, default: 0] += count }
+        latencies += other.latencies
+        timeouts += other.timeouts
+        errors += other.errors
+    }
+
+    func report(elapsed: Duration) -> String {
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let answers = latencies.count
+        let sorted = latencies.sorted()
+        func percentile(_ p: Double) -> String {
+            guard !sorted.isEmpty else { return "-" }
+            let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+            return String(format: "%.3f ms", Double(value.components.attoseconds) / 1e15 + Double(value.components.seconds) * 1000)
+        }
+        let codes = byRcode.sorted { $0.key < $1.key }.map { "\(RCode(rawValue: $0.key)) \($0.value)" }.joined(separator: "  ")
+        return """
+            answers      \(answers) in \(String(format: "%.2f", seconds)) s = \(String(format: "%.0f", Double(answers) / seconds)) answers/s
+            rcodes       \(codes.isEmpty ? "-" : codes)
+            timeouts     \(timeouts)   errors \(errors)
+            latency      p50 \(percentile(0.50))   p99 \(percentile(0.99))   max \(percentile(1.0))
+            """
+    }
+}

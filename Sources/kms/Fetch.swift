@@ -1,0 +1,116 @@
+import ArgumentParser
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import KMSProtocol
+import KMSSettings
+import NIOPosix
+
+struct Fetch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch a host's public key through the KMS hierarchy, verified.",
+        discussion: """
+            Sends a signed kms1:inquiry to this host's home KMS and accepts the answer only if \
+            the home KMS's signature, the nonce, the countersignature by the chosen trust anchor \
+            and the validity all check out. The countersigner is the trust anchor closest above \
+            NAME unless --signer says otherwise. Verified keys are cached in the host's store.
+
+            Example (after `make run`):
+              kms fetch hostb.c.a.xx. --host hierarchy/hosta.conf --trace
+
+            Exit codes: 0 key printed; 1 no such host (unresolved); 2 verification failed \
+            (nothing is printed); 3 time-out (home KMS or one behind it silent); 4 refused or \
+            failed by the hierarchy; 5 no trust anchor covers NAME; 64 usage; 78 configuration.
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case field, pem, json
+    }
+
+    @Argument(help: "The host whose key to fetch, e.g. hostb.c.a.xx.")
+    var name: String
+
+    @Option(help: "Host configuration (identity, home KMS, trust anchors). Default: $KMS_HOST_CONFIG or /etc/countersign/host.conf.")
+    var host: String?
+
+    @Option(help: "Countersigner to ask for (one of the trust anchors). Default: the closest anchor above NAME.")
+    var signer: String?
+
+    @Flag(help: "Ask the hierarchy even if the host's cache has a valid key.")
+    var noCache = false
+
+    @Option(help: "Output: field (alg:base64, as on the wire), pem, or json.")
+    var format: Format = .field
+
+    @Flag(help: "Show each hop on standard error: who forwarded, who answered, who countersigned, validity, cache hits.")
+    var trace = false
+
+    func run() async throws {
+        let path = host ?? ProcessInfo.processInfo.environment["KMS_HOST_CONFIG"] ?? "/etc/countersign/host.conf"
+        let configuration: HostConfiguration
+        do { configuration = try HostConfiguration(path: path) } catch { Self.exit("\(error)", code: 78) }
+        let target: DomainName
+        do { target = try DomainName(name.hasSuffix(".") ? name : name + ".").lowercased } catch {
+            Self.exit("'\(name)' is not a domain name", code: 64)
+        }
+        var signerName: DomainName?
+        if let signer {
+            do { signerName = try DomainName(signer.hasSuffix(".") ? signer : signer + ".").lowercased } catch {
+                Self.exit("--signer: '\(signer)' is not a domain name", code: 64)
+            }
+        }
+        let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
+        defer { Task { await client.close() } }
+        let fetcher: KeyFetcher
+        do { fetcher = try KeyFetcher(configuration: configuration, client: client) } catch {
+            Self.exit("\(path): cache: \(error)", code: 78)
+        }
+        let result: FetchResult
+        do {
+            result = try await fetcher.fetch(target, signer: signerName, useCache: !noCache, trace: trace)
+        } catch {
+            if trace { Self.printTrace(error.trace) }
+            let code: Int32
+            switch error.kind {
+            case .notFound: code = 1
+            case .verificationFailed: code = 2
+            case .timeout: code = 3
+            case .refused: code = 4
+            case .noAnchor: code = 5
+            }
+            Self.exit(error.message, code: code)
+        }
+        if trace { Self.printTrace(result.trace) }
+        print(try render(result))
+    }
+
+    func render(_ result: FetchResult) throws -> String {
+        let countersignature = result.countersignature
+        switch format {
+        case .field:
+            return KeyField.encode(result.key)
+        case .pem:
+            return try result.key.pemRepresentation().trimmingCharacters(in: .newlines)
+        case .json:
+            let object: [String: Any] = [
+                "target": countersignature.target.text, "key": KeyField.encode(result.key),
+                "signer": countersignature.signer.text, "not_before": countersignature.notBefore,
+                "not_after": countersignature.notAfter, "countersig": Base64.encode(countersignature.signature),
+                "from_cache": result.fromCache,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            return String(decoding: data, as: UTF8.self)
+        }
+    }
+
+    static func printTrace(_ lines: [String]) {
+        for line in lines { FileHandle.standardError.write(Data(";; \(line)\n".utf8)) }
+    }
+
+    static func exit(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("kms fetch: \(message)\n".utf8))
+        Foundation.exit(code)
+    }
+}

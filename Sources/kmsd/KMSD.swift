@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import KMSNode
+import KMSSettings
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `kmsd`: runs one or more KMS nodes.
+@main
+struct KMSD: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kmsd",
+        abstract: "Serve public keys for one or more DNS zones (KMS1 key management servers).",
+        discussion: """
+            Each CONFIG file describes one node: its zone, where it listens, its key, its parent \
+            and children, and the hosts registered in it. Several files run several nodes in one \
+            process, as `make run` does with the example hierarchy:
+
+              kmsd hierarchy/xx.conf hierarchy/a.xx.conf hierarchy/b.a.xx.conf hierarchy/c.a.xx.conf
+
+            A configuration error stops the start with one line naming the file, line and field. \
+            SIGINT or SIGTERM stops the nodes gracefully: they stop accepting queries and flush \
+            their stores. Register hosts while a node runs with `kms register`. \
+            See docs/OPERATING.md for every directive.
+            """)
+
+    @Argument(help: "Node configuration files.")
+    var configs: [String]
+
+    @Option(help: "Serve Prometheus metrics at ADDRESS:PORT (GET /metrics).")
+    var metrics: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .notice
+
+    @Option(help: "A file whose text is printed once every node is listening.")
+    var banner: String?
+
+    func run() async throws {
+        var configurations: [NodeConfiguration] = []
+        var zones: [String: String] = [:]
+        do {
+            for path in configs {
+                let configuration = try NodeConfiguration(path: path)
+                if let other = zones[configuration.zone.text] {
+                    throw ConfigError(path: path, line: nil, field: "zone", reason: "\(configuration.zone) is also served by \(other)")
+                }
+                zones[configuration.zone.text] = path
+                configurations.append(configuration)
+            }
+        } catch {
+            Self.fail("\(error)")
+        }
+        var metricsSetup: (Endpoint, PrometheusCollectorRegistry)?
+        if let metrics {
+            guard let endpoint = Endpoint(metrics) else { Self.fail("--metrics: '\(metrics)' is not ADDRESS:PORT") }
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            metricsSetup = (endpoint, registry)
+        }
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "kmsd")
+        let bannerText = try banner.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        let daemon = KMSDaemon(
+            configurations: configurations, metrics: metricsSetup, banner: bannerText, logger: logger,
+            report: { line in
+                FileHandle.standardOutput.write(Data((line.hasSuffix("\n") ? line : line + "\n").utf8))
+            })
+        let group = ServiceGroup(
+            services: [daemon], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            Self.fail("\(error)")
+        }
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("kmsd: \(message)\n".utf8))
+        Foundation.exit(78)  // EX_CONFIG
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# End to end: the example hierarchy of `make run`, driven by `kms` and `dig` as a user would.
+# The hierarchy is copied to a temporary folder and moved to ports 153xx, so it runs beside a
+# `make run` without touching its stores or ports.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-.build/debug}
+WORK=$(mktemp -d)
+KMSD_PID=""
+cleanup() {
+  [ -n "$KMSD_PID" ] && kill "$KMSD_PID" 2>/dev/null && wait "$KMSD_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+check() {  # check NAME COMMAND...
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"
+  fi
+}
+
+cp -r hierarchy trust "$WORK/"
+mkdir -p "$WORK/run"
+sed -i 's/127\.0\.0\.1:530\([1-4]\)/127.0.0.1:1530\1/g' "$WORK"/hierarchy/*.conf
+
+"$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
+  > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
+KMSD_PID=$!
+# Wait for the banner (printed once every node listens), at most 30 s.
+for _ in $(seq 1 300); do
+  grep -q "Ctrl-C stops" "$WORK/kmsd.out" 2>/dev/null && break
+  kill -0 "$KMSD_PID" 2>/dev/null || break
+  sleep 0.1
+done
+check "kmsd starts the four nodes" grep -q "Ctrl-C stops" "$WORK/kmsd.out"
+check "kmsd says where each node listens" test "$(grep -c 'listening on 127.0.0.1:1530' "$WORK/kmsd.out")" -eq 4
+
+HOSTA="$WORK/hierarchy/hosta.conf"
+expected_b="p256:$(openssl pkey -pubin -in hierarchy/keys/hostb.c.a.xx.pub.pem -outform DER | base64 -w0)"
+
+fetched=$("$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --no-cache 2>"$WORK/fetch.err")
+check "kms fetch prints host B's key" test "$fetched" = "$expected_b"
+
+"$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --no-cache --trace >/dev/null 2>"$WORK/trace.err"
+check "--trace shows the forward to a.xx." grep -q "b.a.xx. cache hit\|b.a.xx. cache miss; forwarding to a.xx." "$WORK/trace.err"
+check "--trace shows the countersigner verified" grep -q "countersignature by xx.: verified" "$WORK/trace.err"
+
+"$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --format json > "$WORK/fetch.json"
+check "--format json names the signer" grep -q '"signer":"xx."' "$WORK/fetch.json"
+
+"$BIN/kms" fetch nobody.c.a.xx. --host "$HOSTA" >/dev/null 2>&1
+check "an unknown host exits 1 (not found)" test $? -eq 1
+
+"$BIN/kms" fetch host.example.com. --host "$HOSTA" >/dev/null 2>&1
+check "a name no anchor covers exits 5" test $? -eq 5
+
+txt=$(dig +short +time=3 +tries=1 @127.0.0.1 -p 15303 TXT hostb.c.a.xx.)
+check "dig TXT shows a kms1:answer with host B's key" grep -q "\"kms1:answer\".*\"key=$expected_b\"" <<<"$txt"
+
+a=$(dig +short +time=3 +tries=1 @127.0.0.1 -p 15303 A hostb.c.a.xx.)
+check "dig A resolves host B through the hierarchy" test "$a" = "127.0.0.12"
+
+status=$(dig +time=3 +tries=1 @127.0.0.1 -p 15303 A www.example.com. | grep -o 'status: [A-Z]*')
+check "dig for a name outside the hierarchy is REFUSED" test "$status" = "status: REFUSED"
+
+"$BIN/kms" keygen --out "$WORK/hoste" >/dev/null
+"$BIN/kms" register hoste.b.a.xx. --key "$WORK/hoste.pub.pem" --address 127.0.0.15 --node "$WORK/hierarchy/b.a.xx.conf" >/dev/null
+check "kms register acknowledges" test $? -eq 0
+expected_e="ed25519:$(openssl pkey -pubin -in "$WORK/hoste.pub.pem" -outform DER | base64 -w0)"
+check "a registered host's key is served at once" test "$("$BIN/kms" fetch hoste.b.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_e"
+
+kill -TERM "$KMSD_PID"
+wait "$KMSD_PID"
+code=$?
+KMSD_PID=""
+check "kmsd stops cleanly on SIGTERM" test "$code" -eq 0
+check "kmsd says it stopped" grep -q "^stopped" "$WORK/kmsd.out"
+
+if [ "$failed" -gt 0 ]; then
+  echo "--- kmsd stderr"; cat "$WORK/kmsd.err"
+  echo "--- fetch stderr"; cat "$WORK/fetch.err" "$WORK/trace.err"
+fi
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
