@@ -126,6 +126,9 @@ let package = Package(
             name: "KMSProtocolTests", dependencies: ["KMSProtocol", "DNSWire", "KMSCrypto"],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "KMSSettingsTests", dependencies: ["KMSSettings", "DNSWire", "KMSCrypto"],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "KMSNodeTests",
             dependencies: [
                 "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto",

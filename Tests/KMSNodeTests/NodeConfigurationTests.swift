@@ -1,0 +1,62 @@
+import Foundation
+import KMSCrypto
+import KMSNode
+import KMSSettings
+import Testing
+
+/// A broken node configuration stops the start with one line: file, line, field, reason.
+@Suite struct NodeConfigurationTests {
+    let directory: URL
+    let keyPath: String
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("countersign-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        keyPath = directory.appendingPathComponent("k").path
+        try KeyFile.write(try PrivateKey(generating: .ed25519), prefix: keyPath, force: false)
+    }
+
+    func load(_ lines: [String]) throws(ConfigError) -> NodeConfiguration {
+        let path = directory.appendingPathComponent("node.conf").path
+        try? lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return try NodeConfiguration(path: path)
+    }
+
+    var base: [String] { ["zone b.a.xx.", "listen 127.0.0.1:5303", "key k.pem", "database store.sqlite"] }
+
+    func error(_ lines: [String]) -> String {
+        do {
+            _ = try load(lines)
+            return "accepted"
+        } catch {
+            return error.description.replacingOccurrences(of: directory.path + "/", with: "")
+        }
+    }
+
+    @Test func aGoodConfigurationLoadsWithDefaults() throws {
+        let configuration = try load(base + ["parent a.xx. 127.0.0.1:5302 k.pub.pem", "host hosta.b.a.xx. k.pub.pem 127.0.0.11"])
+        #expect(configuration.zone == "b.a.xx.")
+        #expect(configuration.parent?.name == "a.xx.")
+        #expect(configuration.defaultSigner == "xx.")
+        #expect(configuration.allowAnonymous)
+        #expect(configuration.upstreamTimeout == 2)
+        #expect(configuration.replayWindow == 300)
+        #expect(configuration.database == directory.appendingPathComponent("store.sqlite").path)
+        #expect(configuration.control == configuration.database + ".control")
+    }
+
+    @Test func eachMistakeNamesFileLineAndField() {
+        #expect(error(Array(base.dropFirst())) == "node.conf: zone: missing")
+        #expect(error(base + ["zone c.a.xx."]) == "node.conf:5: zone: given twice (first on line 1)")
+        #expect(error(base + ["parent b.xx. 127.0.0.1:5302 k.pub.pem"]) == "node.conf:5: parent: b.xx. is not above b.a.xx.")
+        #expect(error(base + ["child c.a.xx. 127.0.0.1:5304 k.pub.pem"]) == "node.conf:5: child: c.a.xx. is not below b.a.xx.")
+        #expect(error(base + ["host hostb.c.a.xx. k.pub.pem 127.0.0.12"]) == "node.conf:5: host: hostb.c.a.xx. is not in zone b.a.xx.")
+        #expect(error(base + ["host hosta.b.a.xx. k.pub.pem"]).hasPrefix("node.conf:5: host: expected: host NAME KEY ADDRESS"))
+        #expect(error(base + ["anonymous maybe"]) == "node.conf:5: anonymous: 'maybe' is neither allow nor refuse")
+        #expect(error(base + ["upstream-timeout fast"]).hasPrefix("node.conf:5: upstream-timeout: 'fast' is not a duration"))
+        #expect(error(base + ["colour blue"]).hasPrefix("node.conf:5: colour: unknown directive"))
+        #expect(error(base + ["txt b.a.xx. \"kms1:answer\""]) == "node.conf:5: txt: ordinary TXT data may not start with the kms1: prefix")
+        #expect(error(["zone b.a.xx.", "listen 127.0.0.1:5303", "key missing.pem", "database s"]).hasPrefix("node.conf:3: key: "))
+        #expect(error(["zone B.a.xx.", "listen 127.0.0.1:5303", "key k.pem", "database s"]).hasPrefix("node.conf:1: zone: 'B.a.xx.' is not an absolute lower-case name"))
+    }
+}

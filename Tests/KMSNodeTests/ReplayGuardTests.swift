@@ -1,0 +1,65 @@
+import DNSWire
+import KMSCrypto
+import KMSProtocol
+import Testing
+
+@testable import KMSNode
+
+@Suite struct ReplayGuardTests {
+    @Test func windowAndReplays() throws {
+        let guardian = ReplayGuard(window: 300, capacity: 1000)
+        let nonce = try Nonce.random()
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: false) == .fresh)
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1001, overTCP: false) == .replayed)
+        // Another sender may use the same nonce.
+        #expect(guardian.admit(sender: "g.xx.", nonce: nonce, time: 1000, now: 1001, overTCP: false) == .fresh)
+        #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: 600, now: 1000, overTCP: false) == .tooOld(skew: 400))
+        #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: 1400, now: 1000, overTCP: false) == .tooNew(skew: 400))
+    }
+
+    @Test func oneTCPRetryAfterUDPIsAllowed() throws {
+        let guardian = ReplayGuard(window: 300, capacity: 1000)
+        let nonce = try Nonce.random()
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: false) == .fresh)
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: true) == .fresh)
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: true) == .replayed)
+        let tcpFirst = try Nonce.random()
+        #expect(guardian.admit(sender: "h.xx.", nonce: tcpFirst, time: 1000, now: 1000, overTCP: true) == .fresh)
+        #expect(guardian.admit(sender: "h.xx.", nonce: tcpFirst, time: 1000, now: 1000, overTCP: true) == .replayed)
+    }
+
+    @Test func fullMemoryRaisesTheFloorInsteadOfForgettingSilently() throws {
+        let guardian = ReplayGuard(window: 300, capacity: 1000)
+        var first: [Nonce] = []
+        for second in 0..<1000 {
+            let nonce = try Nonce.random()
+            if second < 10 { first.append(nonce) }
+            #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000 + UnixTime(second % 100), now: 1100, overTCP: false) == .fresh)
+        }
+        // Memory is full: admitting one more forgets the oldest second (1000) ...
+        #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: 1150, now: 1100, overTCP: false) == .fresh)
+        // ... and a replay of a nonce from that second is still refused, as stale.
+        #expect(guardian.admit(sender: "h.xx.", nonce: first[0], time: 1000, now: 1100, overTCP: false) == .tooOld(skew: 100))
+        #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: 1000, now: 1100, overTCP: false) == .tooOld(skew: 100))
+    }
+}
+
+@Suite struct KeyCacheTests {
+    @Test func entriesLiveUntilNotAfterOrMaximumAge() throws {
+        let key = try KMSCrypto.PrivateKey(generating: .ed25519)
+        let countersignature = try Countersignature.issue(
+            target: "h.xx.", key: key.publicKey, signer: "xx.", signerKey: key, notBefore: 100, notAfter: 1000)
+        let cache = KeyCache(maximumAge: 300)
+        cache.store(countersignature, at: 200)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 499) != nil)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 500) == nil)  // maximum age
+        cache.store(countersignature, at: 800)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 999) != nil)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 1000) == nil)  // not-after
+        cache.store(countersignature, at: 900)
+        cache.purge(target: "h.xx.")
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 901) == nil)
+    }
+}
+
+
