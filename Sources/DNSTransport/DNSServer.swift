@@ -53,6 +53,8 @@ public final class DNSServer: Sendable {
                     .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                     .channelOption(reusePort, value: 1)
                     .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+                    // Read up to 32 datagrams per system call (recvmmsg).
+                    .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: 32)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder))
@@ -133,7 +135,9 @@ final class DatagramHandler: ChannelInboundHandler {
             return
         case .reply(let reply):
             guard let bytes = ReplyEncoder.encode(reply, over: .udp) else { return }
-            context.writeAndFlush(
+            // Flushed once per read burst (channelReadComplete), so NIO sends the replies of
+            // a burst with one sendmmsg instead of one sendmsg each.
+            context.write(
                 wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
                 promise: nil)
         case .later(let work):
@@ -144,6 +148,10 @@ final class DatagramHandler: ChannelInboundHandler {
                     AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
             }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

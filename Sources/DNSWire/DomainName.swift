@@ -7,8 +7,11 @@ internal import CLDNS
 public struct DomainName: Hashable, Sendable, CustomStringConvertible {
     /// Uncompressed wire form, case as given, ending in the root label.
     public let wire: [UInt8]
-    /// Presentation form, absolute (trailing dot), as libldns prints it.
-    public let text: String
+    /// Presentation form, absolute (trailing dot), as libldns prints it. Computed when asked:
+    /// most names a server decodes are only compared, never printed.
+    public var text: String {
+        LDNS.withName(wire) { rdf in LDNS.string(ldns_rdf2str(rdf)) ?? "." }
+    }
     /// The canonical (lower-case) wire form: RFC 4034 section 6.2.
     public let canonicalWire: [UInt8]
 
@@ -40,7 +43,6 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
     init(wire: [UInt8]) {
         self.wire = wire
         self.canonicalWire = wire.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
-        self.text = LDNS.withName(wire) { rdf in LDNS.string(ldns_rdf2str(rdf)) ?? "." }
     }
 
     /// True when every letter is lower case, as KMS1 requires of names inside values.

@@ -59,12 +59,12 @@ extension KMSNode {
         var message: DNSMessage
         switch outcome {
         case .key(let countersignature, let ttl, let authoritative):
-            let answer = KeyAnswer(kind: .answer, countersignature: countersignature, from: zone, nonce: nonce, time: now)
-            guard let record = try? answer.record().signed(by: configuration.key) else {
+            guard var answer = signedAnswer(countersignature, nonce: nonce, now: now) else {
                 return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign the answer"), querySize: request.size)
             }
+            answer.ttl = ttl
             message = request.message.response(rcode: .noError, authoritative: authoritative)
-            message.answers = [record.resourceRecord(ttl: ttl)] + extra
+            message.answers = [answer] + extra
         case .unresolved:
             let unresolved = Unresolved(target: request.question.name.lowercased, from: zone, nonce: nonce, time: now)
             guard let record = try? unresolved.record().signed(by: configuration.key) else {
@@ -84,6 +84,24 @@ extension KMSNode {
         }
         message.additionals = hops.records
         return Reply(message, answering: request.message)
+    }
+
+    /// The `kms1:answer` record for a countersigned key, signed by this node. Anonymous answers
+    /// (empty nonce) are reused within the second they were signed (see `AnswerCache`).
+    private func signedAnswer(_ countersignature: Countersignature, nonce: Nonce, now: UnixTime) -> ResourceRecord? {
+        let target = countersignature.target
+        let signer = countersignature.signer
+        if nonce.isEmpty,
+            let record = anonymousAnswers.lookup(target: target, signer: signer, countersignature: countersignature, second: now)
+        {
+            return record
+        }
+        let answer = KeyAnswer(kind: .answer, countersignature: countersignature, from: zone, nonce: nonce, time: now)
+        guard let record = try? answer.record().signed(by: configuration.key).resourceRecord() else { return nil }
+        if nonce.isEmpty {
+            anonymousAnswers.store(record, target: target, signer: signer, countersignature: countersignature, second: now)
+        }
+        return record
     }
 
     /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.

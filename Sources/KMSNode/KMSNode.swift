@@ -18,6 +18,7 @@ public final class KMSNode: Sendable {
     let store: NodeStore
     let registry: Registry
     let cache: KeyCache
+    let anonymousAnswers = AnswerCache()
     let replay: ReplayGuard
     let router: Router
     let upstream: Upstream

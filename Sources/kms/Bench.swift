@@ -44,12 +44,16 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Seconds to run.")
     var duration: Double = 5
 
+    @Option(help: "UDP sockets to send from. A server spreads load over its cores by source address and port, so one socket would load one core.")
+    var sockets: Int = 4
+
     @Option(help: "Per-query time-out in milliseconds.")
     var timeout: Int64 = 2000
 
     func validate() throws {
         guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be 1...4096") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
+        guard sockets >= 1, sockets <= 64 else { throw ValidationError("--sockets must be 1...64") }
         if mode == .signed && host == nil { throw ValidationError("signed mode needs --host (who signs)") }
         if server == nil && host == nil { throw ValidationError("give --server ADDRESS:PORT or --host CONFIG") }
     }
@@ -69,15 +73,17 @@ struct Bench: AsyncParsableCommand {
         }
         let target = try DomainName(name.hasSuffix(".") ? name : name + ".").lowercased
         let address = try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
-        let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
+        var clients: [DNSClient] = []
+        for _ in 0..<sockets { clients.append(try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)) }
         let query = try QueryMaker(mode: mode, target: target, host: hostConfiguration)
         let timeout = TimeAmount.milliseconds(self.timeout)
         let deadline = ContinuousClock.now + .milliseconds(Int64(duration * 1000))
-        print("kms bench: \(mode) queries for \(target) at \(endpoint), \(concurrency) in flight, \(duration) s")
+        print("kms bench: \(mode) queries for \(target) at \(endpoint), \(concurrency) in flight from \(sockets) sockets, \(duration) s")
 
         let started = ContinuousClock.now
         let results = await withTaskGroup(of: Tally.self) { group in
-            for _ in 0..<concurrency {
+            for worker in 0..<concurrency {
+                let client = clients[worker % clients.count]
                 group.addTask {
                     var tally = Tally()
                     while ContinuousClock.now < deadline {
@@ -99,7 +105,7 @@ struct Bench: AsyncParsableCommand {
             return total
         }
         let elapsed = ContinuousClock.now - started
-        await client.close()
+        for client in clients { await client.close() }
         print(results.report(elapsed: elapsed))
     }
 }

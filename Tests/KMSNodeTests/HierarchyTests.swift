@@ -248,6 +248,28 @@ import Testing
         #expect(try KeyAnswer(record).key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
     }
 
+    @Test func anonymousAnswersAreSignedAndReusedOnlyWithinTheirSecond() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        var records: [KMSRecord] = []
+        for id in 1...3 {
+            let reply = try await hierarchy.send(DNSMessage.query(id: UInt16(id), name: "hostb.c.a.xx.", type: .txt), to: "b.a.xx.")
+            let record = try #require(try reply.kmsRecord())
+            try record.verifySignature(by: hierarchy.keys["b.a.xx."]!.publicKey, signer: "b.a.xx.")
+            records.append(record)
+        }
+        for (first, second) in zip(records, records.dropFirst()) where first.value("time") == second.value("time") {
+            #expect(first == second)
+        }
+        // A signed inquiry is answered with its own nonce, never from the anonymous answers.
+        let inquiry = try Inquiry(
+            target: "hostb.c.a.xx.", signer: "xx.", ip: IPAddress("127.0.0.11")!, from: "hosta.b.a.xx.",
+            nonce: try Nonce.random(), time: UnixTime(Date().timeIntervalSince1970)
+        ).record().signed(by: hierarchy.keys["hosta.b.a.xx."]!)
+        let reply = try await hierarchy.send(DNSMessage.kmsQuery(id: 0, target: "hostb.c.a.xx.", record: inquiry), to: "b.a.xx.")
+        #expect(try reply.kmsRecord()?.value("nonce") == inquiry.value("nonce"))
+    }
+
     @Test func largeAnswersAreTruncatedOverUDPAndWholeOverTCP() async throws {
         // A P-256 host key and a small advertised payload force TC=1 on UDP.
         let hierarchy = try await TestHierarchy()
