@@ -100,7 +100,7 @@ struct Fetch: AsyncParsableCommand {
                 "not_after": countersignature.notAfter, "countersig": Base64.encode(countersignature.signature),
                 "from_cache": result.fromCache,
             ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             return String(decoding: data, as: UTF8.self)
         }
     }
