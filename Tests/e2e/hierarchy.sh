@@ -29,16 +29,19 @@ cp -r hierarchy trust "$WORK/"
 mkdir -p "$WORK/run"
 sed -i 's/127\.0\.0\.1:530\([1-4]\)/127.0.0.1:1530\1/g' "$WORK"/hierarchy/*.conf
 
-"$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
-  > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
-KMSD_PID=$!
-# Wait for the banner (printed once every node listens), at most 30 s.
-for _ in $(seq 1 300); do
-  grep -q "Ctrl-C stops" "$WORK/kmsd.out" 2>/dev/null && break
-  kill -0 "$KMSD_PID" 2>/dev/null || break
-  sleep 0.1
-done
-check "kmsd starts the four nodes" grep -q "Ctrl-C stops" "$WORK/kmsd.out"
+# kmsd prints the banner once every node listens; wait for it (at most 30 s).
+start_kmsd() {
+  "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
+    > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
+  KMSD_PID=$!
+  for _ in $(seq 1 300); do
+    grep -q "Ctrl-C stops" "$WORK/kmsd.out" 2>/dev/null && return 0
+    kill -0 "$KMSD_PID" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+check "kmsd starts the four nodes" start_kmsd
 check "kmsd says where each node listens" test "$(grep -c 'listening on 127.0.0.1:1530' "$WORK/kmsd.out")" -eq 4
 
 HOSTA="$WORK/hierarchy/hosta.conf"
@@ -74,6 +77,16 @@ check "dig for a name outside the hierarchy is REFUSED" test "$status" = "status
 check "kms register acknowledges" test $? -eq 0
 expected_e="ed25519:$(openssl pkey -pubin -in "$WORK/hoste.pub.pem" -outform DER | base64 -w0)"
 check "a registered host's key is served at once" test "$("$BIN/kms" fetch hoste.b.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_e"
+
+# A crash right after an acknowledged registration loses nothing.
+"$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
+"$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
+  && kill -KILL "$KMSD_PID"
+wait "$KMSD_PID" 2>/dev/null
+check "kmsd restarts after kill -9" start_kmsd
+expected_f="ed25519:$(openssl pkey -pubin -in "$WORK/hostf.pub.pem" -outform DER | base64 -w0)"
+check "a registration acknowledged before kill -9 is still served" \
+  test "$("$BIN/kms" fetch hostf.c.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_f"
 
 kill -TERM "$KMSD_PID"
 wait "$KMSD_PID"
