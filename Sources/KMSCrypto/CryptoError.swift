@@ -16,6 +16,7 @@ public struct CryptoError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let keyGenerationFailed = Code(name: "key generation failed")
         public static let encodingFailed = Code(name: "encoding failed")
         public static let randomFailed = Code(name: "random generator failed")
+        public static let tlsFailed = Code(name: "TLS failed")
     }
 
     public let code: Code
