@@ -68,6 +68,10 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         .target(
+            name: "TLSTransport",
+            dependencies: ["KMSCrypto", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings),
+        .target(
             name: "KMSSettings", dependencies: ["DNSWire", "KMSCrypto", "KMSProtocol"],
             swiftSettings: swiftSettings),
         .target(
@@ -124,6 +128,14 @@ let package = Package(
             name: "KMSCryptoTests", dependencies: ["KMSCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KMSProtocolTests", dependencies: ["KMSProtocol", "DNSWire", "KMSCrypto"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TLSTransportTests",
+            dependencies: [
+                "TLSTransport", "KMSCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "KMSSettingsTests", dependencies: ["KMSSettings", "DNSWire", "KMSCrypto"],
