@@ -99,6 +99,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        .target(
+            name: "KMSProxy",
+            dependencies: [
+                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "TLSTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings),
+
         // Executables.
         .executableTarget(
             name: "kms",
@@ -135,6 +147,16 @@ let package = Package(
                 "TLSTransport", "KMSCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KMSProxyTests",
+            dependencies: [
+                "KMSProxy", "KMSNode", "KMSClient", "KMSSettings", "KMSCrypto", "KMSProtocol", "DNSWire", "DNSTransport",
+                "TLSTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(

@@ -51,6 +51,19 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
     /// This name in lower case.
     public var lowercased: DomainName { isLowerCase ? self : DomainName(wire: canonicalWire) }
 
+    /// The labels in lower case, leftmost first, without the root label.
+    public var lowercasedLabels: [String] {
+        var labels: [String] = []
+        var index = 0
+        while index < canonicalWire.count, canonicalWire[index] != 0 {
+            let length = Int(canonicalWire[index])
+            let start = index + 1
+            labels.append(String(decoding: canonicalWire[start..<min(start + length, canonicalWire.count)], as: UTF8.self))
+            index = start + length
+        }
+        return labels
+    }
+
     /// Number of labels, not counting the root label.
     public var labelCount: Int {
         LDNS.withName(wire) { Int(ldns_dname_label_count($0)) }
