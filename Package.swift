@@ -72,12 +72,20 @@ let package = Package(
             dependencies: ["KMSCrypto", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .target(
+            name: "ControlSocket",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
             name: "KMSSettings", dependencies: ["DNSWire", "KMSCrypto", "KMSProtocol"],
             swiftSettings: swiftSettings),
         .target(
             name: "KMSNode",
             dependencies: [
-                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport",
+                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "ControlSocket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -103,6 +111,7 @@ let package = Package(
             name: "KMSProxy",
             dependencies: [
                 "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "TLSTransport",
+                "ControlSocket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

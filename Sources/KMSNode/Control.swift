@@ -3,8 +3,7 @@ import Foundation
 import KMSCrypto
 import KMSProtocol
 public import NIOCore
-import NIOExtras
-import NIOPosix
+import ControlSocket
 
 /// The node's local administration channel: a Unix-domain socket (mode 0600, so only its
 /// owner may use it) speaking one JSON object a line. `kms register` is its client.
@@ -40,39 +39,22 @@ public enum Control {
         }
     }
 
-    /// Serves `node`'s control socket at `path`, replacing a stale socket file.
+    /// Serves `node`'s control socket at `path`.
     public static func serve(_ node: KMSNode, at path: String, group: any EventLoopGroup) async throws -> any Channel {
-        try? FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        unlink(path)
-        let channel = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(ControlHandler(node: node))
-                }
+        try await ControlSocket.serve(at: path, group: group) { line in
+            let response: Response
+            if let request = try? JSONDecoder().decode(Request.self, from: line) {
+                response = handle(request, node: node)
+            } else {
+                response = Response(ok: false, message: "not a JSON control request")
             }
-            .bind(unixDomainSocketPath: path).get()
-        chmod(path, 0o600)
-        return channel
+            return (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false,\"message\":\"encoding\"}".utf8)
+        }
     }
 
     /// Sends one request to the control socket at `path` and returns the response.
     public static func send(_ request: Request, to path: String, group: any EventLoopGroup) async throws -> Response {
-        let promise = group.next().makePromise(of: Response.self)
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(ResponseHandler(promise: promise))
-                }
-            }
-            .connect(unixDomainSocketPath: path).get()
-        defer { channel.close(promise: nil) }
-        var line = try JSONEncoder().encode(request)
-        line.append(0x0A)
-        try await channel.writeAndFlush(channel.allocator.buffer(bytes: line))
-        return try await promise.futureResult.get()
+        try await ControlSocket.send(request, expecting: Response.self, to: path, group: group)
     }
 
     static func handle(_ request: Request, node: KMSNode) -> Response {
@@ -107,48 +89,5 @@ public enum Control {
         default:
             return Response(ok: false, message: "unknown op '\(request.op)' (register, hosts)")
         }
-    }
-}
-
-private final class ControlHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let node: KMSNode
-    init(node: KMSNode) { self.node = node }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let line = unwrapInboundIn(data)
-        let channel = context.channel
-        let node = self.node
-        // The store write blocks until durable: do it off the event loop.
-        Task {
-            let response: Control.Response
-            if let request = try? JSONDecoder().decode(Control.Request.self, from: Data(line.readableBytesView)) {
-                response = Control.handle(request, node: node)
-            } else {
-                response = Control.Response(ok: false, message: "not a JSON control request")
-            }
-            var bytes = (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false,\"message\":\"encoding\"}".utf8)
-            bytes.append(0x0A)
-            try? await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
-}
-
-private final class ResponseHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let promise: EventLoopPromise<Control.Response>
-    init(promise: EventLoopPromise<Control.Response>) { self.promise = promise }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let line = unwrapInboundIn(data)
-        do { promise.succeed(try JSONDecoder().decode(Control.Response.self, from: Data(line.readableBytesView))) } catch {
-            promise.fail(error)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(ChannelError.eof)
     }
 }

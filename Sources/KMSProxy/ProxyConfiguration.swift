@@ -1,0 +1,168 @@
+public import DNSWire
+public import KMSClient
+public import KMSSettings
+
+/// Who may call in through the receiving endpoint, and to which local ports.
+///
+///     # caller pattern   allowed local ports
+///     *.b.a.xx.          8080 5432
+public struct InboundTable: Sendable {
+    public struct Row: Sendable {
+        public let pattern: NamePattern
+        public let ports: Set<Int>
+        public let line: Int
+    }
+
+    public let rows: [Row]
+
+    /// The ports `caller` may reach (first matching row), or nil: not in the inbound group.
+    public func ports(for caller: DomainName) -> Set<Int>? { rows.first { $0.pattern.matches(caller) }?.ports }
+
+    public init(file: ConfigFile) throws(ConfigError) {
+        var rows: [Row] = []
+        for directive in file.directives {
+            guard let pattern = NamePattern(directive.name) else {
+                throw file.error(directive, "not a name pattern (name.example., sato.*, *.myfriends.com, *.biglobe.*)")
+            }
+            var ports: Set<Int> = []
+            for text in try file.values(directive, count: 1, maximum: 64, usage: "PORT [PORT...]") {
+                guard let port = Int(text), (1...65535).contains(port) else { throw file.error(directive, "'\(text)' is not a port") }
+                ports.insert(port)
+            }
+            rows.append(Row(pattern: pattern, ports: ports, line: directive.line))
+        }
+        self.rows = rows
+    }
+}
+
+/// The configuration of `kms-proxy`.
+///
+///     dns            127.0.0.1:5300              # where applications send their DNS queries
+///     upstream       127.0.0.1:5303              # default: the home KMS of the default identity
+///     identity       default hosta.conf          # ID and host configuration (repeat)
+///     cug            cug.conf                    # outbound Closed User Group table
+///     pool           127.100.0.1 250             # intercept addresses: first, count
+///     lifetime       300s                        # how long a mapping lives after a resolution
+///     ports          8080 5432                   # destination ports carried through tunnels
+///     intercept-bind wildcard                    # wildcard (0.0.0.0:PORT) or each (one socket per pool address)
+///     tunnel-port    8443                        # where peers' receiving endpoints listen
+///     endpoint       127.0.0.11:8443             # this host's receiving endpoint (optional)
+///     inbound        inbound.conf                # who may call in, to which ports
+///     forward        127.0.0.1                   # where the endpoint delivers inbound connections
+///     control        ../run/proxy.control        # `kms-proxy status`
+public struct ProxyConfiguration: Sendable {
+    public enum InterceptBind: String, Sendable { case wildcard, each }
+
+    public var path: String
+    public var dns: Endpoint
+    public var upstream: Endpoint
+    public var identities: [String: HostConfiguration]
+    public var cug: CUGTable
+    public var pool: [IPAddress]
+    public var poolV6: [IPAddress]
+    public var lifetime: Double
+    public var ports: [Int]
+    public var interceptBind: InterceptBind
+    public var tunnelPort: Int
+    public var endpoint: Endpoint?
+    public var inbound: InboundTable?
+    public var forward: IPAddress
+    public var control: String?
+    public var timeout: Double
+
+    static let directives: Set<String> = [
+        "dns", "upstream", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
+        "endpoint", "inbound", "forward", "control", "timeout",
+    ]
+
+    public init(path: String) throws(ConfigError) {
+        let file = try ConfigFile(path: path)
+        try file.requireKnown(Self.directives)
+        self.path = path
+        let dnsDirective = try file.one("dns")!
+        dns = try file.endpoint(try file.values(dnsDirective, count: 1, usage: "ADDRESS:PORT")[0], dnsDirective)
+
+        var identities: [String: HostConfiguration] = [:]
+        for directive in file.all("identity") {
+            let values = try file.values(directive, count: 2, usage: "ID HOST-CONFIG")
+            do { identities[values[0]] = try HostConfiguration(path: file.resolve(values[1])) } catch {
+                throw file.error(directive, "\(error)")
+            }
+        }
+        guard let defaultIdentity = identities["default"] else {
+            throw ConfigError(path: path, line: nil, field: "identity", reason: "missing the identity named default")
+        }
+        self.identities = identities
+        if let directive = try file.one("upstream", required: false) {
+            upstream = try file.endpoint(try file.values(directive, count: 1, usage: "ADDRESS:PORT")[0], directive)
+        } else {
+            upstream = defaultIdentity.home.endpoint
+        }
+        let cugDirective = try file.one("cug")!
+        let cugPath = file.resolve(try file.values(cugDirective, count: 1, usage: "PATH")[0])
+        do { cug = try CUGTable(file: try ConfigFile(path: cugPath), identities: Set(identities.keys)) } catch {
+            // The table's own error already names its file and line.
+            throw error
+        }
+        let poolDirective = try file.one("pool")!
+        let poolValues = try file.values(poolDirective, count: 2, usage: "FIRST-ADDRESS COUNT")
+        let first = try file.address(poolValues[0], poolDirective)
+        guard !first.isIPv6, let count = Int(poolValues[1]), (1...65536).contains(count) else {
+            throw file.error(poolDirective, "expected an IPv4 address and a count of 1...65536")
+        }
+        pool = InterceptPool.addresses(from: first, count: count)
+        if let directive = try file.one("pool-v6", required: false) {
+            let values = try file.values(directive, count: 2, usage: "FIRST-ADDRESS COUNT")
+            let firstV6 = try file.address(values[0], directive)
+            guard firstV6.isIPv6, let countV6 = Int(values[1]), (1...65536).contains(countV6) else {
+                throw file.error(directive, "expected an IPv6 address and a count of 1...65536")
+            }
+            poolV6 = InterceptPool.addresses(from: firstV6, count: countV6)
+        } else {
+            poolV6 = []
+        }
+        lifetime = try file.one("lifetime", required: false).map(file.duration) ?? 300
+        let portsDirective = try file.one("ports")!
+        var ports: [Int] = []
+        for text in try file.values(portsDirective, count: 1, maximum: 64, usage: "PORT [PORT...]") {
+            guard let port = Int(text), (1...65535).contains(port) else { throw file.error(portsDirective, "'\(text)' is not a port") }
+            ports.append(port)
+        }
+        self.ports = ports
+        if let directive = try file.one("intercept-bind", required: false) {
+            let text = try file.values(directive, count: 1, usage: "wildcard|each")[0]
+            guard let bind = InterceptBind(rawValue: text) else { throw file.error(directive, "'\(text)' is neither wildcard nor each") }
+            interceptBind = bind
+        } else {
+            interceptBind = .wildcard
+        }
+        if let directive = try file.one("tunnel-port", required: false) {
+            guard let port = Int(try file.values(directive, count: 1, usage: "PORT")[0]), (1...65535).contains(port) else {
+                throw file.error(directive, "not a port")
+            }
+            tunnelPort = port
+        } else {
+            tunnelPort = 8443
+        }
+        endpoint = try file.one("endpoint", required: false).map { (directive) throws(ConfigError) in
+            try file.endpoint(try file.values(directive, count: 1, usage: "ADDRESS:PORT")[0], directive)
+        }
+        if let directive = try file.one("inbound", required: false) {
+            inbound = try InboundTable(file: try ConfigFile(path: file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])))
+        } else {
+            inbound = nil
+        }
+        if endpoint != nil && inbound == nil {
+            throw ConfigError(path: path, line: nil, field: "inbound", reason: "an endpoint needs an inbound table (who may call in)")
+        }
+        if let directive = try file.one("forward", required: false) {
+            forward = try file.address(try file.values(directive, count: 1, usage: "ADDRESS")[0], directive)
+        } else {
+            forward = IPAddress("127.0.0.1")!
+        }
+        control = try file.one("control", required: false).map { (directive) throws(ConfigError) in
+            file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
+        }
+        timeout = try file.one("timeout", required: false).map(file.duration) ?? 5
+    }
+}
