@@ -120,6 +120,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Shared by the test targets: the figure 7 hierarchy built in-process.
+        .target(
+            name: "KMSTestSupport",
+            dependencies: [
+                "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/KMSTestSupport", swiftSettings: swiftSettings),
+
         // Executables.
         .executableTarget(
             name: "kms",
@@ -161,7 +172,7 @@ let package = Package(
         .testTarget(
             name: "KMSProxyTests",
             dependencies: [
-                "KMSProxy", "KMSNode", "KMSClient", "KMSSettings", "KMSCrypto", "KMSProtocol", "DNSWire", "DNSTransport",
+                "KMSTestSupport", "KMSProxy", "KMSNode", "KMSClient", "KMSSettings", "KMSCrypto", "KMSProtocol", "DNSWire", "DNSTransport",
                 "TLSTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -174,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "KMSNodeTests",
             dependencies: [
-                "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto",
+                "KMSTestSupport", "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

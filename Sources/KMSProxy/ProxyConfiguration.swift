@@ -43,7 +43,7 @@ public struct InboundTable: Sendable {
 ///     cug            cug.conf                    # outbound Closed User Group table
 ///     pool           127.100.0.1 250             # intercept addresses: first, count
 ///     lifetime       300s                        # how long a mapping lives after a resolution
-///     ports          8080 5432                   # destination ports carried through tunnels
+///     ports          8080 5432                   # destination ports carried through tunnels (none: endpoint only)
 ///     intercept-bind wildcard                    # wildcard (0.0.0.0:PORT) or each (one socket per pool address)
 ///     tunnel-port    8443                        # where peers' receiving endpoints listen
 ///     endpoint       127.0.0.11:8443             # this host's receiving endpoint (optional)
@@ -122,11 +122,12 @@ public struct ProxyConfiguration: Sendable {
             poolV6 = []
         }
         lifetime = try file.one("lifetime", required: false).map(file.duration) ?? 300
-        let portsDirective = try file.one("ports")!
         var ports: [Int] = []
-        for text in try file.values(portsDirective, count: 1, maximum: 64, usage: "PORT [PORT...]") {
-            guard let port = Int(text), (1...65535).contains(port) else { throw file.error(portsDirective, "'\(text)' is not a port") }
-            ports.append(port)
+        if let portsDirective = try file.one("ports", required: false) {
+            for text in try file.values(portsDirective, count: 1, maximum: 64, usage: "PORT [PORT...]") {
+                guard let port = Int(text), (1...65535).contains(port) else { throw file.error(portsDirective, "'\(text)' is not a port") }
+                ports.append(port)
+            }
         }
         self.ports = ports
         if let directive = try file.one("intercept-bind", required: false) {

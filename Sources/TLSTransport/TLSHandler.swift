@@ -11,6 +11,7 @@ public struct TLSEstablished: Sendable {
 /// Why a TLS channel closed before or during use.
 public struct TLSChannelError: Error, Sendable, CustomStringConvertible {
     public let reason: String
+    public init(reason: String) { self.reason = reason }
     public var description: String { reason }
 }
 

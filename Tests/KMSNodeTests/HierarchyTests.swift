@@ -1,3 +1,4 @@
+import KMSTestSupport
 import DNSTransport
 import DNSWire
 import Foundation

@@ -1,3 +1,4 @@
+import KMSTestSupport
 import Foundation
 import KMSCrypto
 import KMSNode

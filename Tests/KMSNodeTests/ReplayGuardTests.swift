@@ -1,3 +1,4 @@
+import KMSTestSupport
 import DNSWire
 import KMSCrypto
 import KMSProtocol

@@ -1,38 +1,38 @@
-import DNSTransport
-import DNSWire
-import Foundation
-import KMSClient
-import KMSCrypto
-import KMSNode
+public import DNSTransport
+public import DNSWire
+public import Foundation
+public import KMSClient
+public import KMSCrypto
+public import KMSNode
 import KMSProtocol
-import KMSSettings
+public import KMSSettings
 import Logging
-import NIOCore
+public import NIOCore
 import NIOPosix
 
 /// The patent's figure 7 on 127.0.0.1, built inside the test process from real configuration
 /// files: KMSs `xx.`, `a.xx.`, `b.a.xx.` (host A's home), `c.a.xx.` (host B's), each a real
 /// DNS server on an ephemeral port, talking DNS over real sockets.
-final class TestHierarchy: @unchecked Sendable {
-    static let zones: [DomainName] = ["xx.", "a.xx.", "b.a.xx.", "c.a.xx."]
-    static let parents: [DomainName: DomainName] = ["a.xx.": "xx.", "b.a.xx.": "a.xx.", "c.a.xx.": "a.xx."]
-    static let hosts: [(name: DomainName, zone: DomainName, address: String)] = [
+public final class TestHierarchy: @unchecked Sendable {
+    public static let zones: [DomainName] = ["xx.", "a.xx.", "b.a.xx.", "c.a.xx."]
+    public static let parents: [DomainName: DomainName] = ["a.xx.": "xx.", "b.a.xx.": "a.xx.", "c.a.xx.": "a.xx."]
+    public static let hosts: [(name: DomainName, zone: DomainName, address: String)] = [
         ("hosta.b.a.xx.", "b.a.xx.", "127.0.0.11"),
         ("hostb.c.a.xx.", "c.a.xx.", "127.0.0.12"),
         ("hostc.c.a.xx.", "c.a.xx.", "127.0.0.13"),
     ]
 
-    let directory: URL
-    let group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    let client: DNSClient
-    var keys: [DomainName: PrivateKey] = [:]
-    var servers: [DomainName: DNSServer] = [:]
-    var boxes: [DomainName: ResponderBox] = [:]
-    var nodes: [DomainName: KMSNode] = [:]
-    var endpoints: [DomainName: Endpoint] = [:]
-    let upstreamTimeout: String
+    public let directory: URL
+    public let group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    public let client: DNSClient
+    public var keys: [DomainName: PrivateKey] = [:]
+    public var servers: [DomainName: DNSServer] = [:]
+    public var boxes: [DomainName: ResponderBox] = [:]
+    public var nodes: [DomainName: KMSNode] = [:]
+    public var endpoints: [DomainName: Endpoint] = [:]
+    public let upstreamTimeout: String
 
-    init(upstreamTimeout: String = "1000ms", extra: [DomainName: String] = [:]) async throws {
+    public init(upstreamTimeout: String = "1000ms", extra: [DomainName: String] = [:]) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("countersign-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.upstreamTimeout = upstreamTimeout
@@ -56,10 +56,10 @@ final class TestHierarchy: @unchecked Sendable {
         }
     }
 
-    func keyPrefix(_ name: DomainName) -> String { directory.appendingPathComponent(name.text).path }
-    func configPath(_ zone: DomainName) -> String { directory.appendingPathComponent("\(zone.text)conf").path }
+    public func keyPrefix(_ name: DomainName) -> String { directory.appendingPathComponent(name.text).path }
+    public func configPath(_ zone: DomainName) -> String { directory.appendingPathComponent("\(zone.text)conf").path }
 
-    func writeConfiguration(_ zone: DomainName, extra: String) throws {
+    public func writeConfiguration(_ zone: DomainName, extra: String) throws {
         var lines = [
             "zone \(zone)", "listen \(endpoints[zone]!)", "key \(keyPrefix(zone)).pem",
             "database \(directory.path)/\(zone.text)sqlite", "upstream-timeout \(upstreamTimeout)",
@@ -79,7 +79,7 @@ final class TestHierarchy: @unchecked Sendable {
     }
 
     /// (Re)creates the node for `zone` from its configuration file and store, and serves it.
-    func startNode(_ zone: DomainName) throws {
+    public func startNode(_ zone: DomainName) throws {
         var logger = Logger(label: "test")
         logger.logLevel = .error
         let node = try KMSNode(configuration: try NodeConfiguration(path: configPath(zone)), client: client, logger: logger)
@@ -88,12 +88,12 @@ final class TestHierarchy: @unchecked Sendable {
     }
 
     /// Stops answering for `zone`: its sockets close, as when the process dies.
-    func stop(_ zone: DomainName) async {
+    public func stop(_ zone: DomainName) async {
         await servers[zone]!.close()
     }
 
-    /// A host's fetcher, trusting `anchors` (names of KMSs of this hierarchy).
-    func fetcher(_ host: DomainName, anchors: [DomainName] = ["xx."], cache: Bool = false, timeout: String = "5s") throws -> KeyFetcher {
+    /// Writes a host configuration for `host`, trusting `anchors`, and returns its path.
+    public func hostConfiguration(_ host: DomainName, anchors: [DomainName] = ["xx."], cache: Bool = false, timeout: String = "5s") throws -> String {
         let entry = Self.hosts.first { $0.name == host }!
         var lines = [
             "name \(host)", "key \(keyPrefix(host)).pem", "address \(entry.address)",
@@ -103,15 +103,28 @@ final class TestHierarchy: @unchecked Sendable {
         if cache { lines.append("cache \(directory.path)/\(host.text)cache.sqlite") }
         let path = directory.appendingPathComponent("\(host.text)\(UUID().uuidString).conf").path
         try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// A host's fetcher, trusting `anchors` (names of KMSs of this hierarchy).
+    public func fetcher(_ host: DomainName, anchors: [DomainName] = ["xx."], cache: Bool = false, timeout: String = "5s") throws -> KeyFetcher {
+        let path = try hostConfiguration(host, anchors: anchors, cache: cache, timeout: timeout)
         return try KeyFetcher(configuration: try HostConfiguration(path: path), client: client)
     }
 
+    /// Writes `text` to a file in the hierarchy's folder and returns its path.
+    public func write(_ text: String, to name: String) throws -> String {
+        let path = directory.appendingPathComponent(name).path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     /// Sends raw bytes to a node over UDP and returns the decoded reply.
-    func send(_ message: DNSMessage, to zone: DomainName, timeout: TimeAmount = .seconds(5)) async throws -> DNSMessage {
+    public func send(_ message: DNSMessage, to zone: DomainName, timeout: TimeAmount = .seconds(5)) async throws -> DNSMessage {
         try await client.query(message, server: servers[zone]!.address, timeout: timeout)
     }
 
-    func shutdown() async {
+    public func shutdown() async {
         for server in servers.values { await server.close() }
         await client.close()
         try? FileManager.default.removeItem(at: directory)

@@ -1,10 +1,10 @@
-import NIOCore
+public import NIOCore
 import NIOPosix
 
 /// Sends raw bytes over UDP and waits for one datagram back: for packets a DNS library would
 /// refuse to build (truncated, looping, not DNS at all).
-enum RawUDP {
-    static func exchange(_ bytes: [UInt8], with server: SocketAddress, timeout: TimeAmount = .seconds(5)) async throws -> [UInt8]? {
+public enum RawUDP {
+    public static func exchange(_ bytes: [UInt8], with server: SocketAddress, timeout: TimeAmount = .seconds(5)) async throws -> [UInt8]? {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: [UInt8]?.self)
         let channel = try await DatagramBootstrap(group: group)

@@ -1,0 +1,131 @@
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import Logging
+import NIOCore
+import NIOPosix
+import TLSTransport
+
+/// The receiving side: TLS 1.3 with this host's key, a client certificate required. The caller
+/// is let in only when the key in its certificate equals the key the KMS hierarchy vouches for
+/// the name in it, its name is in the inbound CUG table, and the port it asks for is allowed.
+final class ReceivingEndpoint: Sendable {
+    let context: TLSContext
+    let fetcher: KeyFetcher
+    let inbound: InboundTable
+    let forward: IPAddress
+    let timeout: TimeAmount
+    let sessions: Sessions
+    let logger: Logger
+    let metrics = TunnelMetrics()
+
+    init(context: TLSContext, fetcher: KeyFetcher, inbound: InboundTable, forward: IPAddress, timeout: TimeAmount, sessions: Sessions, logger: Logger) {
+        self.context = context
+        self.fetcher = fetcher
+        self.inbound = inbound
+        self.forward = forward
+        self.timeout = timeout
+        self.sessions = sessions
+        self.logger = logger
+    }
+
+    struct Established: Sendable {
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let handshake: EventLoopFuture<TLSEstablished>
+    }
+
+    func listen(host: String, port: Int, group: any EventLoopGroup) async throws -> any Channel {
+        let context = self.context
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let promise = channel.eventLoop.makePromise(of: TLSEstablished.self)
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(connection: try TLSConnection(context: context), isClient: false))
+                    try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: promise))
+                    return Established(
+                        channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)),
+                        handshake: promise.futureResult)
+                }
+            }
+        let listener = server.channel
+        Task {
+            try? await server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.admit(connection, group: listener.eventLoop) }
+                    }
+                }
+            }
+        }
+        return listener
+    }
+
+    private func admit(_ caller: Established, group: any EventLoop) async {
+        let remote = caller.channel.channel.remoteAddress.map { "\($0)" } ?? "-"
+        do {
+            let deadline = caller.channel.channel.eventLoop.scheduleTask(in: timeout) { caller.channel.channel.close(promise: nil) }
+            let handshake = try await caller.handshake.get()
+            deadline.cancel()
+            // 1. The caller is who its certificate says, by the KMS hierarchy.
+            guard let nameText = handshake.peerName, let name = try? DomainName(canonical: nameText.lowercased()),
+                let presented = handshake.peerKey
+            else { throw Refused("the client certificate names no host") }
+            let vouched: FetchResult
+            do { vouched = try await fetcher.fetch(name) } catch {
+                throw Refused("no verified key for \(name): \(error.message)")
+            }
+            guard vouched.key == presented else {
+                throw Refused("\(name) presented a key that is not the one the KMS hierarchy vouches for")
+            }
+            // 2. The caller is in this host's inbound group.
+            guard let ports = inbound.ports(for: name) else { throw Refused("\(name) is not in the inbound CUG table") }
+            try await caller.channel.executeThenClose { tunnelIn, tunnelOut in
+                // 3. The port it asks for is allowed.
+                var iterator = tunnelIn.makeAsyncIterator()
+                var header: [UInt8] = []
+                var rest = ByteBuffer()
+                while !header.contains(0x0A) {
+                    guard header.count <= TunnelHeader.maximumLength, let chunk = try await iterator.next() else {
+                        throw Refused("\(name) sent no tunnel header")
+                    }
+                    header += chunk.readableBytesView
+                }
+                let newline = header.firstIndex(of: 0x0A)!
+                rest.writeBytes(header[(newline + 1)...])
+                guard let port = TunnelHeader.parse(Array(header[..<newline])) else { throw Refused("\(name) sent a malformed tunnel header") }
+                guard ports.contains(port) else { throw Refused("\(name) may not reach port \(port) (allowed: \(ports.sorted()))") }
+
+                let local = try await ClientBootstrap(group: group)
+                    .connectTimeout(timeout)
+                    .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                    .connect(host: forward.description, port: port) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        }
+                    }
+                metrics.inboundAccepted.increment()
+                let session = sessions.open(direction: "in", peer: "\(name) \(remote)", local: "\(forward):\(port)", cipher: handshake.cipherSuite ?? "?")
+                defer { sessions.close(session) }
+                logger.info("inbound tunnel", metadata: ["caller": "\(name)", "port": "\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
+                try await local.executeThenClose { localIn, localOut in
+                    if rest.readableBytes > 0 { try await localOut.write(rest) }
+                    await Relay.run(iterator, tunnelOut, localIn.makeAsyncIterator(), localOut)
+                }
+            }
+        } catch {
+            metrics.inboundRefused.increment()
+            logger.warning("inbound refused", metadata: ["remote": "\(remote)", "reason": "\(error)"])
+            try? await caller.channel.channel.close()
+        }
+    }
+
+    struct Refused: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+}

@@ -1,0 +1,148 @@
+import ControlSocket
+public import DNSTransport
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import KMSProtocol
+public import Logging
+public import NIOCore
+
+/// A running `kms-proxy`: the DNS proxy, the tunnel listeners, the receiving endpoint and the
+/// status socket, built from one configuration.
+public final class ProxyService: Sendable {
+    public let configuration: ProxyConfiguration
+    public let dnsProxy: DNSProxy
+    public let pool: InterceptPool
+    let sessions: Sessions
+    private let channels: [any Channel]
+    private let dnsServer: DNSServer
+    private let endpointChannel: (any Channel)?
+    private let client: DNSClient
+
+    private init(
+        configuration: ProxyConfiguration, dnsProxy: DNSProxy, pool: InterceptPool, sessions: Sessions, channels: [any Channel],
+        dnsServer: DNSServer, endpointChannel: (any Channel)?, client: DNSClient
+    ) {
+        self.configuration = configuration
+        self.dnsProxy = dnsProxy
+        self.pool = pool
+        self.sessions = sessions
+        self.channels = channels
+        self.dnsServer = dnsServer
+        self.endpointChannel = endpointChannel
+        self.client = client
+    }
+
+    /// Where the DNS proxy listens (the port is known here when the configuration said 0).
+    public var dnsAddress: SocketAddress { dnsServer.address }
+    /// Where the receiving endpoint listens, if this host has one.
+    public var endpointAddress: SocketAddress? { endpointChannel?.localAddress }
+
+    /// Where each part listens, for the operator.
+    public var summary: [String] {
+        var lines = ["dns        \(configuration.dns) (upstream \(configuration.upstream))"]
+        lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
+        if let endpoint = configuration.endpoint { lines.append("endpoint   \(endpoint) (TLS 1.3, client key checked with the KMS hierarchy)") }
+        if let control = configuration.control { lines.append("status     kms-proxy status --control \(control)") }
+        return lines
+    }
+
+    public static func start(_ configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> ProxyService {
+        let client = try await DNSClient.make(group: group)
+        var fetchers: [String: KeyFetcher] = [:]
+        var clientContexts: [String: [TLSCipher: TLSContext]] = [:]
+        var identities: [String: TLSIdentity] = [:]
+        for (id, host) in configuration.identities {
+            fetchers[id] = try KeyFetcher(configuration: host, client: client)
+            let identity = try TLSIdentity(name: host.name.text, key: host.key)
+            identities[id] = identity
+            var byCipher: [TLSCipher: TLSContext] = [:]
+            for cipher in TLSCipher.allCases { byCipher[cipher] = try TLSContext(role: .client, identity: identity, ciphers: [cipher]) }
+            clientContexts[id] = byCipher
+        }
+        let timeout = TimeAmount.milliseconds(Int64(configuration.timeout * 1000))
+        let pool = InterceptPool(addresses: configuration.pool, lifetime: configuration.lifetime)
+        let poolV6 = configuration.poolV6.isEmpty ? nil : InterceptPool(addresses: configuration.poolV6, lifetime: configuration.lifetime)
+        let dnsProxy = DNSProxy(
+            upstream: try SocketAddress(ipAddress: configuration.upstream.address.description, port: configuration.upstream.port),
+            client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger)
+        let sessions = Sessions()
+        var channels: [any Channel] = []
+        var endpointChannel: (any Channel)?
+        let dnsServer: DNSServer
+        do {
+            dnsServer = try await DNSServer.bind(
+                host: configuration.dns.address.description, port: configuration.dns.port, group: group, responder: ResponderBox(dnsProxy))
+            let sender = TunnelSender(pool: pool, contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout, sessions: sessions, logger: logger)
+            let hosts: [String]
+            switch configuration.interceptBind {
+            case .wildcard: hosts = ["0.0.0.0"] + (poolV6 == nil ? [] : ["::"])
+            case .each: hosts = (configuration.pool + configuration.poolV6).map(\.description)
+            }
+            for host in hosts {
+                for port in configuration.ports { channels.append(try await sender.listen(host: host, port: port, group: group)) }
+            }
+            if let endpoint = configuration.endpoint, let inbound = configuration.inbound {
+                let receiving = ReceivingEndpoint(
+                    context: try TLSContext(role: .server, identity: identities["default"]!), fetcher: fetchers["default"]!,
+                    inbound: inbound, forward: configuration.forward, timeout: timeout, sessions: sessions, logger: logger)
+                let channel = try await receiving.listen(host: endpoint.address.description, port: endpoint.port, group: group)
+                channels.append(channel)
+                endpointChannel = channel
+            }
+            if let control = configuration.control {
+                channels.append(try await ControlSocket.serve(at: control, group: group) { [pool, sessions] _ in
+                    (try? JSONEncoder().encode(Self.status(pool: pool, sessions: sessions))) ?? Data("{}".utf8)
+                })
+            }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            await client.close()
+            throw error
+        }
+        return ProxyService(
+            configuration: configuration, dnsProxy: dnsProxy, pool: pool, sessions: sessions, channels: channels, dnsServer: dnsServer,
+            endpointChannel: endpointChannel, client: client)
+    }
+
+    public func stop() async {
+        await dnsServer.close()
+        for channel in channels { try? await channel.close() }
+        await client.close()
+    }
+
+    /// What `kms-proxy status` prints.
+    public struct Status: Codable, Sendable {
+        public struct MappingRow: Codable, Sendable {
+            public let intercept: String
+            public let peer: String
+            public let addresses: [String]
+            public let key: String
+            public let path: String
+            public let expiresIn: Int
+            public let liveConnections: Int
+        }
+
+        public let mappings: [MappingRow]
+        public let sessions: [Session]
+    }
+
+    public func status() -> Status { Self.status(pool: pool, sessions: sessions) }
+
+    static func status(pool: InterceptPool, sessions: Sessions) -> Status {
+        let now = Date().timeIntervalSince1970
+        return Status(
+            mappings: pool.mappings.map {
+                Status.MappingRow(
+                    intercept: $0.intercept.description, peer: $0.peer.text, addresses: $0.peerAddresses.map(\.description),
+                    key: String(KeyField.encode($0.key).prefix(32)) + "…", path: "\($0.settings)",
+                    expiresIn: Int($0.expiresAt - now), liveConnections: $0.liveConnections)
+            },
+            sessions: sessions.all)
+    }
+
+    public static func status(control: String, group: any EventLoopGroup) async throws -> Status {
+        try await ControlSocket.send(["op": "status"], expecting: Status.self, to: control, group: group)
+    }
+}

@@ -1,0 +1,157 @@
+import DNSWire
+import Foundation
+import KMSCrypto
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import TLSTransport
+
+/// The first line a tunnel carries inside TLS: which of the peer's local ports to reach.
+enum TunnelHeader {
+    static let prefix = "kms1-tunnel "
+    static let maximumLength = 32
+
+    static func line(port: Int) -> ByteBuffer { ByteBuffer(string: "\(prefix)\(port)\n") }
+
+    static func parse(_ bytes: [UInt8]) -> Int? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.hasPrefix(prefix), let port = Int(text.dropFirst(prefix.count)), (1...65535).contains(port) else {
+            return nil
+        }
+        return port
+    }
+}
+
+/// A tunnel session, for `kms-proxy status`.
+public struct Session: Codable, Sendable {
+    public let id: Int
+    public let direction: String
+    public let peer: String
+    public let local: String
+    public let cipher: String
+    public let started: Double
+}
+
+/// Live sessions, outgoing and incoming.
+final class Sessions: Sendable {
+    private let table = Mutex<(next: Int, live: [Int: Session])>((1, [:]))
+
+    func open(direction: String, peer: String, local: String, cipher: String) -> Int {
+        table.withLock { state in
+            let id = state.next
+            state.next += 1
+            state.live[id] = Session(id: id, direction: direction, peer: peer, local: local, cipher: cipher, started: Date().timeIntervalSince1970)
+            return id
+        }
+    }
+
+    func close(_ id: Int) { _ = table.withLock { $0.live.removeValue(forKey: id) } }
+
+    var all: [Session] { table.withLock { $0.live.values.sorted { $0.id < $1.id } } }
+}
+
+/// The sending side: accepts the application's connections to intercept addresses, opens
+/// TLS 1.3 to the peer's receiving endpoint pinned to the KMS-verified key, and relays.
+final class TunnelSender: Sendable {
+    let pool: InterceptPool
+    let contexts: [String: [TLSCipher: TLSContext]]
+    let tunnelPort: Int
+    let timeout: TimeAmount
+    let sessions: Sessions
+    let logger: Logger
+    let metrics = TunnelMetrics()
+
+    init(pool: InterceptPool, contexts: [String: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions, logger: Logger) {
+        self.pool = pool
+        self.contexts = contexts
+        self.tunnelPort = tunnelPort
+        self.timeout = timeout
+        self.sessions = sessions
+        self.logger = logger
+    }
+
+    /// Listens on `host:port` and serves connections until the returned channel is closed.
+    func listen(host: String, port: Int, group: any EventLoopGroup) async throws -> any Channel {
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        let listener = server.channel
+        Task {
+            try? await server.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.carry(connection, group: listener.eventLoop) }
+                    }
+                }
+            }
+        }
+        return listener
+    }
+
+    private func carry(_ application: NIOAsyncChannel<ByteBuffer, ByteBuffer>, group: any EventLoop) async {
+        guard let local = application.channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port,
+            let mapping = pool.open(ip, now: Date().timeIntervalSince1970)
+        else {
+            logger.notice("closed a connection to an address that maps to no peer", metadata: ["local": "\(application.channel.localAddress.map { "\($0)" } ?? "-")"])
+            try? await application.channel.close()
+            return
+        }
+        defer { pool.close(ip) }
+        guard let peerAddress = mapping.peerAddresses.first,
+            let context = contexts[mapping.settings.identity]?[mapping.settings.cipher]
+        else {
+            try? await application.channel.close()
+            return
+        }
+        do {
+            let peerName = mapping.peer.text
+            let pinned = mapping.key
+            let established = application.channel.eventLoop.makePromise(of: TLSEstablished.self)
+            let tunnel = try await ClientBootstrap(group: group)
+                .connectTimeout(timeout)
+                .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .connect(host: peerAddress.description, port: tunnelPort) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let connection = try TLSConnection(context: context, pinnedKey: pinned, serverName: peerName)
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(connection: connection, isClient: true))
+                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: established))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                    }
+                }
+            let deadline = application.channel.eventLoop.scheduleTask(in: timeout) {
+                established.fail(TLSChannelError(reason: "TLS handshake with \(mapping.peer) timed out"))
+            }
+            let handshake: TLSEstablished
+            do { handshake = try await established.futureResult.get() } catch {
+                deadline.cancel()
+                try? await tunnel.channel.close()
+                throw error
+            }
+            deadline.cancel()
+            metrics.opened.increment()
+            let session = sessions.open(
+                direction: "out", peer: "\(mapping.peer) \(peerAddress):\(tunnelPort)", local: "\(ip):\(port)",
+                cipher: handshake.cipherSuite ?? "?")
+            defer { sessions.close(session) }
+            logger.info("tunnel open", metadata: ["peer": "\(mapping.peer)", "intercept": "\(ip):\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
+            try await application.executeThenClose { appIn, appOut in
+                try await tunnel.executeThenClose { tunnelIn, tunnelOut in
+                    try await tunnelOut.write(TunnelHeader.line(port: port))
+                    await Relay.run(appIn.makeAsyncIterator(), appOut, tunnelIn.makeAsyncIterator(), tunnelOut)
+                }
+            }
+        } catch {
+            metrics.failed.increment()
+            logger.warning("tunnel refused: the peer could not be reached with its verified key", metadata: ["peer": "\(mapping.peer)", "reason": "\(error)"])
+            try? await application.channel.close()
+        }
+    }
+}

@@ -1,0 +1,195 @@
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSCrypto
+import KMSProxy
+import KMSTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// A TCP server standing for host B's application: answers "echo:" + what it got.
+final class EchoServer: Sendable {
+    let channel: any Channel
+    let received = Mutex<[UInt8]>([])
+    var port: Int { channel.localAddress!.port! }
+
+    init(host: String) async throws {
+        let box = Box()
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo(box: box)) }
+            }
+            .bind(host: host, port: 0).get()
+        box.server.withLock { $0 = self }
+    }
+
+    final class Box: Sendable { let server = Mutex<EchoServer?>(nil) }
+
+    final class Echo: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let box: Box
+        init(box: Box) { self.box = box }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data)
+            box.server.withLock { $0 }?.received.withLock { $0 += bytes.readableBytesView }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "echo:" + String(buffer: bytes))), promise: nil)
+        }
+    }
+}
+
+/// Connects, sends, and returns what comes back before the connection closes or `timeout`.
+func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .seconds(5)) async throws -> String {
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connect(host: host, port: port) { channel in
+            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+        }
+    return try await channel.executeThenClose { inbound, outbound in
+        try await outbound.write(ByteBuffer(string: text))
+        let deadline = ContinuousClock.now + .milliseconds(timeout.nanoseconds / 1_000_000)
+        var got = ""
+        var iterator = inbound.makeAsyncIterator()
+        while ContinuousClock.now < deadline, !got.hasSuffix(text) {
+            guard let chunk = try await iterator.next() else { break }
+            got += String(buffer: chunk)
+        }
+        return got
+    }
+}
+
+@Suite struct ProxyIntegrationTests {
+    struct Setup {
+        let hierarchy: TestHierarchy
+        let server: EchoServer
+        let proxyA: ProxyService
+        let proxyB: ProxyService
+
+        func resolve(_ name: DomainName, type: RRType = .a) async throws -> DNSMessage {
+            var query = DNSMessage.query(id: 1, name: name, type: type)
+            query.header.recursionDesired = true  // as a stub resolver asks
+            return try await hierarchy.client.query(query, server: proxyA.dnsAddress, timeout: .seconds(10))
+        }
+
+        func shutdown() async {
+            await proxyA.stop()
+            await proxyB.stop()
+            try? await server.channel.close()
+            await hierarchy.shutdown()
+        }
+    }
+
+    /// Host B (127.0.0.12): an application on 127.0.0.12 and a receiving endpoint letting in
+    /// `inbound` callers. Host A (127.0.0.11): a proxy whose CUG table says `*.c.a.xx.`.
+    func setUp(inbound: String = "*.b.a.xx.", rotateHostB: Bool = false, anchorsA: [DomainName] = ["xx."]) async throws -> Setup {
+        let hierarchy = try await TestHierarchy()
+        let server = try await EchoServer(host: "127.0.0.12")
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let group = MultiThreadedEventLoopGroup.singleton
+        let hostB = try hierarchy.hostConfiguration("hostb.c.a.xx.")
+        let cugB = try hierarchy.write("", to: "cug-b.conf")
+        let inboundB = try hierarchy.write("\(inbound) \(server.port)\n", to: "inbound-b.conf")
+        let proxyB = try await ProxyService.start(
+            try ProxyConfiguration(path: try hierarchy.write("""
+                dns 127.0.0.12:0
+                identity default \(hostB)
+                cug \(cugB)
+                pool 127.101.0.1 2
+                endpoint 127.0.0.12:0
+                inbound \(inboundB)
+                forward 127.0.0.12
+                """, to: "proxy-b.conf")), group: group, logger: logger)
+        if rotateHostB {
+            // The hierarchy now vouches for another key than the one B's endpoint presents.
+            try hierarchy.nodes["c.a.xx."]!.register(
+                name: "hostb.c.a.xx.", key: try PrivateKey(generating: .ed25519).publicKey, addresses: [IPAddress("127.0.0.12")!])
+        }
+        let hostA = try hierarchy.hostConfiguration("hosta.b.a.xx.", anchors: anchorsA)
+        let cugA = try hierarchy.write("*.c.a.xx. tls default AES-256-GCM\n", to: "cug-a.conf")
+        let poolBase = Int.random(in: 1...250)
+        let proxyA = try await ProxyService.start(
+            try ProxyConfiguration(path: try hierarchy.write("""
+                dns 127.0.0.11:0
+                upstream \(hierarchy.endpoints["b.a.xx."]!)
+                identity default \(hostA)
+                cug \(cugA)
+                pool 127.100.\(poolBase).1 4
+                lifetime 120s
+                ports \(server.port)
+                intercept-bind each
+                tunnel-port \(proxyB.endpointAddress!.port!)
+                """, to: "proxy-a.conf")), group: group, logger: logger)
+        return Setup(hierarchy: hierarchy, server: server, proxyA: proxyA, proxyB: proxyB)
+    }
+
+    @Test func aCUGNameIsCarriedEncryptedToHostB() async throws {
+        let setup = try await setUp()
+        defer { Task { await setup.shutdown() } }
+        let reply = try await setup.resolve("hostb.c.a.xx.")
+        #expect(reply.rcode == .noError)
+        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+            Issue.record("no intercept address: \(reply.presentation)")
+            return
+        }
+        #expect(intercept.description.hasPrefix("127.100."))
+        #expect(intercept.description != "127.0.0.12")  // never the real address
+        #expect(reply.answers[0].ttl <= 120)
+        // The same peer keeps its address.
+        #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers[0].data)
+
+        let answer = try await exchange("hello B", host: intercept.description, port: setup.server.port)
+        #expect(answer == "echo:hello B")
+        #expect(setup.server.received.withLock { String(decoding: $0, as: UTF8.self) } == "hello B")
+        let status = setup.proxyA.status()
+        #expect(status.mappings.first?.peer == "hostb.c.a.xx.")
+        #expect(status.mappings.first?.path.contains("AES-256-GCM") == true)
+    }
+
+    @Test func aNonCUGNameGetsItsRealAddress() async throws {
+        let setup = try await setUp()
+        defer { Task { await setup.shutdown() } }
+        var query = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .a)
+        query.header.recursionDesired = true
+        let reply = try await setup.hierarchy.client.query(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
+        #expect(reply.answers.first?.data == .a([127, 0, 0, 11]))
+        #expect(setup.proxyA.status().mappings.isEmpty)
+    }
+
+    @Test func aWrongPeerKeyRefusesTheConnection() async throws {
+        let setup = try await setUp(rotateHostB: true)
+        defer { Task { await setup.shutdown() } }
+        let reply = try await setup.resolve("hostb.c.a.xx.")
+        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+            Issue.record("no intercept address: \(reply.presentation)")
+            return
+        }
+        let answer = (try? await exchange("secret", host: intercept.description, port: setup.server.port)) ?? ""
+        #expect(answer.isEmpty)
+        #expect(setup.server.received.withLock { $0.isEmpty })
+    }
+
+    @Test func aCallerOutsideBsInboundCUGIsRefused() async throws {
+        let setup = try await setUp(inbound: "*.elsewhere.xx.")
+        defer { Task { await setup.shutdown() } }
+        let reply = try await setup.resolve("hostb.c.a.xx.")
+        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+            Issue.record("no intercept address: \(reply.presentation)")
+            return
+        }
+        let answer = (try? await exchange("secret", host: intercept.description, port: setup.server.port)) ?? ""
+        #expect(answer.isEmpty)
+        #expect(setup.server.received.withLock { $0.isEmpty })
+    }
+
+    @Test func aKeyThatCannotBeVerifiedFailsClosed() async throws {
+        // Host A trusts only a.xx. under another key than a.xx.'s real one: nothing verifies.
+        let setup = try await setUp(anchorsA: ["b.a.xx."])
+        defer { Task { await setup.shutdown() } }
+        let reply = try await setup.resolve("hostb.c.a.xx.")
+        #expect(reply.rcode == .serverFailure)
+        #expect(reply.answers.isEmpty)
+        #expect(reply.extendedErrors.first?.text.contains("CUG peer") == true, "\(reply.presentation)")
+    }
+}
