@@ -25,6 +25,7 @@ let package = Package(
     products: [
         .executable(name: "kms", targets: ["kms"]),
         .executable(name: "kmsd", targets: ["kmsd"]),
+        .executable(name: "kms-proxy", targets: ["kms-proxy"]),
         .library(name: "KMSProtocol", targets: ["KMSProtocol"]),
     ],
     dependencies: [
@@ -80,16 +81,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .target(
+            name: "MetricsHTTP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
             name: "KMSSettings", dependencies: ["DNSWire", "KMSCrypto", "KMSProtocol"],
             swiftSettings: swiftSettings),
         .target(
             name: "KMSNode",
             dependencies: [
-                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "ControlSocket",
+                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "ControlSocket", "MetricsHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -147,6 +156,20 @@ let package = Package(
             dependencies: [
                 "KMSNode", "KMSSettings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: executableSettings),
+
+        .executableTarget(
+            name: "kms-proxy",
+            dependencies: [
+                "KMSProxy", "KMSSettings", "MetricsHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,4 +1,5 @@
 import DNSTransport
+import MetricsHTTP
 import Foundation
 public import KMSSettings
 public import Logging

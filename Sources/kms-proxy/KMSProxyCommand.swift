@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import KMSProxy
+import KMSSettings
+import Logging
+import Metrics
+import MetricsHTTP
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// `kms-proxy`: encryption set up on name resolution.
+@main
+struct KMSProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kms-proxy",
+        abstract: "Encrypt traffic to closed-user-group peers, set up when applications resolve their names.",
+        discussion: """
+            Point applications' DNS at the proxy (the `dns` address). For a name that matches a \
+            row of the CUG table, the proxy fetches the peer's key from the KMS hierarchy, \
+            verifies it, and answers with an intercept address; connections to that address \
+            are carried over TLS 1.3 pinned to the verified key. Other names get exactly what \
+            the upstream resolver said. A CUG name whose key cannot be verified gets SERVFAIL, \
+            never its real address. See docs/PROXY.md.
+            """,
+        subcommands: [Run.self, Status.self],
+        defaultSubcommand: Run.self)
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy (and its receiving endpoint, if configured).")
+
+    @Argument(help: "The proxy configuration file.")
+    var config: String
+
+    @Option(help: "Serve Prometheus metrics at ADDRESS:PORT (GET /metrics).")
+    var metrics: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let configuration: ProxyConfiguration
+        do { configuration = try ProxyConfiguration(path: config) } catch { fail("\(error)", code: 78) }
+        var registry: PrometheusCollectorRegistry?
+        if let metrics {
+            guard Endpoint(metrics) != nil else { fail("--metrics: '\(metrics)' is not ADDRESS:PORT", code: 64) }
+            let made = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: made))
+            registry = made
+        }
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "kms-proxy")
+        let service = ProxyRunner(configuration: configuration, metrics: metrics.flatMap(Endpoint.init).map { ($0, registry!) }, logger: logger)
+        do {
+            try await ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger).run()
+        } catch {
+            fail("\(error)", code: 1)
+        }
+    }
+}
+
+struct ProxyRunner: Service {
+    let configuration: ProxyConfiguration
+    let metrics: (Endpoint, PrometheusCollectorRegistry)?
+    let logger: Logger
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let proxy = try await ProxyService.start(configuration, group: group, logger: logger)
+        var metricsChannel: (any Channel)?
+        if let (endpoint, registry) = metrics {
+            metricsChannel = try await MetricsEndpoint.serve(registry, host: endpoint.address.description, port: endpoint.port, group: group)
+        }
+        for line in proxy.summary { say(line) }
+        if let metrics { say("metrics    http://\(metrics.0)/metrics") }
+        say("ready")
+        try? await gracefulShutdown()
+        try? await metricsChannel?.close()
+        await proxy.stop()
+        say("stopped")
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List live mappings (intercept address → peer) and tunnel sessions.")
+
+    @Option(help: "The proxy's status socket (`control` in its configuration).")
+    var control: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let status: ProxyService.Status
+        do { status = try await ProxyService.status(control: control, group: MultiThreadedEventLoopGroup.singleton) } catch {
+            fail("cannot reach the proxy at \(control): \(error) (is kms-proxy running?)", code: 69)
+        }
+        if json {
+            let data = try JSONEncoder().encode(status)
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("mappings (\(status.mappings.count))")
+        for row in status.mappings {
+            print("  \(row.intercept) -> \(row.peer) [\(row.addresses.joined(separator: " "))] \(row.path), expires in \(row.expiresIn) s, \(row.liveConnections) live")
+        }
+        print("sessions (\(status.sessions.count))")
+        for session in status.sessions {
+            print("  #\(session.id) \(session.direction) \(session.peer) via \(session.local) \(session.cipher)")
+        }
+    }
+}
+
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
+func fail(_ message: String, code: Int32) -> Never {
+    FileHandle.standardError.write(Data("kms-proxy: \(message)\n".utf8))
+    exit(code)
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
