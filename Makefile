@@ -7,7 +7,8 @@
 # missing (apt-get; as root, or through sudo).
 
 # Build: the C libraries. Tests also drive the real tools: openssl (key files) and dig.
-DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind9-dnsutils
+DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind9-dnsutils \
+                   iproute2 tcpdump curl
 SWIFT ?= swift
 
 .PHONY: run test build deps
@@ -30,6 +31,7 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	Tests/e2e/hierarchy.sh
+	Tests/e2e/proxy-netns.sh
 
 run: build
 	@scripts/run-hierarchy
