@@ -41,6 +41,51 @@ final class EchoServer: Sendable {
     }
 }
 
+/// A TCP server standing for an application that reads a whole request, up to the end of its
+/// input (the client's half-close), then answers "got N bytes" and closes.
+func countingServer(host: String) async throws -> any Channel {
+    final class Count: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var count = 0
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { count += unwrapInboundIn(data).readableBytes }
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            guard case ChannelEvent.inputClosed? = event as? ChannelEvent else { return }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "got \(count) bytes"))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+        }
+    }
+    return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Count()) }
+        }
+        .bind(host: host, port: 0).get()
+}
+
+/// Sends `text`, closes the sending direction, and reads the reply until the server closes.
+func sendThenHalfClose(_ text: String, host: String, port: Int) async throws -> String {
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        .connect(host: host, port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                    wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+            }
+        }
+    // If the half-close never arrives the server never answers: give up after 10 s (and fail).
+    let guardTimer = channel.channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.channel.close(promise: nil) }
+    defer { guardTimer.cancel() }
+    return try await channel.executeThenClose { inbound, outbound in
+        try await outbound.write(ByteBuffer(string: text))
+        outbound.finish()
+        var got = ""
+        for try await chunk in inbound { got += String(buffer: chunk) }
+        return got
+    }
+}
+
 /// Connects, sends, and returns what comes back before the connection closes or `timeout`.
 func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .seconds(5)) async throws -> String {
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -83,14 +128,17 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
 
     /// Host B (127.0.0.12): an application on 127.0.0.12 and a receiving endpoint letting in
     /// `inbound` callers. Host A (127.0.0.11): a proxy whose CUG table says `*.c.a.xx.`.
-    func setUp(inbound: String = "*.b.a.xx.", rotateHostB: Bool = false, anchorsA: [DomainName] = ["xx."]) async throws -> Setup {
+    func setUp(
+        inbound: String = "*.b.a.xx.", rotateHostB: Bool = false, anchorsA: [DomainName] = ["xx."], extraPort: Int? = nil
+    ) async throws -> Setup {
         let hierarchy = try await TestHierarchy()
         let server = try await EchoServer(host: "127.0.0.12")
+        let ports = [server.port] + (extraPort.map { [$0] } ?? [])
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         let group = MultiThreadedEventLoopGroup.singleton
         let hostB = try hierarchy.hostConfiguration("hostb.c.a.xx.")
         let cugB = try hierarchy.write("", to: "cug-b.conf")
-        let inboundB = try hierarchy.write("\(inbound) \(server.port)\n", to: "inbound-b.conf")
+        let inboundB = try hierarchy.write("\(inbound) \(ports.map(String.init).joined(separator: " "))\n", to: "inbound-b.conf")
         let proxyB = try await ProxyService.start(
             try ProxyConfiguration(path: try hierarchy.write("""
                 dns 127.0.0.12:0
@@ -117,7 +165,7 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
                 cug \(cugA)
                 pool 127.100.\(poolBase).1 4
                 lifetime 120s
-                ports \(server.port)
+                ports \(ports.map(String.init).joined(separator: " "))
                 intercept-bind each
                 tunnel-port \(proxyB.endpointAddress!.port!)
                 """, to: "proxy-a.conf")), group: group, logger: logger)
@@ -145,6 +193,23 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         let status = setup.proxyA.status()
         #expect(status.mappings.first?.peer == "hostb.c.a.xx.")
         #expect(status.mappings.first?.path.contains("AES-256-GCM") == true)
+    }
+
+    @Test func halfCloseCrossesTheTunnelBothWays() async throws {
+        let counting = try await countingServer(host: "127.0.0.12")
+        defer { counting.close(promise: nil) }
+        let setup = try await setUp(extraPort: counting.localAddress!.port!)
+        defer { Task { await setup.shutdown() } }
+        let reply = try await setup.resolve("hostb.c.a.xx.")
+        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+            Issue.record("no intercept address: \(reply.presentation)")
+            return
+        }
+        // The server answers only once its input has ended: the client's half-close must travel
+        // through the tunnel (TCP FIN → TLS close_notify → TCP FIN), and the answer must still
+        // come back the other way.
+        let answer = try await sendThenHalfClose(String(repeating: "x", count: 100_000), host: intercept.description, port: counting.localAddress!.port!)
+        #expect(answer == "got 100000 bytes")
     }
 
     @Test func aNonCUGNameGetsItsRealAddress() async throws {
