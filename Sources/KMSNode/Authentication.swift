@@ -18,6 +18,14 @@ enum Sender: Sendable {
     }
 }
 
+/// A request that does not parse: FORMERR with this extended error.
+struct FormatError: Error {
+    let step: Step
+    init(_ request: Request, _ error: ExtendedDNSError) {
+        step = .reply(Replies.error(to: request.message, .formatError, error, querySize: request.size))
+    }
+}
+
 /// A request turned away before any work: REFUSED with this extended error.
 struct Refusal: Error {
     let error: ExtendedDNSError
@@ -62,6 +70,22 @@ extension KMSNode {
         case .replayed:
             return .failure(Refusal(.prohibited, "replay: nonce from \(from) already seen"))
         }
+    }
+
+    /// Reads a signed request's record, whose `target=` must be the question (`target` TXT).
+    func parse<Record>(
+        _ record: KMSRecord, _ request: Request, as make: (KMSRecord) throws(ProtocolError) -> Record,
+        target: KeyPath<Record, DomainName>
+    ) -> Result<Record, FormatError> {
+        let parsed: Record
+        do { parsed = try make(record) } catch {
+            return .failure(FormatError(request, ExtendedDNSError(.invalidData, "\(error)")))
+        }
+        guard parsed[keyPath: target] == request.question.name, request.question.type == .txt else {
+            return .failure(FormatError(request, ExtendedDNSError(
+                .invalidData, "the question must be \(parsed[keyPath: target]) TXT, as target= says")))
+        }
+        return .success(parsed)
     }
 
     /// Requests travel up until a zone contains the target, then down. A request that came

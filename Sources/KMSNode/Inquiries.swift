@@ -9,14 +9,9 @@ extension KMSNode {
     /// reply with a `kms1:answer` signed by this node that echoes the nonce.
     func answer(inquiry record: KMSRecord, _ request: Request) -> Step {
         let inquiry: Inquiry
-        do { inquiry = try Inquiry(record) } catch {
-            return .reply(Replies.error(to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size))
-        }
-        guard inquiry.target == request.question.name, request.question.type == .txt else {
-            return .reply(Replies.error(
-                to: request.message, .formatError,
-                ExtendedDNSError(.invalidData, "the question must be \(inquiry.target) TXT, as target= says"),
-                querySize: request.size))
+        switch parse(record, request, as: Inquiry.init, target: \.target) {
+        case .success(let parsed): inquiry = parsed
+        case .failure(let formatError): return formatError.step
         }
         let sender: Sender
         switch authenticate(record, from: inquiry.from, nonce: inquiry.nonce, time: inquiry.time, overTCP: request.transport == .tcp) {

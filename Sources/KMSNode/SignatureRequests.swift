@@ -8,14 +8,9 @@ extension KMSNode {
     /// up to the parent (re-signed), and reply with a `kms1:countersig` signed by this node.
     func answer(signatureRequest record: KMSRecord, _ request: Request) -> Step {
         let sigreq: SignatureRequest
-        do { sigreq = try SignatureRequest(record) } catch {
-            return .reply(Replies.error(to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size))
-        }
-        guard sigreq.target == request.question.name, request.question.type == .txt else {
-            return .reply(Replies.error(
-                to: request.message, .formatError,
-                ExtendedDNSError(.invalidData, "the question must be \(sigreq.target) TXT, as target= says"),
-                querySize: request.size))
+        switch parse(record, request, as: SignatureRequest.init, target: \.target) {
+        case .success(let parsed): sigreq = parsed
+        case .failure(let formatError): return formatError.step
         }
         let child: Peer
         switch authenticate(record, from: sigreq.from, nonce: sigreq.nonce, time: sigreq.time, overTCP: request.transport == .tcp) {

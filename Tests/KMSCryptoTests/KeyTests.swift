@@ -4,7 +4,7 @@ import Testing
 @testable import KMSCrypto
 
 @Suite struct KeyTests {
-    static let hostSeed = hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+    static let hostSeed: [UInt8] = Array(0..<32)
 
     @Test(arguments: KeyAlgorithm.allCases)
     func signAndVerify(_ algorithm: KeyAlgorithm) throws {
@@ -91,15 +91,4 @@ import Testing
             #expect(String(decoding: output, as: UTF8.self) == (try String(contentsOfFile: prefix + ".pub.pem", encoding: .utf8)))
         }
     }
-}
-
-func hex(_ text: String) -> [UInt8] {
-    var bytes: [UInt8] = []
-    var index = text.startIndex
-    while index < text.endIndex {
-        let next = text.index(index, offsetBy: 2)
-        bytes.append(UInt8(text[index..<next], radix: 16)!)
-        index = next
-    }
-    return bytes
 }
