@@ -2,22 +2,16 @@ import DNSWire
 import KMSProtocol
 import Synchronization
 
-/// Signed anonymous answers, reused within the second they were signed.
+/// Signed records reused within the second they were signed.
 ///
-/// An anonymous answer has an empty nonce and a `time` in whole seconds, so within one second
-/// the answer for (target, signer) is the same record whether it is signed again or not:
-/// reusing it takes the signature off the busiest path (`dig TXT`) without changing a byte
-/// a client could tell apart. Signed inquiries are never served from here: their answers
-/// echo a nonce and are signed each time.
-final class AnswerCache: Sendable {
-    private struct Key: Hashable {
-        let target: DomainName
-        let signer: DomainName
-    }
-
+/// A record whose content is fixed by its key and carries no nonce, only `time` in whole
+/// seconds (anonymous answers, CUG verdicts), is the same record whether it is signed again or
+/// not within that second. Reusing it takes the signature off the busiest paths (`dig TXT`,
+/// a proxy's A queries) without changing a byte a client could tell apart. Answers to signed
+/// inquiries echo a nonce and are never served from here.
+final class PerSecondCache<Key: Hashable & Sendable>: Sendable {
     private struct Entry {
         let second: UnixTime
-        let countersignature: Countersignature
         let record: ResourceRecord
     }
 
@@ -26,19 +20,14 @@ final class AnswerCache: Sendable {
 
     init(capacity: Int = 10_000) { self.capacity = capacity }
 
-    func lookup(target: DomainName, signer: DomainName, countersignature: Countersignature, second: UnixTime) -> ResourceRecord? {
-        entries.withLock { table in
-            guard let entry = table[Key(target: target, signer: signer)], entry.second == second,
-                entry.countersignature == countersignature
-            else { return nil }
-            return entry.record
-        }
-    }
-
-    func store(_ record: ResourceRecord, target: DomainName, signer: DomainName, countersignature: Countersignature, second: UnixTime) {
+    /// The record for `key` signed in `second`, or a new one from `sign`.
+    func record(for key: Key, second: UnixTime, sign: () -> ResourceRecord?) -> ResourceRecord? {
+        if let entry = entries.withLock({ $0[key] }), entry.second == second { return entry.record }
+        guard let record = sign() else { return nil }
         entries.withLock { table in
             if table.count >= capacity { table = table.filter { $0.value.second >= second } }
-            table[Key(target: target, signer: signer)] = Entry(second: second, countersignature: countersignature, record: record)
+            table[key] = Entry(second: second, record: record)
         }
+        return record
     }
 }

@@ -82,12 +82,19 @@ public enum Control {
             } catch {
                 return Response(ok: false, message: "\(error)")
             }
+        case "reload-policy":
+            do {
+                try node.reloadPolicy()
+                return Response(ok: true, message: "policy reloaded")
+            } catch {
+                return Response(ok: false, message: "\(error)")
+            }
         case "hosts":
             return Response(
                 ok: true, message: "\(node.registeredHosts.count) hosts",
                 hosts: node.registeredHosts.map { "\($0.name) \(KeyField.encode($0.key)) \($0.addresses.map(\.description).joined(separator: " "))" })
         default:
-            return Response(ok: false, message: "unknown op '\(request.op)' (register, hosts)")
+            return Response(ok: false, message: "unknown op '\(request.op)' (register, hosts, reload-policy)")
         }
     }
 }

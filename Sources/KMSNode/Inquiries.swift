@@ -84,19 +84,12 @@ extension KMSNode {
     /// The `kms1:answer` record for a countersigned key, signed by this node. Anonymous answers
     /// (empty nonce) are reused within the second they were signed (see `AnswerCache`).
     private func signedAnswer(_ countersignature: Countersignature, nonce: Nonce, now: UnixTime) -> ResourceRecord? {
-        let target = countersignature.target
-        let signer = countersignature.signer
-        if nonce.isEmpty,
-            let record = anonymousAnswers.lookup(target: target, signer: signer, countersignature: countersignature, second: now)
-        {
-            return record
+        let sign = { [self] () -> ResourceRecord? in
+            let answer = KeyAnswer(kind: .answer, countersignature: countersignature, from: zone, nonce: nonce, time: now)
+            return try? answer.record().signed(by: configuration.key).resourceRecord()
         }
-        let answer = KeyAnswer(kind: .answer, countersignature: countersignature, from: zone, nonce: nonce, time: now)
-        guard let record = try? answer.record().signed(by: configuration.key).resourceRecord() else { return nil }
-        if nonce.isEmpty {
-            anonymousAnswers.store(record, target: target, signer: signer, countersignature: countersignature, second: now)
-        }
-        return record
+        guard nonce.isEmpty else { return sign() }
+        return anonymousAnswers.record(for: countersignature, second: now, sign: sign)
     }
 
     /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.

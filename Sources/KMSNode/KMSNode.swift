@@ -18,7 +18,9 @@ public final class KMSNode: Sendable {
     let store: NodeStore
     let registry: Registry
     let cache: KeyCache
-    let anonymousAnswers = AnswerCache()
+    let anonymousAnswers = PerSecondCache<Countersignature>()
+    let verdicts = PerSecondCache<CUGVerdict>()
+    let policy: PolicySource?
     let replay: ReplayGuard
     let router: Router
     let upstream: Upstream
@@ -61,6 +63,9 @@ public final class KMSNode: Sendable {
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
         upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
         metrics = NodeMetrics(zone: configuration.zone)
+        do { policy = try configuration.policy.map(PolicySource.init) } catch {
+            throw NodeError(nil, field: nil, "\(error)")
+        }
         warmCache(now: now)
     }
 
@@ -117,6 +122,13 @@ public final class KMSNode: Sendable {
         }
         try result.get()
         logger.info("registered host", metadata: ["host": "\(host.name)", "key": "\(KeyField.encode(key).prefix(24))…"])
+    }
+
+    /// Reads the policy database again (the `reload-policy` control op).
+    public func reloadPolicy() throws(NodeError) {
+        guard let policy else { throw NodeError(configuration.path, field: "policy", "this node has no policy database") }
+        do { try policy.reload() } catch { throw NodeError(nil, field: nil, "\(error)") }
+        logger.info("reloaded policy", metadata: ["file": "\(policy.path)"])
     }
 
     public var registeredHosts: [RegisteredHost] { registry.all.sorted { $0.name.text < $1.name.text } }

@@ -30,11 +30,13 @@ public struct NodeConfiguration: Sendable {
     public var countersignatureValidity: Double
     public var replayWindow: Double
     public var replayMemory: Int
+    /// The CUG setting database (second embodiment), if this node keeps one.
+    public var policy: String?
 
     static let directives: Set<String> = [
         "zone", "listen", "key", "database", "control", "parent", "child", "anchor", "host", "txt",
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
-        "replay-window", "replay-memory",
+        "replay-window", "replay-memory", "policy",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -129,6 +131,9 @@ public struct NodeConfiguration: Sendable {
         countersignatureValidity = try file.one("countersig-validity", required: false).map(file.duration) ?? 86400
         replayWindow = try file.one("replay-window", required: false).map(file.duration) ?? 300
         replayMemory = 1_000_000
+        policy = try file.one("policy", required: false).map { (directive) throws(ConfigError) in
+            file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
+        }
         if let directive = try file.one("replay-memory", required: false) {
             guard let count = Int(try file.values(directive, count: 1, usage: "COUNT")[0]), count >= 1000 else {
                 throw file.error(directive, "expected a count of at least 1000 nonces")

@@ -66,6 +66,7 @@ extension KMSNode {
             message.answers = host.addresses.filter { $0.isIPv6 == (question.type == .aaaa) }.map {
                 ResourceRecord(name: question.name, ttl: 300, data: $0.rdata)
             }
+            addVerdict(to: &message, for: request)
             return .reply(Reply(message, answering: request.message))
         case .outside:
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not in the hierarchy under \(zone); this is not an open resolver"))
@@ -89,11 +90,34 @@ extension KMSNode {
             message.answers = answer.answers
             message.authorities = answer.authorities.filter { !($0.data.type == .txt && HopTrace.records(in: answer).contains($0)) }
             if message.edns != nil { for error in answer.extendedErrors { message.addExtendedError(error) } }
+            addVerdict(to: &message, for: request)
             return Reply(message, answering: request.message)
         } catch {
             let reason = (error as? DNSClientError).map { "\(peer.name) (\(peer.endpoint)): \($0.reason)" } ?? "\(error)"
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.noReachableAuthority, reason), querySize: request.size)
         }
+    }
+
+    /// Second embodiment: with a policy database, an address answer carries this node's signed
+    /// `kms1:cug` verdict for the asking client (PROTOCOL.md section 6).
+    private func addVerdict(to message: inout DNSMessage, for request: Request) {
+        guard let policy, message.rcode == .noError, !message.answers.isEmpty,
+            let client = request.client.ipAddress.flatMap({ IPAddress($0) })
+        else { return }
+        let name = request.question.name.lowercased
+        let now = Self.now()
+        let verdict: CUGVerdict
+        if let row = policy.current.row(client: client, name: name) {
+            verdict = CUGVerdict(
+                target: name, verdict: .encrypted, pathProtocol: row.pathProtocol, identity: row.identity, cipher: row.cipher,
+                from: zone, time: now)
+        } else {
+            verdict = CUGVerdict(target: name, verdict: .normal, from: zone, time: now)
+        }
+        let record = verdicts.record(for: verdict, second: now) { [self] in
+            try? verdict.record().signed(by: configuration.key).resourceRecord()
+        }
+        if let record { message.additionals.append(record) }
     }
 
     /// Whether a name of this zone exists: the apex, a registered host, a name with TXT data,

@@ -6,6 +6,9 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
     case signatureRequest = "kms1:sigreq"
     case countersignature = "kms1:countersig"
     case unresolved = "kms1:unresolved"
+    /// Our definition (PROTOCOL.md section 6 leaves its strings to the project): the KMS's CUG
+    /// verdict for an address query, for the client that asked.
+    case cug = "kms1:cug"
 
     /// The prefix shared by all tags; TXT data without it is ordinary TXT.
     public static let prefix = "kms1:"
@@ -17,6 +20,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
             ["target", "key", "signer", "not-before", "not-after", "countersig", "from", "nonce", "time"]
         case .signatureRequest: ["target", "key", "signer", "ip", "from", "nonce", "time"]
         case .unresolved: ["target", "from", "nonce", "time"]
+        case .cug: ["target", "verdict", "protocol", "identity", "cipher", "from", "time"]
         }
     }
 
@@ -26,6 +30,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
         case .inquiry, .signatureRequest: .additional
         case .answer, .countersignature: .answer
         case .unresolved: .authority
+        case .cug: .additional
         }
     }
 

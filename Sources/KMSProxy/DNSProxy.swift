@@ -2,7 +2,8 @@ public import DNSTransport
 public import DNSWire
 import Foundation
 public import KMSClient
-import KMSProtocol
+public import KMSProtocol
+public import KMSSettings
 public import Logging
 public import NIOCore
 
@@ -22,11 +23,14 @@ public final class DNSProxy: DNSResponder {
     let timeout: TimeAmount
     let logger: Logger
     let metrics = ProxyMetrics()
+    /// In `policy server` mode: the home KMS whose signed verdicts decide.
+    let verdictSource: Peer?
 
     public init(
         upstream: SocketAddress, client: DNSClient, cug: CUGTable, pool: InterceptPool, poolV6: InterceptPool?,
-        fetchers: [String: KeyFetcher], timeout: TimeAmount, logger: Logger
+        fetchers: [String: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil
     ) {
+        self.verdictSource = verdictSource
         self.upstream = upstream
         self.client = client
         self.cug = cug
@@ -61,10 +65,18 @@ public final class DNSProxy: DNSResponder {
         }
         upstreamAnswer.header.id = query.header.id
 
-        guard let row = cug.match(question.name) else {
+        let row: CUGTable.Row
+        switch decide(question, answer: upstreamAnswer) {
+        case .normal(let why):
             metrics.passed.increment()
-            logger.debug("passed: no CUG row matches", metadata: ["name": "\(question.name)"])
+            logger.debug("passed: \(why)", metadata: ["name": "\(question.name)"])
             return upstreamAnswer
+        case .encrypted(let matched):
+            row = matched
+        case .refused(let reason):
+            metrics.refused.increment()
+            logger.warning("refused: no trustworthy CUG verdict", metadata: ["name": "\(question.name)", "reason": "\(reason)"])
+            return failure(query, ExtendedDNSError(.dnssecBogus, "\(question.name): \(reason)"))
         }
         guard question.type == .a || question.type == .aaaa else {
             // Not an address query: pass it on, but never with an address of a group peer.
@@ -115,6 +127,51 @@ public final class DNSProxy: DNSResponder {
         let ttl = UInt32(max(0, min(Double(addresses.map(\.1).min() ?? 0), mapping.expiresAt - now - 1)))
         answer.answers = [ResourceRecord(name: question.name, ttl: ttl, data: mapping.intercept.rdata)]
         return answer
+    }
+
+    enum Decision {
+        case normal(String)
+        case encrypted(CUGTable.Row)
+        case refused(String)
+    }
+
+    /// The CUG verdict: from this proxy's table, or (policy server) from the home KMS's signed
+    /// `kms1:cug` record, which must verify or the name is refused (fail closed).
+    func decide(_ question: Question, answer: DNSMessage) -> Decision {
+        guard let home = verdictSource else {
+            return cug.match(question.name).map(Decision.encrypted) ?? .normal("no CUG row matches")
+        }
+        guard question.type == .a || question.type == .aaaa else { return .normal("not an address query") }
+        guard answer.rcode == .noError, !answer.answers.isEmpty else { return .normal("no address to protect") }
+        let verdict: CUGVerdict
+        do {
+            guard let record = try answer.kmsRecord(), record.tag == .cug else {
+                return .refused("the home KMS sent no kms1:cug verdict (policy server)")
+            }
+            verdict = try CUGVerdict(record)
+            guard verdict.from == home.name else {
+                return .refused("verdict signed as \(verdict.from), not the home KMS \(home.name)")
+            }
+            try record.verifySignature(by: home.key, signer: home.name)
+        } catch {
+            return .refused("CUG verdict rejected: \(error)")
+        }
+        guard verdict.target == question.name.lowercased else { return .refused("verdict is for \(verdict.target)") }
+        let now = UnixTime(Date().timeIntervalSince1970)
+        guard abs(now - verdict.time) <= 300 else { return .refused("stale CUG verdict (time \(verdict.time), now \(now))") }
+        switch verdict.verdict {
+        case .normal:
+            return .normal("the home KMS's verdict is normal")
+        case .encrypted:
+            guard verdict.pathProtocol == "tls", let cipher = verdict.cipher else {
+                return .refused("the verdict asks for \(verdict.pathProtocol), which this proxy does not carry")
+            }
+            guard fetchers[verdict.identity] != nil else {
+                return .refused("the verdict names identity \(verdict.identity), which this proxy does not have")
+            }
+            return .encrypted(CUGTable.Row(
+                pattern: .exact(verdict.target), settings: PathSettings(pathProtocol: .tls, identity: verdict.identity, cipher: cipher), line: 0))
+        }
     }
 
     private func refuse(_ query: DNSMessage, _ row: CUGTable.Row, _ reason: String) -> DNSMessage {

@@ -69,10 +69,15 @@ public struct ProxyConfiguration: Sendable {
     public var forward: IPAddress
     public var control: String?
     public var timeout: Double
+    /// Where CUG verdicts come from: this proxy's `cug` table, or the home KMS's signed
+    /// `kms1:cug` records (second embodiment).
+    public var policy: PolicyMode
+
+    public enum PolicyMode: String, Sendable { case local, server }
 
     static let directives: Set<String> = [
         "dns", "upstream", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
-        "endpoint", "inbound", "forward", "control", "timeout",
+        "endpoint", "inbound", "forward", "control", "timeout", "policy",
     ]
 
     public init(path: String) throws(ConfigError) {
@@ -98,11 +103,19 @@ public struct ProxyConfiguration: Sendable {
         } else {
             upstream = defaultIdentity.home.endpoint
         }
-        let cugDirective = try file.one("cug")!
-        let cugPath = file.resolve(try file.values(cugDirective, count: 1, usage: "PATH")[0])
-        do { cug = try CUGTable(file: try ConfigFile(path: cugPath), identities: Set(identities.keys)) } catch {
-            // The table's own error already names its file and line.
-            throw error
+        if let directive = try file.one("policy", required: false) {
+            let text = try file.values(directive, count: 1, usage: "local|server")[0]
+            guard let mode = PolicyMode(rawValue: text) else { throw file.error(directive, "'\(text)' is neither local nor server") }
+            policy = mode
+        } else {
+            policy = .local
+        }
+        if let cugDirective = try file.one("cug", required: policy == .local) {
+            let cugPath = file.resolve(try file.values(cugDirective, count: 1, usage: "PATH")[0])
+            // The table's own errors name its file and line.
+            cug = try CUGTable(file: try ConfigFile(path: cugPath), identities: Set(identities.keys))
+        } else {
+            cug = CUGTable(rows: [])
         }
         let poolDirective = try file.one("pool")!
         let poolValues = try file.values(poolDirective, count: 2, usage: "FIRST-ADDRESS COUNT")

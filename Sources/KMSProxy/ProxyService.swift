@@ -41,7 +41,7 @@ public final class ProxyService: Sendable {
 
     /// Where each part listens, for the operator.
     public var summary: [String] {
-        var lines = ["dns        \(configuration.dns) (upstream \(configuration.upstream))"]
+        var lines = ["dns        \(configuration.dns) (upstream \(configuration.upstream), policy \(configuration.policy.rawValue))"]
         lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
         if let endpoint = configuration.endpoint { lines.append("endpoint   \(endpoint) (TLS 1.3, client key checked with the KMS hierarchy)") }
         if let control = configuration.control { lines.append("status     kms-proxy status --control \(control)") }
@@ -66,7 +66,8 @@ public final class ProxyService: Sendable {
         let poolV6 = configuration.poolV6.isEmpty ? nil : InterceptPool(addresses: configuration.poolV6, lifetime: configuration.lifetime)
         let dnsProxy = DNSProxy(
             upstream: try SocketAddress(ipAddress: configuration.upstream.address.description, port: configuration.upstream.port),
-            client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger)
+            client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
+            verdictSource: configuration.policy == .server ? configuration.identities["default"]!.home : nil)
         let sessions = Sessions()
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?

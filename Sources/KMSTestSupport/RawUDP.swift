@@ -4,7 +4,9 @@ import NIOPosix
 /// Sends raw bytes over UDP and waits for one datagram back: for packets a DNS library would
 /// refuse to build (truncated, looping, not DNS at all).
 public enum RawUDP {
-    public static func exchange(_ bytes: [UInt8], with server: SocketAddress, timeout: TimeAmount = .seconds(5)) async throws -> [UInt8]? {
+    public static func exchange(
+        _ bytes: [UInt8], with server: SocketAddress, from source: String = "127.0.0.1", timeout: TimeAmount = .seconds(5)
+    ) async throws -> [UInt8]? {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: [UInt8]?.self)
         let channel = try await DatagramBootstrap(group: group)
@@ -13,7 +15,7 @@ public enum RawUDP {
                     try channel.pipeline.syncOperations.addHandler(Catcher(promise: promise))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
+            .bind(host: source, port: 0).get()
         defer { channel.close(promise: nil) }
         let timer = group.next().scheduleTask(in: timeout) { promise.succeed(nil) }
         defer { timer.cancel() }

@@ -2,13 +2,17 @@ import DNSTransport
 import DNSWire
 import Foundation
 import KMSCrypto
-import KMSProxy
 import KMSTestSupport
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import KMSClient
+import KMSProtocol
+import KMSSettings
 import Testing
+
+@testable import KMSProxy
 
 /// A TCP server standing for host B's application: answers "echo:" + what it got.
 final class EchoServer: Sendable {
@@ -256,5 +260,108 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         #expect(reply.rcode == .serverFailure)
         #expect(reply.answers.isEmpty)
         #expect(reply.extendedErrors.first?.text.contains("CUG peer") == true, "\(reply.presentation)")
+    }
+}
+
+/// `policy server`: the verdict comes from the home KMS, signed, and nothing else will do.
+@Suite struct ServerPolicyTests {
+    func proxy(_ hierarchy: TestHierarchy) async throws -> ProxyService {
+        let hostA = try hierarchy.hostConfiguration("hosta.b.a.xx.")
+        return try await ProxyService.start(
+            try ProxyConfiguration(path: try hierarchy.write("""
+                dns 127.0.0.11:0
+                identity default \(hostA)
+                policy server
+                pool 127.102.\(Int.random(in: 1...250)).1 4
+                """, to: "proxy-server.conf")),
+            group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+    }
+
+    func resolve(_ name: DomainName, _ proxy: ProxyService, _ hierarchy: TestHierarchy) async throws -> DNSMessage {
+        var query = DNSMessage.query(id: 1, name: name, type: .a)
+        query.header.recursionDesired = true
+        return try await hierarchy.client.query(query, server: proxy.dnsAddress, timeout: .seconds(10))
+    }
+
+    @Test func theHomeKMSsSignedVerdictDecides() async throws {
+        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).conf").path
+        try "client 127.0.0.0/8 t1\nt1 *.c.a.xx. tls default AES-128-GCM\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: policy) }
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "policy \(policy)"])
+        let proxy = try await proxy(hierarchy)
+        defer { Task { await proxy.stop(); await hierarchy.shutdown() } }
+        let encrypted = try await resolve("hostb.c.a.xx.", proxy, hierarchy)
+        guard case .a(let bytes)? = encrypted.answers.first?.data else {
+            Issue.record("no answer: \(encrypted.presentation)")
+            return
+        }
+        #expect(bytes[0] == 127 && bytes[1] == 102)  // an intercept address
+        let normal = try await resolve("hosta.b.a.xx.", proxy, hierarchy)
+        #expect(normal.answers.first?.data == .a([127, 0, 0, 11]))
+    }
+
+    @Test func noVerdictFailsClosed() async throws {
+        let hierarchy = try await TestHierarchy()  // b.a.xx. keeps no policy: it sends no verdict
+        let proxy = try await proxy(hierarchy)
+        defer { Task { await proxy.stop(); await hierarchy.shutdown() } }
+        let reply = try await resolve("hostb.c.a.xx.", proxy, hierarchy)
+        #expect(reply.rcode == .serverFailure)
+        #expect(reply.answers.isEmpty)
+        #expect(reply.extendedErrors.first?.text.contains("no kms1:cug verdict") == true)
+    }
+
+    @Test func aTamperedOrForeignVerdictIsRefused() async throws {
+        let home = try PrivateKey(generating: .ed25519)
+        let stranger = try PrivateKey(generating: .ed25519)
+        let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
+        defer { Task { await client.close() } }
+        let dnsProxy = DNSProxy(
+            upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
+            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(1),
+            logger: Logger(label: "test"),
+            verdictSource: Peer(name: "b.a.xx.", endpoint: Endpoint("127.0.0.1:9")!, key: home.publicKey))
+        let question = Question(name: "hostb.c.a.xx.", type: .a)
+        func answer(_ record: KMSRecord) -> DNSMessage {
+            var message = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a).response()
+            message.answers = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 60, data: .a([10, 0, 0, 2]))]
+            message.additionals = [record.resourceRecord()]
+            return message
+        }
+        let now = UnixTime(Date().timeIntervalSince1970)
+        let normal = try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, from: "b.a.xx.", time: now).record()
+        // Signed by the home KMS: accepted.
+        if case .normal = dnsProxy.decide(question, answer: answer(try normal.signed(by: home))) {} else {
+            Issue.record("a good verdict was not accepted")
+        }
+        // Tampered: "normal" turned into "encrypted" after signing.
+        var strings = try normal.signed(by: home).strings
+        strings[2] = Array("verdict=encrypted".utf8)
+        strings[3] = Array("protocol=tls".utf8)
+        let tampered = try #require(try KMSRecord(owner: "hostb.c.a.xx.", strings: strings))
+        guard case .refused = dnsProxy.decide(question, answer: answer(tampered)) else {
+            Issue.record("a tampered verdict was accepted")
+            return
+        }
+        // Signed by someone else.
+        guard case .refused(let why) = dnsProxy.decide(question, answer: answer(try normal.signed(by: stranger))) else {
+            Issue.record("a foreign verdict was accepted")
+            return
+        }
+        #expect(why.contains("bad signature"))
+        // Unsigned: the same strings without sig=.
+        var unsigned = answer(try normal.signed(by: home))
+        unsigned.additionals = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 0, data: .txt(normal.unsignedStrings))]
+        guard case .refused(let missing) = dnsProxy.decide(question, answer: unsigned) else {
+            Issue.record("an unsigned verdict was accepted")
+            return
+        }
+        #expect(missing.contains("missing sig="))
+        // Stale: signed, but not now.
+        let stale = try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, from: "b.a.xx.", time: now - 1000).record().signed(by: home)
+        guard case .refused(let old) = dnsProxy.decide(question, answer: answer(stale)) else {
+            Issue.record("a stale verdict was accepted")
+            return
+        }
+        #expect(old.contains("stale"))
     }
 }
