@@ -62,7 +62,7 @@ public struct CUGTable: Sendable {
                 throw file.error(directive, "protocol '\(values[0])' is neither tls nor kernel")
             }
             guard protocols.contains(pathProtocol) else {
-                throw file.error(directive, "protocol \(pathProtocol.rawValue) is not available in this mode")
+                throw file.error(directive, "protocol \(pathProtocol.rawValue) needs kernel diversion (divert-port in the proxy configuration)")
             }
             guard identities.contains(values[1]) else {
                 throw file.error(directive, "identity '\(values[1])' is not one of this host's (\(identities.sorted().joined(separator: ", ")))")

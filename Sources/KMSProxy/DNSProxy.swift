@@ -25,12 +25,16 @@ public final class DNSProxy: DNSResponder {
     let metrics = ProxyMetrics()
     /// In `policy server` mode: the home KMS whose signed verdicts decide.
     let verdictSource: Peer?
+    /// Kernel diversion, when `kernel` rows are enabled.
+    let kernel: KernelDiversion?
 
-    public init(
+    init(
         upstream: SocketAddress, client: DNSClient, cug: CUGTable, pool: InterceptPool, poolV6: InterceptPool?,
-        fetchers: [String: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil
+        fetchers: [String: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
+        kernel: KernelDiversion? = nil
     ) {
         self.verdictSource = verdictSource
+        self.kernel = kernel
         self.upstream = upstream
         self.client = client
         self.cug = cug
@@ -103,6 +107,9 @@ public final class DNSProxy: DNSResponder {
         } catch {
             return refuse(query, row, "no verified key for \(question.name): \(error.message)")
         }
+        if row.settings.pathProtocol == .kernel {
+            return divert(query, row: row, answer: upstreamAnswer, addresses: addresses.map(\.0), key: key)
+        }
         guard let pool = question.type == .a ? pool : poolV6 else {
             // An AAAA query with no IPv6 pool: no data, never the real address.
             var empty = query.response(rcode: .noError, authoritative: false)
@@ -126,6 +133,30 @@ public final class DNSProxy: DNSResponder {
         answer.header.recursionAvailable = true
         let ttl = UInt32(max(0, min(Double(addresses.map(\.1).min() ?? 0), mapping.expiresAt - now - 1)))
         answer.answers = [ResourceRecord(name: question.name, ttl: ttl, data: mapping.intercept.rdata)]
+        return answer
+    }
+
+    /// First embodiment: the application gets the real address; the kernel diverts TCP to it
+    /// into the tunnel. IPv6 is not diverted, so AAAA answers for such peers are withheld.
+    private func divert(_ query: DNSMessage, row: CUGTable.Row, answer: DNSMessage, addresses: [IPAddress], key: FetchResult) -> DNSMessage {
+        guard let kernel else { return refuse(query, row, "kernel diversion is not enabled (divert-port)") }
+        let question = query.question!
+        var answer = answer
+        answer.answers.removeAll { $0.type == .aaaa }
+        answer.additionals.removeAll { $0.type == .a || $0.type == .aaaa || $0.type == .txt }
+        guard question.type == .a, !addresses.isEmpty else { return answer }
+        let now = Date().timeIntervalSince1970
+        let mapping = Mapping(
+            intercept: addresses[0], peer: question.name.lowercased, peerAddresses: addresses, key: key.key, settings: row.settings,
+            expiresAt: now + pool.lifetime, liveConnections: 0)
+        do { try kernel.divert(mapping, lifetime: pool.lifetime, now: now) } catch {
+            return refuse(query, row, "cannot divert \(addresses.map(\.description).joined(separator: ",")): \(error)")
+        }
+        for index in answer.answers.indices { answer.answers[index].ttl = min(answer.answers[index].ttl, UInt32(pool.lifetime)) }
+        metrics.encrypted.increment()
+        logger.info(
+            "encrypted: matched CUG row, kernel diversion",
+            metadata: ["name": "\(question.name)", "row": "\(row.line) (\(row.pattern))", "peer": "\(addresses.map(\.description).joined(separator: ","))", "path": "\(row.settings)"])
         return answer
     }
 
@@ -163,14 +194,17 @@ public final class DNSProxy: DNSResponder {
         case .normal:
             return .normal("the home KMS's verdict is normal")
         case .encrypted:
-            guard verdict.pathProtocol == "tls", let cipher = verdict.cipher else {
+            guard let pathProtocol = PathSettings.PathProtocol(rawValue: verdict.pathProtocol), let cipher = verdict.cipher,
+                pathProtocol == .tls || kernel != nil
+            else {
                 return .refused("the verdict asks for \(verdict.pathProtocol), which this proxy does not carry")
             }
             guard fetchers[verdict.identity] != nil else {
                 return .refused("the verdict names identity \(verdict.identity), which this proxy does not have")
             }
             return .encrypted(CUGTable.Row(
-                pattern: .exact(verdict.target), settings: PathSettings(pathProtocol: .tls, identity: verdict.identity, cipher: cipher), line: 0))
+                pattern: .exact(verdict.target), settings: PathSettings(pathProtocol: pathProtocol, identity: verdict.identity, cipher: cipher),
+                line: 0))
         }
     }
 

@@ -50,6 +50,8 @@ public struct InboundTable: Sendable {
 ///     inbound        inbound.conf                # who may call in, to which ports
 ///     forward        127.0.0.1                   # where the endpoint delivers inbound connections
 ///     control        ../run/proxy.control        # `kms-proxy status`
+///     policy         local                       # or server: the home KMS's signed kms1:cug verdicts decide
+///     divert-port    15001                       # enables `kernel` rows: nftables redirects peers' addresses here
 public struct ProxyConfiguration: Sendable {
     public enum InterceptBind: String, Sendable { case wildcard, each }
 
@@ -72,12 +74,15 @@ public struct ProxyConfiguration: Sendable {
     /// Where CUG verdicts come from: this proxy's `cug` table, or the home KMS's signed
     /// `kms1:cug` records (second embodiment).
     public var policy: PolicyMode
+    /// With a port: rows with protocol `kernel` are carried by kernel diversion (nftables)
+    /// redirecting to this local port (first embodiment). Needs root.
+    public var divertPort: Int?
 
     public enum PolicyMode: String, Sendable { case local, server }
 
     static let directives: Set<String> = [
         "dns", "upstream", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
-        "endpoint", "inbound", "forward", "control", "timeout", "policy",
+        "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port",
     ]
 
     public init(path: String) throws(ConfigError) {
@@ -110,10 +115,20 @@ public struct ProxyConfiguration: Sendable {
         } else {
             policy = .local
         }
+        if let directive = try file.one("divert-port", required: false) {
+            guard let port = Int(try file.values(directive, count: 1, usage: "PORT")[0]), (1...65535).contains(port) else {
+                throw file.error(directive, "not a port")
+            }
+            divertPort = port
+        } else {
+            divertPort = nil
+        }
         if let cugDirective = try file.one("cug", required: policy == .local) {
             let cugPath = file.resolve(try file.values(cugDirective, count: 1, usage: "PATH")[0])
-            // The table's own errors name its file and line.
-            cug = try CUGTable(file: try ConfigFile(path: cugPath), identities: Set(identities.keys))
+            // The table's own errors name its file and line; `kernel` rows need divert-port.
+            cug = try CUGTable(
+                file: try ConfigFile(path: cugPath), identities: Set(identities.keys),
+                protocols: divertPort == nil ? [.tls] : [.tls, .kernel])
         } else {
             cug = CUGTable(rows: [])
         }

@@ -19,11 +19,13 @@ public final class ProxyService: Sendable {
     private let dnsServer: DNSServer
     private let endpointChannel: (any Channel)?
     private let client: DNSClient
+    private let kernel: KernelDiversion?
 
     private init(
         configuration: ProxyConfiguration, dnsProxy: DNSProxy, pool: InterceptPool, sessions: Sessions, channels: [any Channel],
-        dnsServer: DNSServer, endpointChannel: (any Channel)?, client: DNSClient
+        dnsServer: DNSServer, endpointChannel: (any Channel)?, client: DNSClient, kernel: KernelDiversion?
     ) {
+        self.kernel = kernel
         self.configuration = configuration
         self.dnsProxy = dnsProxy
         self.pool = pool
@@ -44,6 +46,9 @@ public final class ProxyService: Sendable {
         var lines = ["dns        \(configuration.dns) (upstream \(configuration.upstream), policy \(configuration.policy.rawValue))"]
         lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
         if let endpoint = configuration.endpoint { lines.append("endpoint   \(endpoint) (TLS 1.3, client key checked with the KMS hierarchy)") }
+        if let divertPort = configuration.divertPort {
+            lines.append("kernel     nftables table ip \(KernelDiversion.table): peers' TCP to ports \(configuration.ports.map(String.init).joined(separator: " ")) -> :\(divertPort)")
+        }
         if let control = configuration.control { lines.append("status     kms-proxy status --control \(control)") }
         return lines
     }
@@ -64,18 +69,38 @@ public final class ProxyService: Sendable {
         let timeout = TimeAmount.milliseconds(Int64(configuration.timeout * 1000))
         let pool = InterceptPool(addresses: configuration.pool, lifetime: configuration.lifetime)
         let poolV6 = configuration.poolV6.isEmpty ? nil : InterceptPool(addresses: configuration.poolV6, lifetime: configuration.lifetime)
+        let sessions = Sessions()
+        let kernel: KernelDiversion?
+        if let divertPort = configuration.divertPort {
+            guard !configuration.ports.isEmpty else {
+                throw ProxyStartError(field: "ports", reason: "kernel diversion needs the ports to divert")
+            }
+            do { kernel = try KernelDiversion.start(ports: configuration.ports, divertPort: divertPort) } catch {
+                await client.close()
+                throw ProxyStartError(field: "divert-port", reason: "\(error)")
+            }
+        } else {
+            kernel = nil
+        }
         let dnsProxy = DNSProxy(
             upstream: try SocketAddress(ipAddress: configuration.upstream.address.description, port: configuration.upstream.port),
             client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
-            verdictSource: configuration.policy == .server ? configuration.identities["default"]!.home : nil)
-        let sessions = Sessions()
+            verdictSource: configuration.policy == .server ? configuration.identities["default"]!.home : nil, kernel: kernel)
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?
         let dnsServer: DNSServer
         do {
             dnsServer = try await DNSServer.bind(
                 host: configuration.dns.address.description, port: configuration.dns.port, group: group, responder: ResponderBox(dnsProxy))
-            let sender = TunnelSender(pool: pool, contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout, sessions: sessions, logger: logger)
+            let sender = TunnelSender(
+                destination: .intercept(pool), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
+                sessions: sessions, logger: logger)
+            if let kernel {
+                let diverted = TunnelSender(
+                    destination: .original(kernel), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
+                    sessions: sessions, logger: logger)
+                channels.append(try await diverted.listen(host: "0.0.0.0", port: kernel.divertPort, group: group))
+            }
             let hosts: [String]
             switch configuration.interceptBind {
             case .wildcard: hosts = ["0.0.0.0"] + (poolV6 == nil ? [] : ["::"])
@@ -99,17 +124,20 @@ public final class ProxyService: Sendable {
             }
         } catch {
             for channel in channels { try? await channel.close() }
+            kernel?.stop()
             await client.close()
             throw error
         }
         return ProxyService(
             configuration: configuration, dnsProxy: dnsProxy, pool: pool, sessions: sessions, channels: channels, dnsServer: dnsServer,
-            endpointChannel: endpointChannel, client: client)
+            endpointChannel: endpointChannel, client: client, kernel: kernel)
     }
 
+    /// Stops serving; removes the kernel diversion table.
     public func stop() async {
         await dnsServer.close()
         for channel in channels { try? await channel.close() }
+        kernel?.stop()
         await client.close()
     }
 
@@ -146,4 +174,11 @@ public final class ProxyService: Sendable {
     public static func status(control: String, group: any EventLoopGroup) async throws -> Status {
         try await ControlSocket.send(["op": "status"], expecting: Status.self, to: control, group: group)
     }
+}
+
+/// A part of the proxy that could not start: names the configuration field.
+public struct ProxyStartError: Error, CustomStringConvertible {
+    public let field: String
+    public let reason: String
+    public var description: String { "\(field): \(reason)" }
 }

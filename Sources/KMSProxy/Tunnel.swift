@@ -54,7 +54,15 @@ final class Sessions: Sendable {
 /// The sending side: accepts the application's connections to intercept addresses, opens
 /// TLS 1.3 to the peer's receiving endpoint pinned to the KMS-verified key, and relays.
 final class TunnelSender: Sendable {
-    let pool: InterceptPool
+    /// How an accepted connection says which peer it is for.
+    enum Destination: Sendable {
+        /// The accepted socket's local address is an intercept address (first and third embodiments).
+        case intercept(InterceptPool)
+        /// The kernel redirected it; SO_ORIGINAL_DST holds the peer's real address (first embodiment, kernel).
+        case original(KernelDiversion)
+    }
+
+    let destination: Destination
     let contexts: [String: [TLSCipher: TLSContext]]
     let tunnelPort: Int
     let timeout: TimeAmount
@@ -62,8 +70,11 @@ final class TunnelSender: Sendable {
     let logger: Logger
     let metrics = TunnelMetrics()
 
-    init(pool: InterceptPool, contexts: [String: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions, logger: Logger) {
-        self.pool = pool
+    init(
+        destination: Destination, contexts: [String: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions,
+        logger: Logger
+    ) {
+        self.destination = destination
         self.contexts = contexts
         self.tunnelPort = tunnelPort
         self.timeout = timeout
@@ -95,15 +106,38 @@ final class TunnelSender: Sendable {
         return listener
     }
 
+    /// Which peer (and port) an accepted connection is for.
+    private func resolveDestination(_ channel: any Channel) async -> (IPAddress, Int, Mapping)? {
+        let now = Date().timeIntervalSince1970
+        switch destination {
+        case .intercept(let pool):
+            guard let local = channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port,
+                let mapping = pool.open(ip, now: now)
+            else { return nil }
+            return (ip, port, mapping)
+        case .original(let kernel):
+            guard let provider = channel as? any SocketOptionProvider,
+                let original: sockaddr_in = try? await provider.unsafeGetSocketOption(
+                    level: SocketOptionLevel(SOL_IP), name: SocketOptionName(Self.soOriginalDestination)
+                ).get()
+            else { return nil }
+            let ip = IPAddress(bytes: withUnsafeBytes(of: original.sin_addr) { Array($0) })!
+            let port = Int(UInt16(bigEndian: original.sin_port))
+            guard let mapping = kernel.mapping(for: ip, now: now) else { return nil }
+            return (ip, port, mapping)
+        }
+    }
+
+    /// SO_ORIGINAL_DST, from <linux/netfilter_ipv4.h>.
+    static let soOriginalDestination: Int32 = 80
+
     private func carry(_ application: NIOAsyncChannel<ByteBuffer, ByteBuffer>, group: any EventLoop) async {
-        guard let local = application.channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port,
-            let mapping = pool.open(ip, now: Date().timeIntervalSince1970)
-        else {
+        guard let (ip, port, mapping) = await resolveDestination(application.channel) else {
             logger.notice("closed a connection to an address that maps to no peer", metadata: ["local": "\(application.channel.localAddress.map { "\($0)" } ?? "-")"])
             try? await application.channel.close()
             return
         }
-        defer { pool.close(ip) }
+        defer { if case .intercept(let pool) = destination { pool.close(ip) } }
         guard let peerAddress = mapping.peerAddresses.first,
             let context = contexts[mapping.settings.identity]?[mapping.settings.cipher]
         else {

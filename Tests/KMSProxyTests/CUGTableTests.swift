@@ -58,7 +58,7 @@ import Testing
         #expect(error("a.\n*.x.com tls default 3DES").contains("cug.conf:1"))
         #expect(error("x.com. tls default 3DES").hasPrefix("cug.conf:1: x.com.: 3DES is broken and refused"))
         #expect(error("x.com. ipsec default AES-128-GCM").contains("neither tls nor kernel"))
-        #expect(error("x.com. kernel default AES-128-GCM").contains("not available in this mode"))
+        #expect(error("x.com. kernel default AES-128-GCM").contains("needs kernel diversion (divert-port"))
         #expect(error("x.com. tls nobody AES-128-GCM").contains("identity 'nobody' is not one of this host's"))
         #expect(error("a*b.com tls default AES-128-GCM").contains("not a name pattern"))
     }
