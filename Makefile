@@ -8,7 +8,7 @@
 
 # Build: the C libraries. Tests also drive the real tools: openssl (key files) and dig.
 DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind9-dnsutils \
-                   iproute2 tcpdump curl
+                   iproute2 tcpdump curl nftables
 SWIFT ?= swift
 
 .PHONY: run test build deps
@@ -32,6 +32,7 @@ test: deps
 	$(SWIFT) test
 	Tests/e2e/hierarchy.sh
 	Tests/e2e/proxy-netns.sh
+	Tests/e2e/kernel-netns.sh
 
 run: build
 	@scripts/run-hierarchy

@@ -16,49 +16,17 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=$(pwd)/${BIN:-.build/debug}
 
-skip() { echo "proxy-netns: skipped: $*"; echo "proxy-netns: 0 passed, 0 failed, 1 skipped"; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
-for tool in ip tcpdump curl python3; do command -v $tool >/dev/null || skip "$tool is not installed"; done
-ip netns add cs-probe-$$ 2>/dev/null || skip "this kernel or sandbox does not allow network namespaces"
-ip netns del cs-probe-$$
-
+SCRIPT=proxy-netns
+NAMESPACES="cs-client cs-gateway cs-server"
 WORK=$(mktemp -d)
-cleanup() {
-  # Everything the test started runs inside one of its namespaces: stop it all there.
-  for ns in cs-client cs-gateway cs-server; do
-    ip netns pids $ns 2>/dev/null | xargs -r kill 2>/dev/null
-  done
-  wait 2>/dev/null
-  for ns in cs-client cs-gateway cs-server; do ip netns del $ns 2>/dev/null; done
-  rm -rf /etc/netns/cs-client "$WORK"
-}
+. Tests/e2e/netns-lib.sh
+require_namespaces ip tcpdump curl python3
 trap cleanup EXIT
 
-passed=0; failed=0
-check() {
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-in_ns_background() {  # in_ns_background NS OUTPUT COMMAND...: started with exec, so $! is the command
-  local ns=$1 out=$2; shift 2
-  ip netns exec "$ns" "$@" > "$out" 2>&1 &
-}
-wait_for() {  # wait_for FILE TEXT: at most 30 s
-  for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
-
 # --- the three hosts and two links
-for ns in cs-client cs-gateway cs-server; do ip netns add $ns; in_ns $ns ip link set lo up; done
-ip link add cs-c type veth peer name cs-gc
-ip link add cs-s type veth peer name cs-gs
-ip link set cs-c netns cs-client; ip link set cs-gc netns cs-gateway
-ip link set cs-s netns cs-server; ip link set cs-gs netns cs-gateway
-in_ns cs-client ip addr add 10.77.1.2/24 dev cs-c;  in_ns cs-client ip link set cs-c up
-in_ns cs-gateway ip addr add 10.77.1.1/24 dev cs-gc; in_ns cs-gateway ip link set cs-gc up
-in_ns cs-gateway ip addr add 10.77.2.1/24 dev cs-gs; in_ns cs-gateway ip link set cs-gs up
-in_ns cs-server ip addr add 10.77.2.2/24 dev cs-s;  in_ns cs-server ip link set cs-s up
+for ns in $NAMESPACES; do ip netns add $ns; in_ns $ns ip link set lo up; done
+link cs-client cs-c 10.77.1.2/24 cs-gateway cs-gc 10.77.1.1/24
+link cs-server cs-s 10.77.2.2/24 cs-gateway cs-gs 10.77.2.1/24
 in_ns cs-client ip route add default via 10.77.1.1
 in_ns cs-server ip route add default via 10.77.2.1
 # The gateway takes every address of the intercept prefix as its own (AnyIP).
@@ -67,12 +35,10 @@ mkdir -p /etc/netns/cs-client
 echo "nameserver 10.77.1.1" > /etc/netns/cs-client/resolv.conf
 
 # --- the example hierarchy, moved onto the gateway's server-side address
-cp -r hierarchy trust "$WORK/"; mkdir -p "$WORK/run"
-sed -i 's/127\.0\.0\.1:530/10.77.2.1:530/g' "$WORK"/hierarchy/*.conf
+copy_hierarchy 10.77.2.1
 sed -i 's/hostb\.c\.a\.xx\.pub\.pem 127\.0\.0\.12/hostb.c.a.xx.pub.pem 10.77.2.2/' "$WORK/hierarchy/c.a.xx.conf"
 H="$WORK/hierarchy"
-in_ns_background cs-gateway "$WORK/kmsd.out" "$BIN/kmsd" "$H"/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$H/banner.txt"
-check "the KMS hierarchy starts on the gateway" wait_for "$WORK/kmsd.out" "Ctrl-C stops"
+check "the KMS hierarchy starts on the gateway" start_kmsd cs-gateway
 
 # --- host B: a page, a web server on its loopback, and its receiving endpoint
 MARK="countersign-page-$RANDOM$RANDOM"
@@ -106,14 +72,12 @@ in_ns_background cs-gateway "$WORK/proxy-gw.out" "$BIN/kms-proxy" "$H/proxy-gw.c
 check "the gateway's proxy starts" wait_for "$WORK/proxy-gw.out" "^ready"
 
 # --- capture the gateway–server link while the client fetches the page
-in_ns_background cs-gateway "$WORK/tcpdump.out" tcpdump --immediate-mode -Z root -i cs-gs -U -w "$WORK/link.pcap" tcp
-TCPDUMP=$!
-wait_for "$WORK/tcpdump.out" "listening on"
+start_capture cs-gateway cs-gs "$WORK/link.pcap"
+TCPDUMP=$CAPTURE_PID
 # Control: the client–gateway leg is plaintext by design (the gateway is the encryption node),
 # so the same search must find the page there; otherwise the check below proves nothing.
-in_ns_background cs-gateway "$WORK/tcpdump-client.out" tcpdump --immediate-mode -Z root -i cs-gc -U -w "$WORK/client.pcap" tcp
-TCPDUMP_CLIENT=$!
-wait_for "$WORK/tcpdump-client.out" "listening on"
+start_capture cs-gateway cs-gc "$WORK/client.pcap"
+TCPDUMP_CLIENT=$CAPTURE_PID
 
 page=$(in_ns cs-client curl -s -m 15 http://hostb.c.a.xx.:8080/index.html)
 check "unmodified curl in the client namespace gets the page from the server namespace" grep -q "$MARK" <<<"$page"
@@ -142,5 +106,5 @@ check "kms-proxy status lists the mapping" grep -q "hostb.c.a.xx. \[10.77.2.2\]"
 if [ "$failed" -gt 0 ]; then
   for f in kmsd.out proxy-b.out proxy-gw.out http.out; do echo "--- $f"; tail -20 "$WORK/$f"; done
 fi
-echo "proxy-netns: $passed passed, $failed failed"
+echo "$SCRIPT: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# End to end for issue 5, across network namespaces:
+#
+#   cs5-client 10.78.1.2 ── 10.78.1.1 cs5-router 10.78.2.1 ── 10.78.2.2 cs5-server (host B, CUG peer)
+#   kms-proxy: policy server,         the KMS hierarchy,          10.78.2.3 (host D, not in the group)
+#   kernel diversion (nftables),      forwarding                  web server on 0.0.0.0:8080,
+#   unmodified curl; also the seed's                              B's receiving endpoint
+#   client addresses 1.2.3.4, 5.6.7.8, 133.11.23.24
+#
+# 1. The figure 6 examples over the wire: the KMS's signed kms1:cug verdict depends on the
+#    client's address.
+# 2. An unmodified curl to host B's REAL address travels encrypted (kernel diversion into the
+#    TLS tunnel), while traffic to host D is left untouched; captures between router and server
+#    show both. The nftables table exists while the proxy runs and is gone after a clean exit.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BIN=$(pwd)/${BIN:-.build/debug}
+SCRIPT=kernel-netns
+NAMESPACES="cs5-client cs5-router cs5-server"
+WORK=$(mktemp -d)
+. Tests/e2e/netns-lib.sh
+require_namespaces ip tcpdump curl python3 nft dig
+trap cleanup EXIT
+
+for ns in $NAMESPACES; do ip netns add $ns; in_ns $ns ip link set lo up; done
+link cs5-client cs5-c 10.78.1.2/24 cs5-router cs5-rc 10.78.1.1/24
+link cs5-server cs5-s 10.78.2.2/24 cs5-router cs5-rs 10.78.2.1/24
+in_ns cs5-server ip addr add 10.78.2.3/24 dev cs5-s
+for address in 1.2.3.4 5.6.7.8 133.11.23.24; do
+  in_ns cs5-client ip addr add $address/32 dev cs5-c
+  in_ns cs5-router ip route add $address/32 via 10.78.1.2
+done
+in_ns cs5-client ip route add default via 10.78.1.1
+in_ns cs5-server ip route add default via 10.78.2.1
+in_ns cs5-router sysctl -q -w net.ipv4.ip_forward=1
+mkdir -p /etc/netns/cs5-client
+echo "nameserver 127.0.0.53" > /etc/netns/cs5-client/resolv.conf
+
+# --- the hierarchy on the router, B and D on the server, a policy database in b.a.xx.
+copy_hierarchy 10.78.2.1
+H="$WORK/hierarchy"
+sed -i 's/hostb\.c\.a\.xx\.pub\.pem 127\.0\.0\.12/hostb.c.a.xx.pub.pem 10.78.2.2/' "$H/c.a.xx.conf"
+sed -i 's/hostd\.b\.a\.xx\.pub\.pem 127\.0\.0\.14 ::1/hostd.b.a.xx.pub.pem 10.78.2.3/' "$H/b.a.xx.conf"
+# The seed's figure 6 with its names mapped onto ours (SSL -> tls, IPsec -> kernel, 3DES ->
+# AES-256-GCM), plus a row for this test's client, which is to reach *.c.a.xx. by kernel diversion.
+cat > "$H/policy.conf" <<CONF
+client  1.2.3.4/32      t502
+client  5.6.7.8/32      t503
+client  10.78.1.2/32    t503
+client  0.0.0.0/0       t504
+t502    *.c.a.xx.       tls     jinji.nec.com         AES-256-GCM
+t503    *.x.a.xx.       tls     eigyo.nec.com         AES-128-GCM
+t503    *.c.a.xx.       kernel  soumu-jinji.nec.com   AES-128-GCM
+t504    *.y.a.xx.       tls     soumu.nec.com         AES-128-GCM
+CONF
+echo "policy policy.conf" >> "$H/b.a.xx.conf"
+check "the KMS hierarchy starts on the router" start_kmsd cs5-router
+
+verdict() {  # verdict SOURCE: the kms1:cug strings b.a.xx. gives that client for hostb.c.a.xx.
+  in_ns cs5-client dig +time=3 +tries=1 -b "$1" @10.78.2.1 -p 5303 A hostb.c.a.xx. | grep -o '"kms1:cug".*'
+}
+v1=$(verdict 1.2.3.4); v2=$(verdict 5.6.7.8); v3=$(verdict 133.11.23.24)
+check "figure 6: client 1.2.3.4 -> encrypted, tls, identity jinji.nec.com" \
+  grep -q '"verdict=encrypted" "protocol=tls" "identity=jinji.nec.com"' <<<"$v1"
+check "figure 6: client 5.6.7.8 -> encrypted, kernel, identity soumu-jinji.nec.com" \
+  grep -q '"verdict=encrypted" "protocol=kernel" "identity=soumu-jinji.nec.com"' <<<"$v2"
+check "figure 6: client 133.11.23.24 -> normal" grep -q '"verdict=normal" "protocol=" "identity=" "cipher="' <<<"$v3"
+check "the verdicts are signed by b.a.xx." grep -q '"from=b.a.xx.".*"sig=' <<<"$v1"
+
+# --- host B and host D: one web server for both addresses; B's endpoint lets A in
+MARK="countersign-kernel-$RANDOM$RANDOM"
+mkdir -p "$WORK/www" && echo "<html><body>$MARK</body></html>" > "$WORK/www/index.html"
+in_ns_background cs5-server "$WORK/http.out" python3 -m http.server 8080 --bind 0.0.0.0 --directory "$WORK/www"
+cat > "$H/proxy-b-ns.conf" <<CONF
+dns        10.78.2.2:5300
+identity   default hostb.conf
+cug        cug-b.conf
+pool       10.98.0.1 4
+endpoint   10.78.2.2:8443
+inbound    inbound-b.conf
+forward    127.0.0.1
+CONF
+in_ns_background cs5-server "$WORK/proxy-b.out" "$BIN/kms-proxy" "$H/proxy-b-ns.conf"
+check "host B's endpoint starts" wait_for "$WORK/proxy-b.out" "^ready"
+
+# --- the client's proxy: verdicts from its KMS, kernel diversion
+cat > "$H/proxy-client.conf" <<CONF
+dns             127.0.0.53:53
+upstream        10.78.2.1:5303
+identity        default hosta.conf
+identity        soumu-jinji.nec.com hosta.conf
+policy          server
+pool            10.99.0.1 4
+ports           8080
+divert-port     15001
+tunnel-port     8443
+control         $WORK/run/proxy-client.control
+CONF
+in_ns_background cs5-client "$WORK/proxy-client.out" "$BIN/kms-proxy" "$H/proxy-client.conf"
+check "the client's proxy starts with kernel diversion" wait_for "$WORK/proxy-client.out" "^ready"
+check "the nftables table is created at start" bash -c "ip netns exec cs5-client nft list table ip countersign >/dev/null"
+
+# --- a CUG peer, by its real address: diverted, encrypted
+start_capture cs5-router cs5-rs "$WORK/cug.pcap"; CUG_CAPTURE=$CAPTURE_PID
+page=$(in_ns cs5-client curl -s -m 15 http://hostb.c.a.xx.:8080/index.html)
+check "unmodified curl reaches host B" grep -q "$MARK" <<<"$page"
+resolved=$(in_ns cs5-client getent ahostsv4 hostb.c.a.xx. | awk 'NR==1 {print $1}')
+check "the application got host B's real address" test "$resolved" = "10.78.2.2"
+set_listing=$(in_ns cs5-client nft list set ip countersign peers)
+check "host B's address is in the kernel set, with a time-out" grep -q "10.78.2.2 timeout .* expires" <<<"$set_listing"
+tunnel_packets() { tcpdump -nn -r "$WORK/cug.pcap" 'tcp dst port 8443 and tcp[tcpflags] & tcp-push != 0' 2>/dev/null | wc -l; }
+for _ in $(seq 1 100); do [ "$(tunnel_packets)" -ge 3 ] && break; sleep 0.1; done
+kill -TERM $CUG_CAPTURE; wait $CUG_CAPTURE 2>/dev/null
+check "the traffic to host B went through the tunnel (port 8443)" test "$(tunnel_packets)" -gt 0
+check "no packet went to host B's port 8080 in the clear" \
+  test "$(tcpdump -nn -r "$WORK/cug.pcap" 'tcp dst port 8080' 2>/dev/null | wc -l)" -eq 0
+check "the capture holds no plaintext of the page" bash -c "! grep -a -q '$MARK' '$WORK/cug.pcap'"
+
+# --- a peer outside the group: left untouched
+start_capture cs5-router cs5-rs "$WORK/plain.pcap"; PLAIN_CAPTURE=$CAPTURE_PID
+page=$(in_ns cs5-client curl -s -m 15 http://hostd.b.a.xx.:8080/index.html)
+check "curl reaches host D (not in the group)" grep -q "$MARK" <<<"$page"
+for _ in $(seq 1 100); do grep -a -q "$MARK" "$WORK/plain.pcap" && break; sleep 0.1; done
+kill -TERM $PLAIN_CAPTURE; wait $PLAIN_CAPTURE 2>/dev/null
+check "host D's traffic is left untouched: plaintext to port 8080 (so the search above can see plaintext)" \
+  grep -a -q "$MARK" "$WORK/plain.pcap"
+
+# --- clean exit removes the table
+ip netns pids cs5-client | xargs -r kill -TERM
+for _ in $(seq 1 100); do grep -q "^stopped" "$WORK/proxy-client.out" && break; sleep 0.1; done
+check "the proxy stops cleanly" grep -q "^stopped" "$WORK/proxy-client.out"
+check "the nftables table is removed on a clean exit" bash -c "! ip netns exec cs5-client nft list table ip countersign >/dev/null 2>&1"
+
+if [ "$failed" -gt 0 ]; then
+  for f in kmsd.out proxy-b.out proxy-client.out http.out; do echo "--- $f"; tail -15 "$WORK/$f"; done
+fi
+echo "$SCRIPT: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
