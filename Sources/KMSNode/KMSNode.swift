@@ -63,7 +63,7 @@ public final class KMSNode: Sendable {
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
         upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
         metrics = NodeMetrics(zone: configuration.zone)
-        do { policy = try configuration.policy.map(PolicySource.init) } catch {
+        do { policy = try configuration.policy.map { (path) throws(ConfigError) in try PolicySource(path: path) } } catch {
             throw NodeError(nil, field: nil, "\(error)")
         }
         warmCache(now: now)

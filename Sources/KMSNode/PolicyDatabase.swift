@@ -99,9 +99,12 @@ final class PolicySource: Sendable {
         var checked: Double
     }
     private let state: Mutex<State>
+    /// How often, at most, the file's modification time is looked at.
+    let checkInterval: Double
 
-    init(path: String) throws(ConfigError) {
+    init(path: String, checkInterval: Double = 1) throws(ConfigError) {
         self.path = path
+        self.checkInterval = checkInterval
         let database = try PolicyDatabase(file: try ConfigFile(path: path))
         state = Mutex(State(database: database, modified: Self.modified(path), checked: Date().timeIntervalSince1970))
     }
@@ -115,7 +118,7 @@ final class PolicySource: Sendable {
     var current: PolicyDatabase {
         let now = Date().timeIntervalSince1970
         let stale = state.withLock { state -> Bool in
-            guard now - state.checked >= 1 else { return false }
+            guard now - state.checked >= checkInterval else { return false }
             state.checked = now
             return Self.modified(path) != state.modified
         }

@@ -45,6 +45,22 @@ import Testing
         #expect(error("t1 *.x.com ipsec id AES-128-GCM").contains("neither tls nor kernel"))
     }
 
+    @Test func anEditedFileIsReadAgainOnUse() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).conf").path
+        try "client 0.0.0.0/0 t1\nt1 *.a.xx. tls first AES-128-GCM\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let source = try PolicySource(path: path, checkInterval: 0)
+        #expect(source.current.row(client: IPAddress("10.0.0.1")!, name: "h.a.xx.")?.identity == "first")
+        try "client 0.0.0.0/0 t1\nt1 *.a.xx. tls second AES-128-GCM\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 10)], ofItemAtPath: path)
+        #expect(source.current.row(client: IPAddress("10.0.0.1")!, name: "h.a.xx.")?.identity == "second")
+        // A broken edit leaves the last good database in force.
+        try "t1 *.a.xx. tls third DES\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 20)], ofItemAtPath: path)
+        #expect(source.current.row(client: IPAddress("10.0.0.1")!, name: "h.a.xx.")?.identity == "second")
+        #expect(throws: ConfigError.self) { try source.reload() }
+    }
+
     func verdict(_ hierarchy: TestHierarchy, from source: String) async throws -> (CUGVerdict?, KMSRecord?) {
         var query = DNSMessage.query(id: 9, name: "hostb.c.a.xx.", type: .a)
         query.header.recursionDesired = true

@@ -224,6 +224,9 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         let reply = try await setup.hierarchy.client.query(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
         #expect(reply.answers.first?.data == .a([127, 0, 0, 11]))
         #expect(setup.proxyA.status().mappings.isEmpty)
+        // The same over TCP.
+        let overTCP = try await setup.hierarchy.client.queryOverTCP(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
+        #expect(overTCP.answers.first?.data == .a([127, 0, 0, 11]))
     }
 
     /// Ways host B must turn host A away: the hierarchy vouches for another key than the one B's
