@@ -100,10 +100,11 @@ public struct ConfigFile: Sendable {
         ConfigError(path: path, line: directive.line, field: directive.name, reason: reason)
     }
 
-    /// Resolves a path written in the file against the file's folder.
+    /// Resolves a path written in the file against the file's folder, to an absolute path
+    /// without `..` (what logs and status lines print).
     public func resolve(_ relative: String) -> String {
-        let joined = relative.hasPrefix("/") ? relative : (directory as NSString).appendingPathComponent(relative)
-        return (joined as NSString).standardizingPath
+        let base = URL(fileURLWithPath: directory.isEmpty ? "." : directory, isDirectory: true)
+        return URL(fileURLWithPath: relative, relativeTo: base).standardizedFileURL.path
     }
 }
 

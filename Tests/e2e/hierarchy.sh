@@ -81,8 +81,7 @@ check "a registered host's key is served at once" test "$("$BIN/kms" fetch hoste
 # A crash right after an acknowledged registration loses nothing.
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
 "$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
-  && kill -KILL "$KMSD_PID"
-wait "$KMSD_PID" 2>/dev/null
+  && { kill -KILL "$KMSD_PID"; wait "$KMSD_PID"; } 2>/dev/null
 check "kmsd restarts after kill -9" start_kmsd
 expected_f="ed25519:$(openssl pkey -pubin -in "$WORK/hostf.pub.pem" -outform DER | base64 -w0)"
 check "a registration acknowledged before kill -9 is still served" \
