@@ -28,6 +28,8 @@ public enum DNSReply: Sendable {
     case drop
     /// Send this now.
     case reply(Reply)
+    /// Send these bytes now: a reply already encoded for this transport.
+    case wire([UInt8])
     /// The answer needs the network (an upstream KMS); send it when it is ready.
     case later(@Sendable () async -> Reply?)
 }

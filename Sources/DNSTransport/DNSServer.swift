@@ -103,8 +103,8 @@ public final class ResponderBox: Sendable {
 }
 
 /// Encodes a reply for the transport; an unencodable message becomes a bare SERVFAIL.
-enum ReplyEncoder {
-    static func encode(_ reply: Reply, over transport: DNSTransportKind) -> [UInt8]? {
+public enum ReplyEncoder {
+    public static func encode(_ reply: Reply, over transport: DNSTransportKind) -> [UInt8]? {
         do {
             switch transport {
             case .tcp: return try reply.message.wire()
@@ -133,6 +133,10 @@ final class DatagramHandler: ChannelInboundHandler {
         switch responder.respond(to: query, from: remote, over: .udp) {
         case .drop:
             return
+        case .wire(let bytes):
+            context.write(
+                wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
+                promise: nil)
         case .reply(let reply):
             guard let bytes = ReplyEncoder.encode(reply, over: .udp) else { return }
             // Flushed once per read burst (channelReadComplete), so NIO sends the replies of
@@ -173,6 +177,8 @@ final class StreamHandler: ChannelInboundHandler {
         switch responder.respond(to: query, from: remote, over: .tcp) {
         case .drop:
             return
+        case .wire(let bytes):
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
         case .reply(let reply):
             guard let bytes = ReplyEncoder.encode(reply, over: .tcp) else { return }
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)

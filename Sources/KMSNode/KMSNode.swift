@@ -20,6 +20,7 @@ public final class KMSNode: Sendable {
     let cache: KeyCache
     let anonymousAnswers = PerSecondCache<Countersignature>()
     let verdicts = PerSecondCache<CUGVerdict>()
+    let replies = ReplyCache()
     let policy: PolicySource?
     let replay: ReplayGuard
     let router: Router
@@ -117,6 +118,7 @@ public final class KMSNode: Sendable {
             }
             let rotated = registry[host.name].map { $0.key != key } ?? false
             registry.set(host)
+            replies.clear()
             if rotated { cache.purge(target: host.name) }
             return .success(())
         }

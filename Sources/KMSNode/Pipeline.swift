@@ -10,6 +10,8 @@ struct Request: Sendable {
     let client: SocketAddress
     let transport: DNSTransportKind
     let size: Int
+    /// The bytes as received, for the reply cache.
+    let bytes: ByteBuffer
     var trace: Bool { HopTrace.isRequested(by: message) }
 }
 
@@ -17,6 +19,7 @@ struct Request: Sendable {
 ///
 ///   1. too short to be a DNS message      -> drop
 ///   2. a response (QR=1)                  -> drop: never answer a response (reflection loops)
+///   2b. byte-identical to a query answered before from the address table -> that reply, new ID
 ///   3. does not decode                    -> FORMERR
 ///   4. opcode other than QUERY            -> NOTIMP
 ///   5. not exactly one question           -> FORMERR
@@ -40,6 +43,12 @@ extension KMSNode: DNSResponder {
             metrics.dropped.increment()
             return .drop
         }
+        // 2b. The same question as before, answered from the address table.
+        if let cached = replies.reply(to: bytes, over: transport) {
+            metrics.count(.address)
+            metrics.count(RCode(rawValue: UInt16(cached[3] & 0x0F)))
+            return .wire(cached)
+        }
         // 3. Decode.
         let message: DNSMessage
         do {
@@ -61,7 +70,8 @@ extension KMSNode: DNSResponder {
                 querySize: bytes.readableBytes)))
         }
         let request = Request(
-            message: message, question: question, client: client, transport: transport, size: bytes.readableBytes)
+            message: message, question: question, client: client, transport: transport, size: bytes.readableBytes,
+            bytes: bytes)
         // 6. The KMS record, if any.
         let record: KMSRecord?
         do {
@@ -95,6 +105,11 @@ extension KMSNode: DNSResponder {
         case .reply(let reply):
             metrics.count(reply.message.rcode)
             return .reply(reply)
+        case .cacheable(let reply, let query, let transport):
+            metrics.count(reply.message.rcode)
+            guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
+            replies.store(bytes, for: query, over: transport)
+            return .wire(bytes)
         case .later(let work):
             return .later { [metrics] in
                 let reply = await work()
@@ -108,5 +123,7 @@ extension KMSNode: DNSResponder {
 /// A reply now, or one that needs the network first.
 enum Step: Sendable {
     case reply(Reply)
+    /// A reply that any byte-identical query will get again (see `ReplyCache`).
+    case cacheable(Reply, query: ByteBuffer, transport: DNSTransportKind)
     case later(@Sendable () async -> Reply)
 }

@@ -66,8 +66,11 @@ extension KMSNode {
             message.answers = host.addresses.filter { $0.isIPv6 == (question.type == .aaaa) }.map {
                 ResourceRecord(name: question.name, ttl: 300, data: $0.rdata)
             }
-            addVerdict(to: &message, for: request)
-            return .reply(Reply(message, answering: request.message))
+            guard policy == nil else {
+                addVerdict(to: &message, for: request)
+                return .reply(Reply(message, answering: request.message))
+            }
+            return .cacheable(Reply(message, answering: request.message), query: request.bytes, transport: request.transport)
         case .outside:
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not in the hierarchy under \(zone); this is not an open resolver"))
         case .parent(let peer) where !request.message.header.recursionDesired:

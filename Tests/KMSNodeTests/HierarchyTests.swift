@@ -236,6 +236,24 @@ import Testing
         #expect(missing.rcode == .nameError)
     }
 
+    @Test func repeatedAddressQueriesAreAnsweredTheSameUntilARegistrationChangesThem() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let server = hierarchy.servers["b.a.xx."]!.address
+        let query = try DNSMessage.query(id: 41, name: "hosta.b.a.xx.", type: .a).wire()
+        var again = query
+        again[0] = 0x12
+        again[1] = 0x34
+        let first = try DNSMessage(wire: try #require(try await RawUDP.exchange(query, with: server)))
+        let second = try DNSMessage(wire: try #require(try await RawUDP.exchange(again, with: server)))
+        #expect(first.header.id == 41 && second.header.id == 0x1234)
+        #expect(first.answers == second.answers && first.answers.first?.data == .a([127, 0, 0, 11]))
+        try hierarchy.nodes["b.a.xx."]!.register(
+            name: "hosta.b.a.xx.", key: hierarchy.keys["hosta.b.a.xx."]!.publicKey, addresses: [IPAddress("127.0.0.99")!])
+        let third = try DNSMessage(wire: try #require(try await RawUDP.exchange(again, with: server)))
+        #expect(third.answers.first?.data == .a([127, 0, 0, 99]))
+    }
+
     @Test func anonymousQueriesCanBeRefused() async throws {
         let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "anonymous refuse"])
         defer { Task { await hierarchy.shutdown() } }
