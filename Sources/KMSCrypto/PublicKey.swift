@@ -23,9 +23,13 @@ public struct PublicKey: Hashable, Sendable {
     public init(subjectPublicKeyInfo der: [UInt8]) throws(CryptoError) {
         let parsed = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
             var cursor = buffer.baseAddress
-            let key = d2i_PUBKEY(nil, &cursor, buffer.count)
+            guard let key = d2i_PUBKEY(nil, &cursor, buffer.count) else { return nil }
             // Trailing bytes after the SPKI are not a key we issued: reject, do not ignore.
-            return cursor == buffer.baseAddress.map { $0 + buffer.count } ? key : key.map { EVP_PKEY_free($0); return nil } ?? nil
+            guard cursor == buffer.baseAddress! + buffer.count else {
+                EVP_PKEY_free(key)
+                return nil
+            }
+            return key
         }
         guard let parsed else { throw CryptoError(.malformedKey, "not a DER SubjectPublicKeyInfo") }
         try self.init(EVPKey(taking: parsed))

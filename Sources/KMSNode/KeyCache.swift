@@ -57,6 +57,4 @@ final class KeyCache: Sendable {
     func purge(target: DomainName) {
         entries.withLock { table in table = table.filter { $0.key.target != target } }
     }
-
-    var count: Int { entries.withLock { $0.count } }
 }

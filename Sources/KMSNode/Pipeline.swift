@@ -44,7 +44,7 @@ extension KMSNode: DNSResponder {
             return .drop
         }
         // 2b. The same question as before, answered from the address table.
-        if let cached = replies.reply(to: bytes, over: transport) {
+        if policy == nil, let cached = replies.reply(to: bytes, over: transport) {
             metrics.count(.address)
             metrics.count(RCode(rawValue: UInt16(cached[3] & 0x0F)))
             return .wire(cached)

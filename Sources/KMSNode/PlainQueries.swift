@@ -91,7 +91,7 @@ extension KMSNode {
             var message = request.message.response(rcode: answer.rcode, authoritative: false)
             message.header.recursionAvailable = true
             message.answers = answer.answers
-            message.authorities = answer.authorities.filter { !($0.data.type == .txt && HopTrace.records(in: answer).contains($0)) }
+            message.authorities = answer.authorities
             if message.edns != nil { for error in answer.extendedErrors { message.addExtendedError(error) } }
             addVerdict(to: &message, for: request)
             return Reply(message, answering: request.message)
@@ -126,8 +126,7 @@ extension KMSNode {
     /// Whether a name of this zone exists: the apex, a registered host, a name with TXT data,
     /// or an ancestor of one of them (an empty non-terminal).
     private func nameExists(_ name: DomainName) -> Bool {
-        if name == zone || registry[name] != nil || configuration.txt[name] != nil { return true }
-        return registry.all.contains { $0.name.isSubdomain(of: name) }
+        name == zone || registry.exists(name) || configuration.txt[name] != nil
     }
 
     private func nodata(_ request: Request) -> Reply {

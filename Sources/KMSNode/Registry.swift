@@ -1,20 +1,33 @@
 import DNSWire
 import Synchronization
 
-/// The registered hosts, in memory, for the request path. The store is the truth; this is
-/// replaced whole on every registration, so readers never see half an update.
+/// The registered hosts, in memory, for the request path. The store is the truth; this mirrors
+/// it, and also keeps every name that exists because of them (the hosts and their ancestors,
+/// the empty non-terminals), so telling NXDOMAIN from NODATA is one lookup, not a scan.
 final class Registry: Sendable {
-    private let hosts = Mutex<[DomainName: RegisteredHost]>([:])
+    private struct State {
+        var hosts: [DomainName: RegisteredHost] = [:]
+        var existing: Set<DomainName> = []
+    }
+
+    private let state = Mutex(State())
 
     init(_ initial: [RegisteredHost]) {
-        hosts.withLock { table in
-            for host in initial { table[host.name] = host }
+        for host in initial { set(host) }
+    }
+
+    subscript(name: DomainName) -> RegisteredHost? { state.withLock { $0.hosts[name] } }
+
+    func set(_ host: RegisteredHost) {
+        state.withLock { state in
+            state.hosts[host.name] = host
+            var name: DomainName? = host.name
+            while let current = name, state.existing.insert(current).inserted { name = current.parent }
         }
     }
 
-    subscript(name: DomainName) -> RegisteredHost? { hosts.withLock { $0[name] } }
+    /// Whether `name` is a registered host or lies above one.
+    func exists(_ name: DomainName) -> Bool { state.withLock { $0.existing.contains(name) } }
 
-    func set(_ host: RegisteredHost) { hosts.withLock { $0[host.name] = host } }
-
-    var all: [RegisteredHost] { hosts.withLock { Array($0.values) } }
+    var all: [RegisteredHost] { state.withLock { Array($0.hosts.values) } }
 }

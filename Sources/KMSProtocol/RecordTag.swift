@@ -34,9 +34,6 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
         }
     }
 
-    /// Whether the record's owner is the sender (`from=`) or the target.
-    var ownerIsSender: Bool { self == .inquiry || self == .signatureRequest }
-
     public var description: String { rawValue }
 }
 

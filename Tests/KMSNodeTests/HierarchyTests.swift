@@ -234,6 +234,15 @@ import Testing
         #expect(reply.answers.first?.data == .a([127, 0, 0, 12]))
         let missing = try await hierarchy.send(DNSMessage.query(id: 2, name: "nobody.b.a.xx.", type: .a), to: "b.a.xx.")
         #expect(missing.rcode == .nameError)
+        // A name above a registered host exists without records of its own (NODATA, not NXDOMAIN).
+        try hierarchy.nodes["b.a.xx."]!.register(
+            name: "deep.sub.b.a.xx.", key: hierarchy.keys["hosta.b.a.xx."]!.publicKey, addresses: [IPAddress("127.0.0.20")!])
+        let between = try await hierarchy.send(DNSMessage.query(id: 3, name: "sub.b.a.xx.", type: .a), to: "b.a.xx.")
+        #expect(between.rcode == .noError && between.answers.isEmpty)
+        let apex = try await hierarchy.send(DNSMessage.query(id: 4, name: "b.a.xx.", type: .a), to: "b.a.xx.")
+        #expect(apex.rcode == .noError && apex.answers.isEmpty)
+        let beside = try await hierarchy.send(DNSMessage.query(id: 5, name: "other.sub.b.a.xx.", type: .a), to: "b.a.xx.")
+        #expect(beside.rcode == .nameError)
     }
 
     @Test func repeatedAddressQueriesAreAnsweredTheSameUntilARegistrationChangesThem() async throws {
@@ -290,16 +299,20 @@ import Testing
     }
 
     @Test func largeAnswersAreTruncatedOverUDPAndWholeOverTCP() async throws {
-        // A P-256 host key and a small advertised payload force TC=1 on UDP.
+        // A traced answer (every hop adds a note) does not fit the 512 bytes this query advertises.
         let hierarchy = try await TestHierarchy()
         defer { Task { await hierarchy.shutdown() } }
-        let query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt, payloadSize: 512)
-        let udp = try await hierarchy.client.query(query, server: hierarchy.servers["a.xx."]!.address, timeout: .seconds(5), tcpFallback: false)
-        let tcp = try await hierarchy.client.queryOverTCP(query, server: hierarchy.servers["a.xx."]!.address, timeout: .seconds(5))
-        #expect(try tcp.kmsRecord() != nil)
-        if try udp.wire().count < tcp.wire().count {
-            #expect(udp.header.isTruncated)
-        }
-        #expect(try tcp.wire().count > 0)
+        var query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt, payloadSize: 512)
+        query.edns?.options.append(HopTrace.option)
+        let server = hierarchy.servers["a.xx."]!.address
+        let udp = try await hierarchy.client.query(query, server: server, timeout: .seconds(5), tcpFallback: false)
+        #expect(udp.header.isTruncated)
+        #expect(udp.answers.isEmpty && udp.additionals.isEmpty)
+        #expect(try udp.wire().count <= 512)
+        #expect(udp.question == query.question)
+        let tcp = try await hierarchy.client.queryOverTCP(query, server: server, timeout: .seconds(5))
+        #expect(!tcp.header.isTruncated)
+        #expect(try KeyAnswer(try #require(try tcp.kmsRecord())).key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+        #expect(try tcp.wire().count > 512)
     }
 }
