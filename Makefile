@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind
                    iproute2 tcpdump curl nftables
 SWIFT ?= swift
 
-.PHONY: run test build deps
+.PHONY: run test build deps demo-keys
 
 deps:
 	@missing=""; \
@@ -24,15 +24,21 @@ deps:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-build: deps
+# git checks files out 0644, and kmsd refuses a private key others may read (as OpenSSH
+# does): the example hierarchy's demo keys are made owner-only before use.
+demo-keys:
+	@find hierarchy/keys -name '*.pem' ! -name '*.pub.pem' -exec chmod 600 {} +
+
+build: deps demo-keys
 	$(SWIFT) build
 
-test: deps
+test: deps demo-keys
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	Tests/e2e/hierarchy.sh
 	Tests/e2e/proxy-netns.sh
 	Tests/e2e/kernel-netns.sh
+	Tests/e2e/dualstack-netns.sh
 
 run: build
 	@scripts/run-hierarchy

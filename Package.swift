@@ -203,6 +203,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .testTarget(
+            name: "ControlSocketTests",
+            dependencies: ["ControlSocket", .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "KMSSettingsTests", dependencies: ["KMSSettings", "DNSWire", "KMSCrypto"],
             swiftSettings: swiftSettings),
         .testTarget(

@@ -6,42 +6,96 @@ import NIOPosix
 /// A local administration channel: a Unix-domain socket (mode 0600, so only its owner may use
 /// it) that answers one JSON object per line with one JSON object per line.
 public enum ControlSocket {
-    /// Serves `path`, replacing a stale socket file. `handle` gets each request line and returns
-    /// the reply; it runs off the event loop, so it may block (a durable store write).
+    /// Why the control socket could not be served or reached.
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public let path: String
+        public let reason: String
+        public var description: String { "\(path): \(reason)" }
+    }
+
+    /// Serves `path`. A socket file left by a process that died is replaced; one that a live
+    /// process still answers on is not: two daemons on one control socket would take each
+    /// other's commands. `handle` gets each request line and returns the reply; it runs off
+    /// the event loop, so it may block (a durable store write).
+    ///
+    /// Each connection is a child task of the listener's task: closing the returned channel
+    /// ends them all.
     public static func serve(
         at path: String, group: any EventLoopGroup, handle: @escaping @Sendable (Data) async -> Data
     ) async throws -> any Channel {
         try? FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        unlink(path)
-        let channel = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
+        if FileManager.default.fileExists(atPath: path) {
+            if await isServed(path, group: group) {
+                throw Failure(path: path, reason: "another running process already serves this control socket")
+            }
+            unlink(path)
+        }
+        let server = try await ServerBootstrap(group: group)
+            .bind(unixDomainSocketPath: path) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(RequestHandler(handle: handle))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
-            .bind(unixDomainSocketPath: path).get()
         chmod(path, 0o600)
-        return channel
+        let listener = server.channel
+        Task {
+            try? await server.executeThenClose { connections in
+                await withDiscardingTaskGroup { group in
+                    do {
+                        for try await connection in connections {
+                            group.addTask { await answer(connection, handle: handle) }
+                        }
+                    } catch {}
+                }
+            }
+        }
+        return listener
+    }
+
+    private static func answer(
+        _ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handle: @Sendable (Data) async -> Data
+    ) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            for try await line in inbound {
+                var reply = await handle(Data(line.readableBytesView))
+                reply.append(0x0A)
+                try await outbound.write(ByteBuffer(bytes: reply))
+            }
+        }
+    }
+
+    /// Whether a live process answers on `path` (a stale socket file refuses the connection).
+    private static func isServed(_ path: String, group: any EventLoopGroup) async -> Bool {
+        guard let address = try? SocketAddress(unixDomainSocketPath: path),
+            let channel = try? await ClientBootstrap(group: group).connect(to: address).get()
+        else { return false }
+        try? await channel.close()
+        return true
     }
 
     /// Sends one request line to `path` and returns the reply line.
     public static func send(_ request: Data, to path: String, group: any EventLoopGroup) async throws -> Data {
-        let promise = group.next().makePromise(of: Data.self)
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(ReplyHandler(promise: promise))
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connect(to: try SocketAddress(unixDomainSocketPath: path)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
                 }
-            }
-            .connect(unixDomainSocketPath: path).get()
-        defer { channel.close(promise: nil) }
+        } catch {
+            throw Failure(path: path, reason: "cannot connect (\(Self.describe(error)))")
+        }
         var line = request
         line.append(0x0A)
-        try await channel.writeAndFlush(channel.allocator.buffer(bytes: line))
-        return try await promise.futureResult.get()
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: line))
+            for try await reply in inbound { return Data(reply.readableBytesView) }
+            throw Failure(path: path, reason: "closed without a reply")
+        }
     }
 
     /// Encodes, sends, decodes.
@@ -51,35 +105,10 @@ public enum ControlSocket {
         let data = try await send(try JSONEncoder().encode(request), to: path, group: group)
         return try JSONDecoder().decode(Reply.self, from: data)
     }
-}
 
-private final class RequestHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let handle: @Sendable (Data) async -> Data
-    init(handle: @escaping @Sendable (Data) async -> Data) { self.handle = handle }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let line = Data(unwrapInboundIn(data).readableBytesView)
-        let channel = context.channel
-        let handle = self.handle
-        Task {
-            var reply = await handle(line)
-            reply.append(0x0A)
-            try? await channel.writeAndFlush(channel.allocator.buffer(bytes: reply))
-        }
+    /// "No such file or directory" rather than NIO's `connect(descriptor:addr:size:)` prefix.
+    private static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return String(cString: strerror(error.errnoCode)) }
+        return "\(error)"
     }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
-}
-
-private final class ReplyHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let promise: EventLoopPromise<Data>
-    init(promise: EventLoopPromise<Data>) { self.promise = promise }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        promise.succeed(Data(unwrapInboundIn(data).readableBytesView))
-    }
-
-    func channelInactive(context: ChannelHandlerContext) { promise.fail(ChannelError.eof) }
 }

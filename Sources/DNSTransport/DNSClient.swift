@@ -44,18 +44,23 @@ public final class DNSClient: Sendable {
     public static func make(group: any EventLoopGroup) async throws -> DNSClient {
         let inbox = ClientInbox()
         var channels: [any Channel] = []
-        for host in ["0.0.0.0", "::"] {
+        // One socket per family, the IPv6 one IPv6-only: an IPv4 server is always asked from
+        // the IPv4 socket, whatever addresses the host has. Bound by numeric address, never
+        // resolved (a resolver may answer "0.0.0.0" with a mapped IPv6 address).
+        for (host, isIPv6) in [("0.0.0.0", false), ("::", true)] {
             do {
-                let channel = try await DatagramBootstrap(group: group)
+                var bootstrap = DatagramBootstrap(group: group)
+                if isIPv6 { bootstrap = bootstrap.channelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1) }
+                let channel = try await bootstrap
                     .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(ReplyHandler(client: inbox))
                         }
                     }
-                    .bind(host: host, port: 0).get()
+                    .bind(to: try SocketAddress(ipAddress: host, port: 0)).get()
                 channels.append(channel)
-            } catch where host == "::" {
+            } catch where isIPv6 {
                 continue  // no IPv6 on this host
             }
         }
@@ -81,6 +86,7 @@ public final class DNSClient: Sendable {
         _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true
     ) async throws -> DNSMessage {
         let deadline = NIODeadline.now() + timeout
+        let server = server.unmapped
         guard let channel = channels.first(where: { $0.localAddress?.protocol == server.protocol }) else {
             throw DNSClientError(code: .unreachable, server: "\(server)", reason: "no socket for its address family")
         }
@@ -121,6 +127,7 @@ public final class DNSClient: Sendable {
 
     /// One query over a new TCP connection (RFC 7766 two-byte length framing).
     public func queryOverTCP(_ message: DNSMessage, server: SocketAddress, timeout: TimeAmount) async throws -> DNSMessage {
+        let server = server.unmapped
         let bytes = try message.wire()
         let loop = group.next()
         let promise = loop.makePromise(of: DNSMessage.self)
@@ -158,7 +165,7 @@ public final class DNSClient: Sendable {
 
     fileprivate func received(_ bytes: ByteBuffer, from server: SocketAddress) {
         guard let reply = try? DNSMessage(wire: bytes.readableBytesView), reply.header.isResponse else { return }
-        let key = PendingKey(id: reply.header.id, server: server)
+        let key = PendingKey(id: reply.header.id, server: server.unmapped)
         // A reply must echo the question it answers (RFC 5452 section 9.1); others are ignored.
         let entry = pending.withLock { table -> Pending? in
             guard let entry = table[key], entry.question == reply.question else { return nil }

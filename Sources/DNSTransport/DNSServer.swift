@@ -24,7 +24,8 @@ public final class DNSServer: Sendable {
     }
 
     /// Binds UDP and TCP on `host:port` (port 0 picks a free port, the same for both).
-    /// The responder is read on every query, so it may be set after binding.
+    /// `host` is a numeric address, never resolved. The responder is read on every query, so
+    /// it may be set after binding. A failure is a `BindError` naming the transport and address.
     public static func bind(
         host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
     ) async throws -> DNSServer {
@@ -34,7 +35,7 @@ public final class DNSServer: Sendable {
         while true {
             do {
                 return try await bindOnce(host: host, port: port, group: group, responder: responder)
-            } catch let error as IOError where port == 0 && error.errnoCode == EADDRINUSE && attempt < 8 {
+            } catch let error as BindError where port == 0 && error.transport == "TCP" && attempt < 8 {
                 attempt += 1
             }
         }
@@ -44,10 +45,14 @@ public final class DNSServer: Sendable {
         host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
     ) async throws -> DNSServer {
         let loops = Array(group.makeIterator())
+        let wildcard: SocketAddress
+        do { wildcard = try SocketAddress(ipAddress: host, port: port) } catch {
+            throw BindError("UDP", "\(host):\(port)", reason: "not a numeric IP address")
+        }
         let reusePort = ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT))
         var channels: [any Channel] = []
+        var boundPort = port
         do {
-            var boundPort = port
             for loop in loops {
                 let channel = try await DatagramBootstrap(group: loop)
                     .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -60,10 +65,15 @@ public final class DNSServer: Sendable {
                             try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder))
                         }
                     }
-                    .bind(host: host, port: boundPort).get()
+                    .bind(to: wildcard.withPort(boundPort)).get()
                 channels.append(channel)
                 boundPort = channel.localAddress?.port ?? boundPort
             }
+        } catch {
+            for channel in channels { try? await channel.close() }
+            throw BindError("UDP", wildcard.withPort(boundPort).endpointText, error)
+        }
+        do {
             let tcp = try await ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -76,12 +86,12 @@ public final class DNSServer: Sendable {
                         try sync.addHandler(StreamHandler(responder: responder))
                     }
                 }
-                .bind(host: host, port: boundPort).get()
+                .bind(to: wildcard.withPort(boundPort)).get()
             channels.append(tcp)
             return DNSServer(address: channels[0].localAddress!, channels: channels)
         } catch {
             for channel in channels { try? await channel.close() }
-            throw error
+            throw BindError("TCP", wildcard.withPort(boundPort).endpointText, error)
         }
     }
 
@@ -130,7 +140,7 @@ final class DatagramHandler: ChannelInboundHandler {
         guard let responder = responder.responder else { return }
         let query = envelope.data
         let remote = envelope.remoteAddress
-        switch responder.respond(to: query, from: remote, over: .udp) {
+        switch responder.respond(to: query, from: remote.unmapped, over: .udp) {
         case .drop:
             return
         case .wire(let bytes):
@@ -174,7 +184,7 @@ final class StreamHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let query = unwrapInboundIn(data)
         guard let responder = responder.responder, let remote = context.remoteAddress else { return }
-        switch responder.respond(to: query, from: remote, over: .tcp) {
+        switch responder.respond(to: query, from: remote.unmapped, over: .tcp) {
         case .drop:
             return
         case .wire(let bytes):
@@ -202,5 +212,14 @@ final class StreamHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A broken frame or a reset: this connection ends, the server goes on.
         context.close(promise: nil)
+    }
+}
+
+extension SocketAddress {
+    /// The same address with another port.
+    func withPort(_ port: Int) -> SocketAddress {
+        var copy = self
+        copy.port = port
+        return copy
     }
 }

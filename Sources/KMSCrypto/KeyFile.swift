@@ -9,7 +9,10 @@ public enum KeyFile {
         public var description: String { "\(path): \(reason)" }
     }
 
+    /// Reads a private key. Like OpenSSH, refuses a file that group or others may read or
+    /// write: such a key may already be someone else's too.
     public static func readPrivateKey(at path: String) throws(Failure) -> PrivateKey {
+        try requirePrivateMode(path)
         let text = try read(path)
         do { return try PrivateKey(pemEncoded: text) } catch {
             throw Failure(path: path, reason: "not a usable private key (\(error))")
@@ -45,6 +48,21 @@ public enum KeyFile {
         return (privatePath, publicPath)
     }
 
+    /// A private key file must not be open to group or others (mode 0600 or stricter).
+    static func requirePrivateMode(_ path: String) throws(Failure) {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw Failure(path: path, reason: "cannot read (\(String(cString: strerror(errno))))")
+        }
+        let mode = status.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw Failure(
+                path: path,
+                reason: "private key has mode \(String(mode, radix: 8, uppercase: false).leftPadded(to: 4)), "
+                    + "readable or writable by group or others; refusing it (chmod 600 \(path))")
+        }
+    }
+
     private static func read(_ path: String) throws(Failure) -> String {
         do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw Failure(path: path, reason: "cannot read (\(error.localizedDescription))")
@@ -69,5 +87,11 @@ public enum KeyFile {
             unlink(temporary)
             throw Failure(path: path, reason: "cannot write (\(String(cString: strerror(errno))))")
         }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -42,7 +42,7 @@ public final class KMSNode: Sendable {
         do {
             store = try NodeStore(path: configuration.database)
         } catch {
-            throw NodeError(configuration.path, field: "database", "cannot open \(configuration.database): \(error)")
+            throw configuration.error("database", "cannot open \(configuration.database): \(error)")
         }
         let now = Self.now()
         let stored: [RegisteredHost]
@@ -56,7 +56,7 @@ public final class KMSNode: Sendable {
             }
             stored = hosts
         } catch {
-            throw NodeError(configuration.path, field: "database", "cannot read \(configuration.database): \(error)")
+            throw configuration.error("database", "cannot read \(configuration.database): \(error)")
         }
         registry = Registry(stored)
         cache = KeyCache(maximumAge: UnixTime(configuration.cacheMaxAge))
@@ -128,7 +128,7 @@ public final class KMSNode: Sendable {
 
     /// Reads the policy database again (the `reload-policy` control op).
     public func reloadPolicy() throws(NodeError) {
-        guard let policy else { throw NodeError(configuration.path, field: "policy", "this node has no policy database") }
+        guard let policy else { throw configuration.error("policy", "this node has no policy database") }
         do { try policy.reload() } catch { throw NodeError(nil, field: nil, "\(error)") }
         logger.info("reloaded policy", metadata: ["file": "\(policy.path)"])
     }
@@ -136,19 +136,32 @@ public final class KMSNode: Sendable {
     public var registeredHosts: [RegisteredHost] { registry.all.sorted { $0.name.text < $1.name.text } }
 }
 
-/// A node that cannot start or cannot do what it was asked: says which file and field.
+/// A node that cannot start or cannot do what it was asked: says which file, line and field.
 public struct NodeError: Error, Sendable, CustomStringConvertible {
     public let path: String?
+    public let line: Int?
     public let field: String?
     public let reason: String
 
-    public init(_ path: String?, field: String?, _ reason: String) {
+    public init(_ path: String?, line: Int? = nil, field: String?, _ reason: String) {
         self.path = path
+        self.line = line
         self.field = field
         self.reason = reason
     }
 
+    /// `file:line: field: reason`, leaving out what is not known.
     public var description: String {
-        [path, field].compactMap { $0 }.joined(separator: ": ") + (path == nil && field == nil ? "" : ": ") + reason
+        var place = path ?? ""
+        if let line, path != nil { place += ":\(line)" }
+        let parts = [place.isEmpty ? nil : place, field].compactMap { $0 }
+        return (parts + [reason]).joined(separator: ": ")
+    }
+}
+
+extension NodeConfiguration {
+    /// An error about the directive `field` of this configuration, pointing at its line.
+    func error(_ field: String, _ reason: String) -> NodeError {
+        NodeError(path, line: lines[field], field: field, reason)
     }
 }

@@ -32,6 +32,9 @@ public struct NodeConfiguration: Sendable {
     public var replayMemory: Int
     /// The CUG setting database (second embodiment), if this node keeps one.
     public var policy: String?
+    /// The line of each directive (its first, where it repeats), so that errors found after
+    /// reading (a busy port, a locked database) can point at it.
+    public var lines: [String: Int]
 
     static let directives: Set<String> = [
         "zone", "listen", "key", "database", "control", "parent", "child", "anchor", "host", "txt",
@@ -44,6 +47,7 @@ public struct NodeConfiguration: Sendable {
     public init(file: ConfigFile) throws(ConfigError) {
         try file.requireKnown(Self.directives)
         path = file.path
+        lines = Dictionary(file.directives.map { ($0.name, $0.line) }, uniquingKeysWith: { first, _ in first })
         let zoneDirective = try file.one("zone")!
         zone = try file.name(try file.values(zoneDirective, count: 1, usage: "NAME")[0], zoneDirective)
         let listenDirective = try file.one("listen")!

@@ -8,17 +8,24 @@ public final class NodeServer: Sendable {
     public let node: KMSNode
     public let dns: DNSServer
     private let control: any Channel
+    private let lock: DatabaseLock
 
-    private init(node: KMSNode, dns: DNSServer, control: any Channel) {
+    private init(node: KMSNode, dns: DNSServer, control: any Channel, lock: DatabaseLock) {
         self.node = node
         self.dns = dns
         self.control = control
+        self.lock = lock
     }
 
-    /// Binds the configured address, builds the node, serves.
+    /// Locks the database, builds the node, binds the configured address and the control
+    /// socket, serves. Each failure names the file, line and directive it comes from.
     public static func start(
         _ configuration: NodeConfiguration, group: any EventLoopGroup, client: DNSClient, logger: Logger
     ) async throws -> NodeServer {
+        let lock: DatabaseLock
+        do { lock = try DatabaseLock(path: configuration.database) } catch {
+            throw configuration.error("database", "\(configuration.database): \(error.reason)")
+        }
         let node = try KMSNode(configuration: configuration, client: client, logger: logger)
         let dns: DNSServer
         do {
@@ -26,14 +33,16 @@ public final class NodeServer: Sendable {
                 host: configuration.listen.address.description, port: configuration.listen.port, group: group,
                 responder: ResponderBox(node))
         } catch {
-            throw NodeError(configuration.path, field: "listen", "cannot listen on \(configuration.listen): \(error)")
+            throw configuration.error("listen", "\(error)")
         }
         let control: any Channel
         do { control = try await Control.serve(node, at: configuration.control, group: group) } catch {
             await dns.close()
-            throw NodeError(configuration.path, field: "control", "cannot open \(configuration.control): \(error)")
+            throw configuration.error(
+                configuration.lines["control"] == nil ? "database" : "control",
+                "control socket \(error)")
         }
-        return NodeServer(node: node, dns: dns, control: control)
+        return NodeServer(node: node, dns: dns, control: control, lock: lock)
     }
 
     /// Stops accepting queries; waits for the store's background writes.

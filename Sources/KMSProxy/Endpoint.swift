@@ -30,25 +30,14 @@ final class ReceivingEndpoint: Sendable {
         self.logger = logger
     }
 
-    struct Established: Sendable {
-        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        let handshake: EventLoopFuture<TLSEstablished>
-    }
-
     func listen(host: String, port: Int, group: any EventLoopGroup) async throws -> any Channel {
         let context = self.context
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(host: host, port: port) { channel in
+            .bind(to: try SocketAddress(ipAddress: host, port: port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let promise = channel.eventLoop.makePromise(of: TLSEstablished.self)
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler(connection: try TLSConnection(context: context), isClient: false))
-                    try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: promise))
-                    return Established(
-                        channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)),
-                        handshake: promise.futureResult)
+                    try TLSChannel.wrap(channel, connection: try TLSConnection(context: context), isClient: false)
                 }
             }
         let listener = server.channel
@@ -64,7 +53,7 @@ final class ReceivingEndpoint: Sendable {
         return listener
     }
 
-    private func admit(_ caller: Established, group: any EventLoop) async {
+    private func admit(_ caller: TLSChannel, group: any EventLoop) async {
         let remote = caller.channel.channel.remoteAddress.map { "\($0)" } ?? "-"
         do {
             let deadline = caller.channel.channel.eventLoop.scheduleTask(in: timeout) { caller.channel.channel.close(promise: nil) }
@@ -102,7 +91,7 @@ final class ReceivingEndpoint: Sendable {
                 let local = try await ClientBootstrap(group: group)
                     .connectTimeout(timeout)
                     .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                    .connect(host: forward.description, port: port) { channel in
+                    .connect(to: try SocketAddress(ipAddress: forward.description, port: port)) { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
                                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))

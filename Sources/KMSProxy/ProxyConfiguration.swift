@@ -77,6 +77,8 @@ public struct ProxyConfiguration: Sendable {
     /// With a port: rows with protocol `kernel` are carried by kernel diversion (nftables)
     /// redirecting to this local port (first embodiment). Needs root.
     public var divertPort: Int?
+    /// The line of each directive (its first), for errors found at start (a busy port).
+    public var lines: [String: Int]
 
     public enum PolicyMode: String, Sendable { case local, server }
 
@@ -89,6 +91,7 @@ public struct ProxyConfiguration: Sendable {
         let file = try ConfigFile(path: path)
         try file.requireKnown(Self.directives)
         self.path = path
+        lines = Dictionary(file.directives.map { ($0.name, $0.line) }, uniquingKeysWith: { first, _ in first })
         let dnsDirective = try file.one("dns")!
         dns = try file.endpoint(try file.values(dnsDirective, count: 1, usage: "ADDRESS:PORT")[0], dnsDirective)
 

@@ -73,11 +73,11 @@ public final class ProxyService: Sendable {
         let kernel: KernelDiversion?
         if let divertPort = configuration.divertPort {
             guard !configuration.ports.isEmpty else {
-                throw ProxyStartError(field: "ports", reason: "kernel diversion needs the ports to divert")
+                throw configuration.startError("divert-port", "kernel diversion needs the ports to divert (ports)")
             }
             do { kernel = try KernelDiversion.start(ports: configuration.ports, divertPort: divertPort) } catch {
                 await client.close()
-                throw ProxyStartError(field: "divert-port", reason: "\(error)")
+                throw configuration.startError("divert-port", "\(error)")
             }
         } else {
             kernel = nil
@@ -90,8 +90,11 @@ public final class ProxyService: Sendable {
         var endpointChannel: (any Channel)?
         let dnsServer: DNSServer
         do {
-            dnsServer = try await DNSServer.bind(
-                host: configuration.dns.address.description, port: configuration.dns.port, group: group, responder: ResponderBox(dnsProxy))
+            dnsServer = try await configuration.starting("dns") {
+                try await DNSServer.bind(
+                    host: configuration.dns.address.description, port: configuration.dns.port, group: group,
+                    responder: ResponderBox(dnsProxy))
+            }
             let sender = TunnelSender(
                 destination: .intercept(pool), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
                 sessions: sessions, logger: logger)
@@ -99,7 +102,9 @@ public final class ProxyService: Sendable {
                 let diverted = TunnelSender(
                     destination: .original(kernel), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
                     sessions: sessions, logger: logger)
-                channels.append(try await diverted.listen(host: "0.0.0.0", port: kernel.divertPort, group: group))
+                channels.append(try await configuration.starting("divert-port", binding: ("0.0.0.0", kernel.divertPort)) {
+                    try await diverted.listen(host: "0.0.0.0", port: kernel.divertPort, group: group)
+                })
             }
             let hosts: [String]
             switch configuration.interceptBind {
@@ -107,19 +112,27 @@ public final class ProxyService: Sendable {
             case .each: hosts = (configuration.pool + configuration.poolV6).map(\.description)
             }
             for host in hosts {
-                for port in configuration.ports { channels.append(try await sender.listen(host: host, port: port, group: group)) }
+                for port in configuration.ports {
+                    channels.append(try await configuration.starting(configuration.interceptBind == .each ? "pool" : "ports", binding: (host, port)) {
+                        try await sender.listen(host: host, port: port, group: group)
+                    })
+                }
             }
             if let endpoint = configuration.endpoint, let inbound = configuration.inbound {
                 let receiving = ReceivingEndpoint(
                     context: try TLSContext(role: .server, identity: identities["default"]!), fetcher: fetchers["default"]!,
                     inbound: inbound, forward: configuration.forward, timeout: timeout, sessions: sessions, logger: logger)
-                let channel = try await receiving.listen(host: endpoint.address.description, port: endpoint.port, group: group)
+                let channel = try await configuration.starting("endpoint", binding: (endpoint.address.description, endpoint.port)) {
+                    try await receiving.listen(host: endpoint.address.description, port: endpoint.port, group: group)
+                }
                 channels.append(channel)
                 endpointChannel = channel
             }
             if let control = configuration.control {
-                channels.append(try await ControlSocket.serve(at: control, group: group) { [pool, sessions] _ in
-                    (try? JSONEncoder().encode(Self.status(pool: pool, sessions: sessions))) ?? Data("{}".utf8)
+                channels.append(try await configuration.starting("control") {
+                    try await ControlSocket.serve(at: control, group: group) { [pool, sessions] _ in
+                        (try? JSONEncoder().encode(Self.status(pool: pool, sessions: sessions))) ?? Data("{}".utf8)
+                    }
                 })
             }
         } catch {
@@ -176,9 +189,28 @@ public final class ProxyService: Sendable {
     }
 }
 
-/// A part of the proxy that could not start: names the configuration field.
+/// A part of the proxy that could not start: names the file, line and directive.
 public struct ProxyStartError: Error, CustomStringConvertible {
+    public let path: String
+    public let line: Int?
     public let field: String
     public let reason: String
-    public var description: String { "\(field): \(reason)" }
+    public var description: String { "\(path)\(line.map { ":\($0)" } ?? ""): \(field): \(reason)" }
+}
+
+extension ProxyConfiguration {
+    /// An error about the directive `field`, pointing at its line.
+    func startError(_ field: String, _ reason: String) -> ProxyStartError {
+        ProxyStartError(path: path, line: lines[field], field: field, reason: reason)
+    }
+
+    /// Runs one step of the start; a failure is reported against the directive `field`, and
+    /// for a listener (`binding` TCP to `host:port`) as the bind that failed.
+    func starting<T>(_ field: String, binding listener: (host: String, port: Int)? = nil, _ step: () async throws -> T) async throws -> T {
+        do { return try await step() } catch let error as ProxyStartError { throw error } catch {
+            guard let listener else { throw startError(field, "\(error)") }
+            let address = listener.host.contains(":") ? "[\(listener.host)]:\(listener.port)" : "\(listener.host):\(listener.port)"
+            throw startError(field, "\(BindError("TCP", address, error))")
+        }
+    }
 }

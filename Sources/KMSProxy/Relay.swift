@@ -1,3 +1,4 @@
+import KMSCrypto
 import NIOCore
 import TLSTransport
 
@@ -36,6 +37,26 @@ private struct Handed: @unchecked Sendable {
     init(_ iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) { self.iterator = iterator }
 }
 
+/// A TLS channel wrapped for async use, with the future of its handshake.
+struct TLSChannel: Sendable {
+    let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    let handshake: EventLoopFuture<TLSEstablished>
+
+    /// Adds the TLS handler and a handshake watcher to a new channel. The handshake's promise
+    /// is made here and owned by the watcher, which completes it on every path (established,
+    /// error, inactive, or removed with a channel that never connected), so none can leak.
+    static func wrap(_ channel: any Channel, connection: TLSConnection, isClient: Bool) throws -> TLSChannel {
+        let promise = channel.eventLoop.makePromise(of: TLSEstablished.self)
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(TLSHandler(connection: connection, isClient: isClient))
+        try sync.addHandler(HandshakeWatcher(promise: promise))
+        return TLSChannel(
+            channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)),
+            handshake: promise.futureResult)
+    }
+}
+
 /// Turns the TLS handler's `TLSEstablished` event (or its failure) into a future.
 final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
@@ -43,6 +64,12 @@ final class HandshakeWatcher: ChannelInboundHandler, RemovableChannelHandler {
     let promise: EventLoopPromise<TLSEstablished>
 
     init(promise: EventLoopPromise<TLSEstablished>) { self.promise = promise }
+
+    /// A channel whose connect failed is closed without ever becoming active: its handlers are
+    /// removed, and the handshake has failed. (Completing a completed promise does nothing.)
+    func handlerRemoved(context: ChannelHandlerContext) {
+        promise.fail(TLSChannelError(reason: "the connection closed before the TLS handshake finished"))
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let established = event as? TLSEstablished { promise.succeed(established) }

@@ -87,7 +87,7 @@ final class TunnelSender: Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(host: host, port: port) { channel in
+            .bind(to: try SocketAddress(ipAddress: host, port: port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -147,26 +147,24 @@ final class TunnelSender: Sendable {
         do {
             let peerName = mapping.peer.text
             let pinned = mapping.key
-            let established = application.channel.eventLoop.makePromise(of: TLSEstablished.self)
             let tunnel = try await ClientBootstrap(group: group)
                 .connectTimeout(timeout)
                 .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                .connect(host: peerAddress.description, port: tunnelPort) { channel in
+                .connect(to: try SocketAddress(ipAddress: peerAddress.description, port: tunnelPort)) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let connection = try TLSConnection(context: context, pinnedKey: pinned, serverName: peerName)
-                        try channel.pipeline.syncOperations.addHandler(TLSHandler(connection: connection, isClient: true))
-                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: established))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return try TLSChannel.wrap(channel, connection: connection, isClient: true)
                     }
                 }
-            let deadline = application.channel.eventLoop.scheduleTask(in: timeout) {
-                established.fail(TLSChannelError(reason: "TLS handshake with \(mapping.peer) timed out"))
+            let deadline = tunnel.channel.channel.eventLoop.scheduleTask(in: timeout) {
+                let channel = tunnel.channel.channel
+                channel.pipeline.fireErrorCaught(TLSChannelError(reason: "TLS handshake with \(mapping.peer) timed out"))
+                channel.close(promise: nil)
             }
             let handshake: TLSEstablished
-            do { handshake = try await established.futureResult.get() } catch {
+            do { handshake = try await tunnel.handshake.get() } catch {
                 deadline.cancel()
-                try? await tunnel.channel.close()
+                try? await tunnel.channel.channel.close()
                 throw error
             }
             deadline.cancel()
@@ -177,7 +175,7 @@ final class TunnelSender: Sendable {
             defer { sessions.close(session) }
             logger.info("tunnel open", metadata: ["peer": "\(mapping.peer)", "intercept": "\(ip):\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
             try await application.executeThenClose { appIn, appOut in
-                try await tunnel.executeThenClose { tunnelIn, tunnelOut in
+                try await tunnel.channel.executeThenClose { tunnelIn, tunnelOut in
                     try await tunnelOut.write(TunnelHeader.line(port: port))
                     await Relay.run(appIn.makeAsyncIterator(), appOut, tunnelIn.makeAsyncIterator(), tunnelOut)
                 }

@@ -16,7 +16,7 @@ public enum MetricsEndpoint {
                     try channel.pipeline.syncOperations.addHandler(Handler(registry: registry))
                 }
             }
-            .bind(host: host, port: port).get()
+            .bind(to: try SocketAddress(ipAddress: host, port: port)).get()
     }
 
     private final class Handler: ChannelInboundHandler {

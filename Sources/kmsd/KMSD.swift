@@ -40,14 +40,19 @@ struct KMSD: AsyncParsableCommand {
 
     func run() async throws {
         var configurations: [NodeConfiguration] = []
-        var zones: [String: String] = [:]
+        // Two nodes may not share a zone, a database or a control socket.
+        var taken: [String: [String: String]] = ["zone": [:], "database": [:], "control": [:]]
         do {
             for path in configs {
                 let configuration = try NodeConfiguration(path: path)
-                if let other = zones[configuration.zone.text] {
-                    throw ConfigError(path: path, line: nil, field: "zone", reason: "\(configuration.zone) is also served by \(other)")
+                let claims = ["zone": configuration.zone.text, "database": configuration.database, "control": configuration.control]
+                for (field, value) in claims.sorted(by: { $0.key > $1.key }) {
+                    if let other = taken[field]![value] {
+                        let line = configuration.lines[field] ?? configuration.lines["database"]
+                        throw ConfigError(path: path, line: line, field: field, reason: "\(value) is also used by \(other)")
+                    }
+                    taken[field]![value] = path
                 }
-                zones[configuration.zone.text] = path
                 configurations.append(configuration)
             }
         } catch {

@@ -71,6 +71,27 @@ import Testing
         #expect(try KeyFile.readPublicKey(at: prefix + ".pub.pem").algorithm == .p256)
     }
 
+    /// Defect: a private key readable by group or others was accepted. OpenSSH refuses it, and
+    /// so do we, naming the file and its mode; 0600 and 0400 are fine.
+    @Test(arguments: [0o644, 0o640, 0o604, 0o660, 0o606])
+    func privateKeyOpenToOthersIsRefused(mode: Int) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let prefix = directory.appendingPathComponent("host").path
+        try KeyFile.write(try PrivateKey(generating: .ed25519), prefix: prefix, force: false)
+        #expect(chmod(prefix + ".pem", mode_t(mode)) == 0)
+        do {
+            _ = try KeyFile.readPrivateKey(at: prefix + ".pem")
+            Issue.record("a private key with mode \(String(mode, radix: 8)) was accepted")
+        } catch {
+            #expect(error.path == prefix + ".pem")
+            #expect(error.reason.contains("mode 0\(String(mode, radix: 8))"), "\(error)")
+        }
+        #expect(chmod(prefix + ".pem", 0o400) == 0)
+        _ = try KeyFile.readPrivateKey(at: prefix + ".pem")
+    }
+
     @Test func opensslCommandLineAgreesOnThePublicKey() throws {
         // `kms keygen` promises files that OpenSSL's own tools read; check with the real tool.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)

@@ -229,23 +229,32 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         #expect(overTCP.answers.first?.data == .a([127, 0, 0, 11]))
     }
 
-    /// Ways host B must turn host A away: the hierarchy vouches for another key than the one B's
-    /// endpoint presents (A's pinned TLS fails), or A is not in B's inbound table (B refuses).
-    enum Refusal: String, CaseIterable, Sendable { case wrongPeerKey, callerOutsideInboundCUG }
+    /// Ways the connection to host B must end without carrying anything: the hierarchy vouches
+    /// for another key than the one B's endpoint presents (A's pinned TLS fails), A is not in
+    /// B's inbound table (B refuses), or B's endpoint is down (the connect fails; this one used
+    /// to crash the proxy with a leaked promise).
+    enum Refusal: String, CaseIterable, Sendable { case wrongPeerKey, callerOutsideInboundCUG, peerEndpointDown }
 
     @Test(arguments: Refusal.allCases)
     func theConnectionIsRefused(_ refusal: Refusal) async throws {
         let setup = try await setUp(
             inbound: refusal == .callerOutsideInboundCUG ? "*.elsewhere.xx." : "*.b.a.xx.", rotateHostB: refusal == .wrongPeerKey)
         defer { Task { await setup.shutdown() } }
+        if refusal == .peerEndpointDown { await setup.proxyB.stop() }
         let reply = try await setup.resolve("hostb.c.a.xx.")
         guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
             Issue.record("no intercept address: \(reply.presentation)")
             return
         }
-        let answer = (try? await exchange("secret", host: intercept.description, port: setup.server.port)) ?? ""
-        #expect(answer.isEmpty)
+        for _ in 0..<3 {
+            let answer = (try? await exchange("secret", host: intercept.description, port: setup.server.port)) ?? ""
+            #expect(answer.isEmpty)
+        }
         #expect(setup.server.received.withLock { $0.isEmpty })
+        // The proxy goes on serving every application.
+        let other = try await setup.resolve("hosta.b.a.xx.")
+        #expect(other.answers.first?.data == .a([127, 0, 0, 11]))
+        #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers.first?.data)
     }
 
     @Test func aKeyThatCannotBeVerifiedFailsClosed() async throws {

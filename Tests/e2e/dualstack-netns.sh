@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# End to end on dual-stack hosts (issue: kmsd and kms broke on any machine with a global IPv6
+# address). Two namespaces on one link, each with IPv4 and a global IPv6 address:
+#
+#   cs6-kms  10.79.0.1  2001:db8:79::1  ── the example hierarchy (kmsd, four nodes)
+#   cs6-host 10.79.0.2  2001:db8:79::2  ── host A: kms fetch, dig
+#
+# The figure-7 fetch (host A gets host B's key, countersigned by xx.) must work over IPv4 and
+# over IPv6, and the first exchange after kmsd starts must not be lost.
+#
+# Needs root, ip (iproute2) and dig; otherwise it says why and skips.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BIN=$(pwd)/${BIN:-.build/debug}
+
+SCRIPT=dualstack-netns
+NAMESPACES="cs6-kms cs6-host"
+WORK=$(mktemp -d)
+. Tests/e2e/netns-lib.sh
+require_namespaces ip dig
+trap cleanup EXIT
+
+for ns in $NAMESPACES; do ip netns add $ns; in_ns $ns ip link set lo up; done
+link cs6-kms cs6-k 10.79.0.1/24 cs6-host cs6-h 10.79.0.2/24
+# nodad: the addresses are usable at once, so a lost first exchange is the software's fault.
+in_ns cs6-kms ip -6 addr add 2001:db8:79::1/64 dev cs6-k nodad
+in_ns cs6-host ip -6 addr add 2001:db8:79::2/64 dev cs6-h nodad
+expected_b="p256:$(openssl pkey -pubin -in hierarchy/keys/hostb.c.a.xx.pub.pem -outform DER | base64 -w0)"
+
+# run_family LABEL ADDRESS-AS-IN-CONFIG DIG-ADDRESS
+run_family() {
+  local label=$1 address=$2 dig_address=$3
+  rm -rf "$WORK/hierarchy" "$WORK/trust" "$WORK/run"
+  copy_hierarchy "$address"
+  start_kmsd cs6-kms || { cat "$WORK/kmsd.out"; check "$label: kmsd starts" false; return; }
+  check "$label: kmsd listens on $address" grep -qF "listening on $address:5303" "$WORK/kmsd.out"
+  # The very first exchange after start: host A -> b.a.xx. -> a.xx. -> c.a.xx. (-> xx.).
+  local key
+  key=$(in_ns cs6-host "$BIN/kms" fetch hostb.c.a.xx. --host "$WORK/hierarchy/hosta.conf" --no-cache 2>"$WORK/fetch.err")
+  check "$label: first fetch after start returns host B's key" test "$key" = "$expected_b"
+  [ "$key" = "$expected_b" ] || cat "$WORK/fetch.err"
+  key=$(in_ns cs6-host "$BIN/kms" fetch hostc.c.a.xx. --host "$WORK/hierarchy/hosta.conf" --no-cache --format field 2>>"$WORK/fetch.err")
+  check "$label: a second name resolves too" test -n "$key"
+  local a
+  a=$(in_ns cs6-host dig +short +time=3 +tries=1 @"$dig_address" -p 5303 A hostb.c.a.xx.)
+  check "$label: dig A through the hierarchy" test "$a" = "127.0.0.12"
+  for ns in cs6-kms; do ip netns pids "$ns" | xargs -r kill; done
+  wait
+}
+
+run_family IPv4 10.79.0.1 10.79.0.1
+run_family IPv6 '[2001:db8:79::1]' 2001:db8:79::1
+
+echo "$SCRIPT: $passed passed, $failed failed"
+[ "$failed" = 0 ]
