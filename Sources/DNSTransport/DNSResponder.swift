@@ -34,9 +34,43 @@ public enum DNSReply: Sendable {
     case later(@Sendable () async -> Reply?)
 }
 
-/// The one method a DNS server needs: given the bytes of a query and who sent it, say what
-/// to answer. Implementations must not throw: every failure is an answer (FORMERR, REFUSED,
-/// SERVFAIL) or a drop.
+/// One query that passed admission (`Admission`): decoded once, with exactly one question.
+public struct DNSRequest: Sendable {
+    public let message: DNSMessage
+    public let question: Question
+    /// The sender, IPv4-mapped addresses already unmapped.
+    public let client: SocketAddress
+    public let transport: DNSTransportKind
+    /// The bytes as received (for a reply cache keyed on them).
+    public let bytes: ByteBuffer
+    /// The query's size on the wire: error replies are never larger (no amplification).
+    public var size: Int { bytes.readableBytes }
+
+    public init(message: DNSMessage, question: Question, client: SocketAddress, transport: DNSTransportKind, bytes: ByteBuffer) {
+        self.message = message
+        self.question = question
+        self.client = client
+        self.transport = transport
+        self.bytes = bytes
+    }
+}
+
+/// The one method a DNS server needs: given an admitted query, say what to answer.
+/// Implementations must not throw: every failure is an answer (FORMERR, REFUSED, SERVFAIL)
+/// or a drop. What every DNS server checks first (size, QR, decoding, opcode, question
+/// count) is `Admission`'s, done once for every responder.
 public protocol DNSResponder: Sendable {
-    func respond(to query: ByteBuffer, from client: SocketAddress, over transport: DNSTransportKind) -> DNSReply
+    func respond(to request: DNSRequest) -> DNSReply
+
+    /// Before decoding: an encoded reply for exactly these bytes, if the responder keeps one
+    /// (a reply cache). The default keeps none.
+    func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]?
+
+    /// Admission answered or dropped a query itself (for the responder's metrics).
+    func admissionTurnedAway(_ outcome: Admission.Outcome)
+}
+
+extension DNSResponder {
+    public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? { nil }
+    public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
 }

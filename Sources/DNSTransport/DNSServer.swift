@@ -140,7 +140,7 @@ final class DatagramHandler: ChannelInboundHandler {
         guard let responder = responder.responder else { return }
         let query = envelope.data
         let remote = envelope.remoteAddress
-        switch responder.respond(to: query, from: remote.unmapped, over: .udp) {
+        switch Admission.process(query, from: remote.unmapped, over: .udp, to: responder) {
         case .drop:
             return
         case .wire(let bytes):
@@ -184,7 +184,7 @@ final class StreamHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let query = unwrapInboundIn(data)
         guard let responder = responder.responder, let remote = context.remoteAddress else { return }
-        switch responder.respond(to: query, from: remote.unmapped, over: .tcp) {
+        switch Admission.process(query, from: remote.unmapped, over: .tcp, to: responder) {
         case .drop:
             return
         case .wire(let bytes):

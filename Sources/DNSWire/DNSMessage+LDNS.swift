@@ -21,7 +21,45 @@ extension DNSMessage {
             throw WireError(.malformedMessage, LDNS.errorString(status))
         }
         defer { ldns_pkt_free(packet) }
+        try Self.checkOPT(packet, bytes)
         self = Self.fromLDNS(packet)
+    }
+
+    /// RFC 6891 section 6.1.1: at most one OPT record, in the additional section, owned by the
+    /// root, its options exactly filling its RDATA. libldns reads OPT leniently (a second one
+    /// overwrites the first, the owner is not kept, a bad option list is dropped), so what it
+    /// lets through is checked here; any breach makes the message malformed (FORMERR).
+    private static func checkOPT(_ packet: LDNSPacket, _ bytes: [UInt8]) throws(WireError) {
+        let opt = RRType(rawValue: UInt16(LDNS_RR_TYPE_OPT.rawValue))
+        for (name, list) in [("answer", ldns_pkt_answer(packet)), ("authority", ldns_pkt_authority(packet))] {
+            if records(list).contains(where: { ldns_rr_get_type($0).rawValue == UInt32(opt.rawValue) }) {
+                throw WireError(.malformedMessage, "an OPT record in the \(name) section (RFC 6891 section 6.1.1)")
+            }
+        }
+        let present = packet.pointee._edns_present
+        guard present > 0 else { return }
+        guard present == 1 else {
+            throw WireError(.malformedMessage, "\(present) OPT records; a message carries at most one (RFC 6891 section 6.1.1)")
+        }
+        if let data = ldns_pkt_edns_data(packet), ldns_rdf_size(data) > 0, ldns_pkt_edns_get_option_list(packet) == nil {
+            throw WireError(.malformedMessage, "an EDNS option runs past the end of the OPT RDATA (RFC 6891 section 6.1.2)")
+        }
+        // The owner: libldns does not keep it, so the additional section is read again.
+        var position = headerSize
+        let counts = (0..<4).map { Int(bytes[4 + 2 * $0]) << 8 | Int(bytes[5 + 2 * $0]) }
+        let sections = [LDNS_SECTION_QUESTION, LDNS_SECTION_ANSWER, LDNS_SECTION_AUTHORITY, LDNS_SECTION_ADDITIONAL]
+        for (section, count) in zip(sections, counts) {
+            for _ in 0..<count {
+                var rr: LDNSRecord?
+                guard ldns_wire2rr(&rr, bytes, bytes.count, &position, section) == LDNS_STATUS_OK, let rr else { return }
+                defer { ldns_rr_free(rr) }
+                if section == LDNS_SECTION_ADDITIONAL, ldns_rr_get_type(rr) == LDNS_RR_TYPE_OPT,
+                    let owner = ldns_rr_owner(rr), ldns_rdf_size(owner) != 1
+                {
+                    throw WireError(.malformedMessage, "the OPT record's owner is not the root (RFC 6891 section 6.1.2)")
+                }
+            }
+        }
     }
 
     /// Encodes the message to wire format.

@@ -3,83 +3,49 @@ import DNSWire
 import KMSProtocol
 public import NIOCore
 
-/// One query as the pipeline sees it, once it has decoded.
-struct Request: Sendable {
-    let message: DNSMessage
-    let question: Question
-    let client: SocketAddress
-    let transport: DNSTransportKind
-    let size: Int
-    /// The bytes as received, for the reply cache.
-    let bytes: ByteBuffer
+/// One admitted query as the node's stages see it.
+typealias Request = DNSRequest
+
+extension DNSRequest {
+    /// Whether the requester asked for the hop trace (EDNS option 65001).
     var trace: Bool { HopTrace.isRequested(by: message) }
 }
 
 /// The request path of a KMS node, stage by stage, in the order the stages run.
 ///
-///   1. too short to be a DNS message      -> drop
-///   2. a response (QR=1)                  -> drop: never answer a response (reflection loops)
-///   2b. byte-identical to a query answered before from the address table -> that reply, new ID
-///   3. does not decode                    -> FORMERR
-///   4. opcode other than QUERY            -> NOTIMP
-///   5. not exactly one question           -> FORMERR
-///   6. a KMS record that does not parse   -> FORMERR, with the reason
+/// Admission (DNSTransport's `Admission`, shared with the proxy) comes first:
+///
+///   1. shorter than a header, or a response (QR=1)      -> drop
+///   2. byte-identical to a query answered before from the address table -> that reply (`ReplyCache`)
+///   3. does not decode (RFC 6891 OPT rules included)    -> FORMERR, EDE Invalid Data
+///   4. opcode other than QUERY                          -> NOTIMP
+///   5. not exactly one question                         -> FORMERR
+///
+/// Then this node:
+///
+///   6. a KMS record that does not parse                 -> FORMERR, with the reason
 ///   7. dispatch:
 ///        kms1:inquiry   -> `answer(inquiry:)`            (Inquiries.swift)
+///             authenticate (Authentication.swift) -> cache -> route -> countersign / forward / sigreq
+///             -> accept what came back (`CountersignaturePolicy`) -> sign the answer
 ///        kms1:sigreq    -> `answer(signatureRequest:)`   (SignatureRequests.swift)
+///             authenticate -> countersign, or pass up and accept (`CountersignaturePolicy`) -> sign
 ///        no KMS record  -> `answer(plain:)`              (PlainQueries.swift)
+///   8. count the response code (`finish`)
 ///
 /// Outcomes (NXDOMAIN, REFUSED, unresolved) are values all the way; nothing below this file
-/// throws into it.
+/// throws into it, and the server turns an unencodable reply into SERVFAIL in one place
+/// (`ReplyEncoder`).
 extension KMSNode: DNSResponder {
-    public func respond(to bytes: ByteBuffer, from client: SocketAddress, over transport: DNSTransportKind) -> DNSReply {
-        // 1. Too short.
-        guard bytes.readableBytes >= DNSMessage.headerSize else {
-            metrics.dropped.increment()
-            return .drop
-        }
-        // 2. A response: the QR bit of the third octet.
-        guard let flags = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt8.self), flags & 0x80 == 0 else {
-            metrics.dropped.increment()
-            return .drop
-        }
-        // 2b. The same question as before, answered from the address table.
-        if policy == nil, let cached = replies.reply(to: bytes, over: transport) {
-            metrics.count(.address)
-            metrics.count(RCode(rawValue: UInt16(cached[3] & 0x0F)))
-            return .wire(cached)
-        }
-        // 3. Decode.
-        let message: DNSMessage
-        do {
-            message = try DNSMessage(wire: bytes.readableBytesView)
-        } catch {
-            metrics.count(.malformed)
-            return finish(.reply(Replies.formatError(raw: bytes, reason: error.reason)))
-        }
-        // 4. Opcode.
-        guard message.header.opcode == .query else {
-            metrics.count(.other)
-            return finish(.reply(Replies.error(to: message, .notImplemented, nil, querySize: bytes.readableBytes)))
-        }
-        // 5. Exactly one question (RFC 9619).
-        guard message.questions.count == 1, let question = message.question else {
-            metrics.count(.malformed)
-            return finish(.reply(Replies.error(
-                to: message, .formatError, ExtendedDNSError(.invalidData, "a query carries exactly one question"),
-                querySize: bytes.readableBytes)))
-        }
-        let request = Request(
-            message: message, question: question, client: client, transport: transport, size: bytes.readableBytes,
-            bytes: bytes)
+    public func respond(to request: DNSRequest) -> DNSReply {
         // 6. The KMS record, if any.
         let record: KMSRecord?
         do {
-            record = try message.kmsRecord()
+            record = try request.message.kmsRecord()
         } catch {
             metrics.count(.malformed)
             return finish(.reply(Replies.error(
-                to: message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
+                to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
         }
         // 7. Dispatch.
         switch record?.tag {
@@ -94,12 +60,35 @@ extension KMSNode: DNSResponder {
         case .some(let tag):
             // kmsRecord() only lets query records through in a query; this is defensive.
             return finish(.reply(Replies.error(
-                to: message, .formatError, ExtendedDNSError(.invalidData, "\(tag) is not a query record"),
+                to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(tag) is not a query record"),
                 querySize: request.size)))
         }
     }
 
-    /// Counts the response code and hands the reply to the server.
+    /// Stage 2: the reply cache, consulted before decoding (never with a policy database,
+    /// whose answers depend on the client).
+    public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? {
+        policy == nil ? replies.reply(to: query, over: transport) : nil
+    }
+
+    /// Stages 1–5 answered or dropped a query: count it as the node always has.
+    public func admissionTurnedAway(_ outcome: Admission.Outcome) {
+        switch outcome {
+        case .tooShort, .response:
+            metrics.dropped.increment()
+        case .cached(let reply):
+            metrics.count(.address)
+            metrics.count(RCode(rawValue: UInt16(reply[3] & 0x0F)))
+        case .malformed, .questionCount:
+            metrics.count(.malformed)
+            metrics.count(RCode.formatError)
+        case .notQuery:
+            metrics.count(.other)
+            metrics.count(RCode.notImplemented)
+        }
+    }
+
+    /// 8. Counts the response code and hands the reply to the server.
     private func finish(_ step: Step) -> DNSReply {
         switch step {
         case .reply(let reply):

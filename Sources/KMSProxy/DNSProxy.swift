@@ -45,16 +45,10 @@ public final class DNSProxy: DNSResponder {
         self.logger = logger
     }
 
-    public func respond(to bytes: ByteBuffer, from client: SocketAddress, over transport: DNSTransportKind) -> DNSReply {
-        guard bytes.readableBytes >= DNSMessage.headerSize,
-            let flags = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt8.self), flags & 0x80 == 0
-        else { return .drop }
-        guard let query = try? DNSMessage(wire: bytes.readableBytesView), query.questions.count == 1 else {
-            var header = Header(id: bytes.getInteger(at: bytes.readerIndex, as: UInt16.self) ?? 0)
-            header.isResponse = true
-            header.rcode = .formatError
-            return .reply(Reply(DNSMessage(header: header), udpLimit: 512))
-        }
+    /// Admission (size, QR, decoding, opcode, one question) is the transport's, as for the
+    /// KMS node; every admitted query needs the upstream, so the answer always comes later.
+    public func respond(to request: DNSRequest) -> DNSReply {
+        let query = request.message
         return .later { [self] in Reply(await resolve(query), answering: query) }
     }
 

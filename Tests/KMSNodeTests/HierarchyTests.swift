@@ -121,10 +121,10 @@ import Testing
 
 /// Bad input: each gets a precise answer, and the server keeps serving.
 @Suite struct BadInputTests {
-    func inquiry(_ hierarchy: TestHierarchy, time: UnixTime? = nil) throws -> KMSRecord {
+    func inquiry(_ hierarchy: TestHierarchy, time: UnixTime? = nil, nonce: Nonce? = nil) throws -> KMSRecord {
         try Inquiry(
             target: "hostb.c.a.xx.", signer: "xx.", ip: IPAddress("127.0.0.11")!, from: "hosta.b.a.xx.",
-            nonce: try Nonce.random(), time: time ?? UnixTime(Date().timeIntervalSince1970)
+            nonce: try nonce ?? Nonce.random(), time: time ?? UnixTime(Date().timeIntervalSince1970)
         ).record().signed(by: hierarchy.keys["hosta.b.a.xx."]!)
     }
 
@@ -155,6 +155,25 @@ import Testing
         let second = try await hierarchy.send(query, to: "b.a.xx.")
         #expect(second.rcode == .refused)
         #expect(second.extendedErrors.first?.text.contains("replay") == true, "\(refusal(second))")
+    }
+
+    /// A sender that reuses its nonce under a new time and a new signature is replaying too
+    /// (PROTOCOL.md: a nonce seen within the window is refused, whoever signs it). This was
+    /// accepted: the nonce memory was kept per second of `time`.
+    @Test func aNonceReusedWithANewTimeIsRefused() async throws {
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let nonce = try Nonce.random()
+        let now = UnixTime(Date().timeIntervalSince1970)
+        let first = try await hierarchy.send(
+            DNSMessage.kmsQuery(id: 0, target: "hostb.c.a.xx.", record: try inquiry(hierarchy, time: now, nonce: nonce)), to: "b.a.xx.")
+        #expect(first.rcode == .noError, "\(refusal(first))")
+        for later in [now + 1, now + 60, now - 30] {
+            let again = try await hierarchy.send(
+                DNSMessage.kmsQuery(id: 0, target: "hostb.c.a.xx.", record: try inquiry(hierarchy, time: later, nonce: nonce)), to: "b.a.xx.")
+            #expect(again.rcode == .refused, "\(refusal(again))")
+            #expect(again.extendedErrors.first?.text.contains("replay") == true, "\(refusal(again))")
+        }
     }
 
     @Test func skewedTimeIsRefused() async throws {

@@ -12,8 +12,11 @@ import Testing
         let nonce = try Nonce.random()
         #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: false) == .fresh)
         #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1001, overTCP: false) == .replayed)
-        // Another sender may use the same nonce.
-        #expect(guardian.admit(sender: "g.xx.", nonce: nonce, time: 1000, now: 1001, overTCP: false) == .fresh)
+        // A nonce seen within the window is refused whoever signs it ...
+        #expect(guardian.admit(sender: "g.xx.", nonce: nonce, time: 1000, now: 1001, overTCP: false) == .replayed)
+        // ... and whatever new time it carries (this was accepted: the memory was per second).
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1001, now: 1001, overTCP: false) == .replayed)
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1002, now: 1002, overTCP: true) == .replayed)
         #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: 600, now: 1000, overTCP: false) == .tooOld(skew: 400))
         #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: 1400, now: 1000, overTCP: false) == .tooNew(skew: 400))
     }
@@ -24,9 +27,26 @@ import Testing
         #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: false) == .fresh)
         #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: true) == .fresh)
         #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: true) == .replayed)
+        // The retry carries the same record, so the same time.
+        let other = try Nonce.random()
+        #expect(guardian.admit(sender: "h.xx.", nonce: other, time: 1000, now: 1000, overTCP: false) == .fresh)
+        #expect(guardian.admit(sender: "h.xx.", nonce: other, time: 1001, now: 1001, overTCP: true) == .replayed)
         let tcpFirst = try Nonce.random()
         #expect(guardian.admit(sender: "h.xx.", nonce: tcpFirst, time: 1000, now: 1000, overTCP: true) == .fresh)
         #expect(guardian.admit(sender: "h.xx.", nonce: tcpFirst, time: 1000, now: 1000, overTCP: true) == .replayed)
+    }
+
+    @Test func aNonceIsForgottenOnlyOnceItsSecondLeavesTheWindow() throws {
+        let guardian = ReplayGuard(window: 10, capacity: 1000)
+        let nonce = try Nonce.random()
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1000, now: 1000, overTCP: false) == .fresh)
+        // Still remembered at the window's edge, with a time of its own that is in the window.
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1010, now: 1010, overTCP: false) == .replayed)
+        // Thirty seconds of other traffic: the memory sheds the seconds that left the window.
+        for second in UnixTime(1011)...1040 {
+            #expect(guardian.admit(sender: "h.xx.", nonce: try Nonce.random(), time: second, now: second, overTCP: false) == .fresh)
+        }
+        #expect(guardian.admit(sender: "h.xx.", nonce: nonce, time: 1040, now: 1040, overTCP: false) == .fresh)
     }
 
     @Test func fullMemoryRaisesTheFloorInsteadOfForgettingSilently() throws {

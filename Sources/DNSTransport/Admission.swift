@@ -1,0 +1,67 @@
+public import DNSWire
+public import NIOCore
+
+/// What every query goes through before a responder sees it, in this order (as hickory-dns's
+/// `ServerContext::handle_request` and miekg/dns's `MsgAcceptFunc` do):
+///
+///   1. shorter than a DNS header                      -> drop
+///   2. a response (QR=1)                              -> drop: never answer a response (reflection)
+///   3. the responder's reply cache knows these bytes  -> that reply
+///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
+///   5. opcode other than QUERY                        -> NOTIMP
+///   6. not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
+///   7. the responder
+///
+/// The KMS node and the proxy both sit behind it, so they cannot disagree on any of this.
+public enum Admission {
+    /// Why admission answered or dropped a query itself.
+    public enum Outcome: Sendable {
+        case tooShort, response, malformed, notQuery, questionCount
+        /// Answered from the reply cache.
+        case cached([UInt8])
+    }
+
+    public static func process(
+        _ bytes: ByteBuffer, from client: SocketAddress, over transport: DNSTransportKind, to responder: any DNSResponder
+    ) -> DNSReply {
+        // 1. Too short.
+        guard bytes.readableBytes >= DNSMessage.headerSize else {
+            responder.admissionTurnedAway(.tooShort)
+            return .drop
+        }
+        // 2. A response: the QR bit of the third octet.
+        guard let flags = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt8.self), flags & 0x80 == 0 else {
+            responder.admissionTurnedAway(.response)
+            return .drop
+        }
+        // 3. The same bytes as a query answered before.
+        if let cached = responder.cachedReply(to: bytes, over: transport) {
+            responder.admissionTurnedAway(.cached(cached))
+            return .wire(cached)
+        }
+        // 4. Decode.
+        let message: DNSMessage
+        do {
+            message = try DNSMessage(wire: bytes.readableBytesView)
+        } catch {
+            responder.admissionTurnedAway(.malformed)
+            return .reply(Replies.formatError(raw: bytes, reason: error.reason))
+        }
+        // 5. Opcode.
+        guard message.header.opcode == .query else {
+            responder.admissionTurnedAway(.notQuery)
+            return .reply(Replies.error(
+                to: message, .notImplemented, ExtendedDNSError(.notSupported, "opcode \(message.header.opcode.rawValue) is not served here"),
+                querySize: bytes.readableBytes))
+        }
+        // 6. Exactly one question.
+        guard message.questions.count == 1, let question = message.question else {
+            responder.admissionTurnedAway(.questionCount)
+            return .reply(Replies.error(
+                to: message, .formatError, ExtendedDNSError(.invalidData, "a query carries exactly one question"),
+                querySize: bytes.readableBytes))
+        }
+        // 7. The responder.
+        return responder.respond(to: DNSRequest(message: message, question: question, client: client, transport: transport, bytes: bytes))
+    }
+}

@@ -1,0 +1,74 @@
+import DNSTransport
+import DNSWire
+import KMSCrypto
+import KMSSettings
+import KMSTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import KMSProxy
+
+/// The KMS node and the proxy sit behind one admission stage: every query that is not one a
+/// server should answer gets the same answer from both, from the transport, without reaching
+/// the proxy's upstream. (The proxy used to forward any opcode and send FORMERR with no reason.)
+@Suite struct AdmissionTests {
+    enum Case: String, CaseIterable, Sendable {
+        case update, notify, noQuestion, truncated, optionOverrun, twoOPT, optOwnerNotRoot, optInAnswer
+
+        var bytes: [UInt8] {
+            switch self {
+            case .update: BadPackets.query(opcode: 5, additionals: [BadPackets.opt()])
+            case .notify: BadPackets.query(opcode: 4, additionals: [BadPackets.opt()])
+            case .noQuestion: [0x42, 0x42, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1] + BadPackets.opt()
+            case .truncated: Array(BadPackets.query(additionals: [BadPackets.opt(rdata: [0, 10, 0, 8] + Array(repeating: 1, count: 8))]).dropLast(6))
+            case .optionOverrun: BadPackets.ednsBreaches[0].bytes
+            case .twoOPT: BadPackets.ednsBreaches[1].bytes
+            case .optOwnerNotRoot: BadPackets.ednsBreaches[2].bytes
+            case .optInAnswer: BadPackets.ednsBreaches[3].bytes
+            }
+        }
+
+        var expected: RCode {
+            switch self {
+            case .update, .notify: .notImplemented
+            default: .formatError
+            }
+        }
+    }
+
+    @Test(arguments: Case.allCases)
+    func nodeAndProxyAnswerAlike(_ badCase: Case) async throws {
+        let hierarchy = try await TestHierarchy()
+        let client = try await DNSClient.make(group: hierarchy.group)
+        // The proxy's upstream is a port nobody answers on: anything forwarded would time out.
+        let proxy = DNSProxy(
+            upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
+            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(3),
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let proxyServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))
+        defer {
+            Task {
+                await proxyServer.close()
+                await client.close()
+                await hierarchy.shutdown()
+            }
+        }
+        var replies: [DNSMessage] = []
+        for server in [hierarchy.servers["b.a.xx."]!.address, proxyServer.address] {
+            let bytes = try #require(try await RawUDP.exchange(badCase.bytes, with: server, timeout: .seconds(2)), "no reply from \(server)")
+            let reply = try DNSMessage(wire: bytes)
+            #expect(reply.header.id == 0x4242)
+            #expect(reply.rcode == badCase.expected, "\(server): \(reply.presentation)")
+            #expect(bytes.count <= max(badCase.bytes.count, Replies.minimumErrorSize))
+            replies.append(reply)
+        }
+        #expect(replies[0].rcode == replies[1].rcode)
+        #expect(replies[0].extendedErrors == replies[1].extendedErrors)
+        // A query that carried an OPT record gets the reason as an extended error.
+        if badCase != .optInAnswer {
+            #expect(replies[1].extendedErrors.first != nil, "no extended error: \(replies[1].presentation)")
+        }
+    }
+}
