@@ -95,7 +95,7 @@ public final class KeyFetcher: Sendable {
         if useCache, let cache {
             if let (countersignature, storedAt) = try? cache.lookup(target: target, signer: anchor.name, now: now) {
                 do {
-                    try AnswerVerification.checkCountersignature(countersignature, signer: anchor.name, signerKey: anchor.key, now: now)
+                    try CountersignaturePolicy(target: target, signer: anchor.name, signerKey: anchor.key).check(countersignature, at: now)
                     note("host cache: hit (stored \(now - storedAt) s ago), countersignature by \(anchor.name) verified")
                     return FetchResult(countersignature: countersignature, fromCache: true, trace: lines)
                 } catch {

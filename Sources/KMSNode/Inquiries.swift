@@ -217,29 +217,16 @@ extension KMSNode {
         }
     }
 
-    /// Step 4: check what came back, then cache and record it. The hop signature was checked
-    /// by `Upstream`; here the countersignature is checked with the signer's key when this node
-    /// holds it (itself, its parent, a child or an anchor).
+    /// Step 4: check what came back (`CountersignaturePolicy`), then cache and record it. The
+    /// hop signature was checked by `Upstream`.
     private func accept(
         _ countersignature: Countersignature, target: DomainName, signer: DomainName, from peer: Peer,
         expectedKey: PublicKey?, hops: inout Hops
     ) -> KeyOutcome {
         let now = Self.now()
         do {
-            guard countersignature.target == target else {
-                throw ProtocolError(.targetMismatch, "countersignature is over \(countersignature.target)")
-            }
-            if let expectedKey, countersignature.key != expectedKey {
-                throw ProtocolError(.badCountersignature, "countersignature is over another key than the one registered")
-            }
-            if let signerKey = knownKey(of: signer) {
-                try AnswerVerification.checkCountersignature(countersignature, signer: signer, signerKey: signerKey, now: now)
-            } else {
-                guard countersignature.signer == signer else {
-                    throw ProtocolError(.signerMismatch, "countersigned by \(countersignature.signer), asked \(signer)")
-                }
-                try countersignature.checkValidity(at: now)
-            }
+            try CountersignaturePolicy(target: target, signer: signer, signerKey: knownKey(of: signer), key: expectedKey)
+                .check(countersignature, at: now)
         } catch {
             hops.note("rejected the answer from \(peer.name): \(error)")
             return .failed(ExtendedDNSError(.dnssecBogus, "answer from \(peer.name) rejected: \(error)"))

@@ -56,16 +56,19 @@ extension KMSNode {
         hops.append(upstreamHops)
         let failure: (RCode, ExtendedDNSError)
         switch answer {
-        case .key(let key) where key.kind == .countersignature && key.key == sigreq.key && key.signer == sigreq.signer:
-            if let signerKey = knownKey(of: sigreq.signer) {
-                do { try key.countersignature.verify(by: signerKey) } catch {
-                    failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "countersignature from \(parent.name) rejected: \(error)"))
-                    break
-                }
+        case .key(let key) where key.kind == .countersignature:
+            // The same acceptance policy as the inquiry path: target, key, signer, signature
+            // (where this node holds the signer's key), validity.
+            let policy = CountersignaturePolicy(
+                target: sigreq.target, signer: sigreq.signer, signerKey: knownKey(of: sigreq.signer), key: sigreq.key)
+            do { try policy.check(key.countersignature, at: Self.now()) } catch {
+                hops.note("rejected the countersignature from \(parent.name): \(error)")
+                failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "countersignature from \(parent.name) rejected: \(error)"))
+                break
             }
             return countersignatureReply(key.countersignature, hops, to: request, nonce: sigreq.nonce)
         case .key:
-            failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "\(parent.name) countersigned something else than was asked"))
+            failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "\(parent.name) answered a sigreq with a kms1:answer, not a kms1:countersig"))
         case .unresolved:
             failure = (.serverFailure, ExtendedDNSError(.invalidData, "\(parent.name) answered a sigreq with unresolved"))
         case .error(let rcode, let errors):

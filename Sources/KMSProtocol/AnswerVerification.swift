@@ -45,10 +45,52 @@ public struct ReplyCheck: Sendable {
     }
 }
 
+/// What a countersignature must be before anyone accepts it, as named checks in one order:
+///
+///   1. `target`    it is about the name that was asked
+///   2. `key`       it is over the key expected (a sigreq's key, a registered host's key), if any
+///   3. `signer`    it is by the countersigner that was asked for
+///   4. signature   it verifies with that signer's key, where the key is held here
+///   5. validity    now lies within [not-before, not-after]
+///
+/// The host (`AnswerVerification`), a KMS accepting a forwarded answer and a KMS relaying a
+/// sigreq all use this one policy, so their checks cannot drift apart. Each failure has its own
+/// `ProtocolError` code.
+public struct CountersignaturePolicy: Sendable {
+    public var target: DomainName
+    public var signer: DomainName
+    /// The signer's key, when this party holds it (a host always: its trust anchor; a KMS for
+    /// itself, its neighbours and its anchors). Without it the signature is left to whoever
+    /// trusts the signer, who always checks it before use.
+    public var signerKey: PublicKey?
+    /// The key the countersignature must be over, when the asker knows it.
+    public var key: PublicKey?
+
+    public init(target: DomainName, signer: DomainName, signerKey: PublicKey?, key: PublicKey? = nil) {
+        self.target = target
+        self.signer = signer
+        self.signerKey = signerKey
+        self.key = key
+    }
+
+    public func check(_ countersignature: Countersignature, at now: UnixTime) throws(ProtocolError) {
+        guard countersignature.target == target else {
+            throw ProtocolError(.targetMismatch, "countersignature is over \(countersignature.target), asked \(target)", field: "target")
+        }
+        if let key, countersignature.key != key {
+            throw ProtocolError(.badCountersignature, "countersignature is over another key than the one asked about", field: "key")
+        }
+        guard countersignature.signer == signer else {
+            throw ProtocolError(.signerMismatch, "countersigned by \(countersignature.signer), asked \(signer)", field: "signer")
+        }
+        if let signerKey { try countersignature.verify(by: signerKey) }
+        try countersignature.checkValidity(at: now)
+    }
+}
+
 /// What a requester checks before it accepts a key (PROTOCOL.md section 5, step 4): the reply
-/// checks, then that the countersigner is the one asked for, that its countersignature verifies
-/// with the anchor's key, and that now lies within the validity. Anything that fails is
-/// discarded, never used.
+/// checks, then the `CountersignaturePolicy` with the chosen trust anchor's key. Anything that
+/// fails is discarded, never used.
 public struct AnswerVerification: Sendable {
     public var reply: ReplyCheck
     /// The trust anchor chosen as countersigner.
@@ -64,18 +106,7 @@ public struct AnswerVerification: Sendable {
     /// Checks a `kms1:answer` record and returns the key it vouches for.
     public func verify(_ record: KMSRecord, now: UnixTime) throws(ProtocolError) -> KeyAnswer {
         let answer = try reply.verify(answer: record)
-        try Self.checkCountersignature(answer.countersignature, signer: signer, signerKey: signerKey, now: now)
+        try CountersignaturePolicy(target: reply.target, signer: signer, signerKey: signerKey).check(answer.countersignature, at: now)
         return answer
-    }
-
-    /// The countersignature checks alone, for anyone who holds the signer's key.
-    public static func checkCountersignature(
-        _ countersignature: Countersignature, signer: DomainName, signerKey: PublicKey, now: UnixTime
-    ) throws(ProtocolError) {
-        guard countersignature.signer == signer else {
-            throw ProtocolError(.signerMismatch, "countersigned by \(countersignature.signer), asked \(signer)", field: "signer")
-        }
-        try countersignature.verify(by: signerKey)
-        try countersignature.checkValidity(at: now)
     }
 }
