@@ -82,6 +82,8 @@ public enum Control {
             } catch {
                 return Response(ok: false, message: "\(error)")
             }
+        case "reload":
+            return Response(ok: true, message: node.reload().joined(separator: "\n"))
         case "reload-policy":
             do {
                 try node.reloadPolicy()
@@ -94,7 +96,7 @@ public enum Control {
                 ok: true, message: "\(node.registeredHosts.count) hosts",
                 hosts: node.registeredHosts.map { "\($0.name) \(KeyField.encode($0.key)) \($0.addresses.map(\.description).joined(separator: " "))" })
         default:
-            return Response(ok: false, message: "unknown op '\(request.op)' (register, hosts, reload-policy)")
+            return Response(ok: false, message: "unknown op '\(request.op)' (register, hosts, reload, reload-policy)")
         }
     }
 }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOPosix
 public import Prometheus
 public import ServiceLifecycle
+import UnixSignals
 
 /// `kmsd` as a service: starts every configured node in this process (sharing two event
 /// loops, one per core, and one upstream client), serves until asked to stop, then stops
@@ -57,8 +58,19 @@ public struct KMSDaemon: Service {
         if let banner { report(banner) }
         logger.info("serving", metadata: ["nodes": "\(servers.count)"])
 
-        // Serve until SIGINT/SIGTERM.
-        try? await gracefulShutdown()
+        // Serve until SIGINT/SIGTERM; SIGHUP reloads what can be reloaded (`KMSNode.reload`).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let nodes = servers.map(\.node)
+        await withDiscardingTaskGroup { group in
+            group.addTask { [logger] in
+                for await _ in hangups {
+                    logger.notice("SIGHUP: reloading")
+                    for node in nodes { _ = node.reload() }
+                }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
 
         logger.info("shutting down")
         try? await metricsChannel?.close()

@@ -126,6 +126,40 @@ public final class KMSNode: Sendable {
         logger.info("registered host", metadata: ["host": "\(host.name)", "key": "\(KeyField.encode(key).prefix(24))…"])
     }
 
+    /// What SIGHUP (and the `reload` control op) does, as Unbound and Knot do on theirs: reads
+    /// the policy database again (a broken file keeps the last good one), reads the registered
+    /// hosts again from the store (the truth), and empties the key and reply caches, so the
+    /// next answers are fetched and signed afresh. Returns one line per part, for the log.
+    /// The rest of the configuration (addresses, keys, neighbours) needs a restart.
+    public func reload() -> [String] {
+        var done: [String] = []
+        if let policy {
+            do {
+                try policy.reload()
+                done.append("policy: read \(policy.path)")
+            } catch {
+                done.append("policy: kept the last good one (\(error))")
+            }
+        }
+        let result: Result<Int, any Error> = registrationOrder.withLock { _ in
+            do {
+                let (hosts, _) = try store.hosts()
+                registry.replaceAll(hosts)
+                cache.clear()
+                replies.clear()
+                return .success(hosts.count)
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch result {
+        case .success(let count): done.append("hosts: \(count) read from \(configuration.database); key and reply caches emptied")
+        case .failure(let error): done.append("hosts: kept (cannot read \(configuration.database): \(error))")
+        }
+        for line in done { logger.notice("reload", metadata: ["part": "\(line)"]) }
+        return done
+    }
+
     /// Reads the policy database again (the `reload-policy` control op).
     public func reloadPolicy() throws(NodeError) {
         guard let policy else { throw configuration.error("policy", "this node has no policy database") }

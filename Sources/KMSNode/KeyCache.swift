@@ -53,6 +53,9 @@ final class KeyCache: Sendable {
         }
     }
 
+    /// Forgets everything (a reload).
+    func clear() { entries.withLock { $0.removeAll() } }
+
     /// Forgets every entry for `target` (its key was rotated).
     func purge(target: DomainName) {
         entries.withLock { table in table = table.filter { $0.key.target != target } }

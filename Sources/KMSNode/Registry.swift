@@ -13,17 +13,26 @@ final class Registry: Sendable {
     private let state = Mutex(State())
 
     init(_ initial: [RegisteredHost]) {
-        for host in initial { set(host) }
+        replaceAll(initial)
+    }
+
+    /// Replaces every host at once (a reload from the store).
+    func replaceAll(_ hosts: [RegisteredHost]) {
+        var fresh = State()
+        for host in hosts { Self.add(host, to: &fresh) }
+        state.withLock { $0 = fresh }
     }
 
     subscript(name: DomainName) -> RegisteredHost? { state.withLock { $0.hosts[name] } }
 
     func set(_ host: RegisteredHost) {
-        state.withLock { state in
-            state.hosts[host.name] = host
-            var name: DomainName? = host.name
-            while let current = name, state.existing.insert(current).inserted { name = current.parent }
-        }
+        state.withLock { Self.add(host, to: &$0) }
+    }
+
+    private static func add(_ host: RegisteredHost, to state: inout State) {
+        state.hosts[host.name] = host
+        var name: DomainName? = host.name
+        while let current = name, state.existing.insert(current).inserted { name = current.parent }
     }
 
     /// Whether `name` is a registered host or lies above one.

@@ -6,6 +6,7 @@ public import KMSProtocol
 public import KMSSettings
 public import Logging
 public import NIOCore
+import Synchronization
 
 /// The DNS server applications use (PROTOCOL.md section 6, the seed's figure 4).
 ///
@@ -16,7 +17,12 @@ public import NIOCore
 public final class DNSProxy: DNSResponder {
     let upstream: SocketAddress
     let client: DNSClient
-    let cug: CUGTable
+    private let table: Mutex<CUGTable>
+    /// The CUG table in force; replaced whole on reload (SIGHUP).
+    var cug: CUGTable {
+        get { table.withLock { $0 } }
+        set { table.withLock { $0 = newValue } }
+    }
     let pool: InterceptPool
     let poolV6: InterceptPool?
     let fetchers: [String: KeyFetcher]
@@ -37,7 +43,7 @@ public final class DNSProxy: DNSResponder {
         self.kernel = kernel
         self.upstream = upstream
         self.client = client
-        self.cug = cug
+        self.table = Mutex(cug)
         self.pool = pool
         self.poolV6 = poolV6
         self.fetchers = fetchers

@@ -5,6 +5,7 @@ import KMSCrypto
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import TLSTransport
 
 /// The receiving side: TLS 1.3 with this host's key, a client certificate required. The caller
@@ -13,7 +14,12 @@ import TLSTransport
 final class ReceivingEndpoint: Sendable {
     let context: TLSContext
     let fetcher: KeyFetcher
-    let inbound: InboundTable
+    private let table: Mutex<InboundTable>
+    /// The inbound table in force; replaced whole on reload (SIGHUP).
+    var inbound: InboundTable {
+        get { table.withLock { $0 } }
+        set { table.withLock { $0 = newValue } }
+    }
     let forward: IPAddress
     let timeout: TimeAmount
     let sessions: Sessions
@@ -23,7 +29,7 @@ final class ReceivingEndpoint: Sendable {
     init(context: TLSContext, fetcher: KeyFetcher, inbound: InboundTable, forward: IPAddress, timeout: TimeAmount, sessions: Sessions, logger: Logger) {
         self.context = context
         self.fetcher = fetcher
-        self.inbound = inbound
+        self.table = Mutex(inbound)
         self.forward = forward
         self.timeout = timeout
         self.sessions = sessions

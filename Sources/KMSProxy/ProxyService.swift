@@ -18,13 +18,15 @@ public final class ProxyService: Sendable {
     private let channels: [any Channel]
     private let dnsServer: DNSServer
     private let endpointChannel: (any Channel)?
+    private let endpoint: ReceivingEndpoint?
     private let client: DNSClient
     private let kernel: KernelDiversion?
 
     private init(
         configuration: ProxyConfiguration, dnsProxy: DNSProxy, pool: InterceptPool, sessions: Sessions, channels: [any Channel],
-        dnsServer: DNSServer, endpointChannel: (any Channel)?, client: DNSClient, kernel: KernelDiversion?
+        dnsServer: DNSServer, endpointChannel: (any Channel)?, endpoint: ReceivingEndpoint?, client: DNSClient, kernel: KernelDiversion?
     ) {
+        self.endpoint = endpoint
         self.kernel = kernel
         self.configuration = configuration
         self.dnsProxy = dnsProxy
@@ -88,6 +90,7 @@ public final class ProxyService: Sendable {
             verdictSource: configuration.policy == .server ? configuration.identities["default"]!.home : nil, kernel: kernel)
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?
+        var receivingEndpoint: ReceivingEndpoint?
         let dnsServer: DNSServer
         do {
             dnsServer = try await configuration.starting("dns") {
@@ -127,6 +130,7 @@ public final class ProxyService: Sendable {
                 }
                 channels.append(channel)
                 endpointChannel = channel
+                receivingEndpoint = receiving
             }
             if let control = configuration.control {
                 channels.append(try await configuration.starting("control") {
@@ -143,7 +147,25 @@ public final class ProxyService: Sendable {
         }
         return ProxyService(
             configuration: configuration, dnsProxy: dnsProxy, pool: pool, sessions: sessions, channels: channels, dnsServer: dnsServer,
-            endpointChannel: endpointChannel, client: client, kernel: kernel)
+            endpointChannel: endpointChannel, endpoint: receivingEndpoint, client: client, kernel: kernel)
+    }
+
+    /// What SIGHUP does: reads the configuration file again and puts its CUG table and inbound
+    /// table in force. Live mappings and tunnels are kept. A file that no longer reads leaves
+    /// everything as it was. Other directives (addresses, pools, identities) need a restart.
+    /// Returns one line per part, for the log.
+    public func reload() -> [String] {
+        let fresh: ProxyConfiguration
+        do { fresh = try ProxyConfiguration(path: configuration.path) } catch {
+            return ["kept the tables in force: \(error)"]
+        }
+        dnsProxy.cug = fresh.cug
+        var done = ["cug: \(fresh.cug.rows.count) rows"]
+        if let endpoint, let inbound = fresh.inbound {
+            endpoint.inbound = inbound
+            done.append("inbound: \(inbound.rows.count) rows")
+        }
+        return done
     }
 
     /// Stops serving; removes the kernel diversion table.

@@ -4,8 +4,6 @@ import KMSProxy
 import KMSSettings
 import Logging
 import Metrics
-import MetricsHTTP
-import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
@@ -22,7 +20,8 @@ struct KMSProxyCommand: AsyncParsableCommand {
             verifies it, and answers with an intercept address; connections to that address \
             are carried over TLS 1.3 pinned to the verified key. Other names get exactly what \
             the upstream resolver said. A CUG name whose key cannot be verified gets SERVFAIL, \
-            never its real address. See docs/PROXY.md.
+            never its real address. SIGHUP reads the CUG and inbound tables again (live \
+            mappings stay); SIGINT or SIGTERM stops it. See docs/PROXY.md.
             """,
         subcommands: [Run.self, Status.self],
         defaultSubcommand: Run.self)
@@ -57,34 +56,14 @@ struct Run: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "kms-proxy")
-        let service = ProxyRunner(configuration: configuration, metrics: metrics.flatMap(Endpoint.init).map { ($0, registry!) }, logger: logger)
+        let service = ProxyDaemon(
+            configuration: configuration, metrics: metrics.flatMap(Endpoint.init).map { ($0, registry!) }, logger: logger,
+            report: say)
         do {
             try await ServiceGroup(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger).run()
         } catch {
             fail("\(error)", code: 1)
         }
-    }
-}
-
-struct ProxyRunner: Service {
-    let configuration: ProxyConfiguration
-    let metrics: (Endpoint, PrometheusCollectorRegistry)?
-    let logger: Logger
-
-    func run() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let proxy = try await ProxyService.start(configuration, group: group, logger: logger)
-        var metricsChannel: (any Channel)?
-        if let (endpoint, registry) = metrics {
-            metricsChannel = try await MetricsEndpoint.serve(registry, host: endpoint.address.description, port: endpoint.port, group: group)
-        }
-        for line in proxy.summary { say(line) }
-        if let metrics { say("metrics    http://\(metrics.0)/metrics") }
-        say("ready")
-        try? await gracefulShutdown()
-        try? await metricsChannel?.close()
-        await proxy.stop()
-        say("stopped")
     }
 }
 

@@ -21,8 +21,9 @@ struct KMSD: AsyncParsableCommand {
               kmsd hierarchy/xx.conf hierarchy/a.xx.conf hierarchy/b.a.xx.conf hierarchy/c.a.xx.conf
 
             A configuration error stops the start with one line naming the file, line and field. \
-            SIGINT or SIGTERM stops the nodes gracefully: they stop accepting queries and flush \
-            their stores. Register hosts while a node runs with `kms register`. \
+            SIGHUP reloads what can change without a restart: the policy database, the \
+            registered hosts (from the store), and empties the key caches. SIGINT or SIGTERM \
+            stops the nodes gracefully: they stop accepting queries and flush their stores. Register hosts while a node runs with `kms register`. \
             See docs/OPERATING.md for every directive.
             """)
 

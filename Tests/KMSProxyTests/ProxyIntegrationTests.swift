@@ -257,6 +257,27 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers.first?.data)
     }
 
+    /// SIGHUP: the CUG table is read again; a name the new table matches is encrypted from
+    /// then on, and live mappings stay.
+    @Test func reloadPutsANewCUGTableInForce() async throws {
+        let setup = try await setUp()
+        defer { Task { await setup.shutdown() } }
+        let before = try await setup.resolve("hostb.c.a.xx.")
+        #expect(setup.proxyA.status().mappings.count == 1)
+        #expect(try await setup.resolve("hosta.b.a.xx.").answers.first?.data == .a([127, 0, 0, 11]))
+        _ = try setup.hierarchy.write("hosta.b.a.xx. tls default AES-256-GCM\n*.c.a.xx. tls default AES-256-GCM\n", to: "cug-a.conf")
+        let lines = setup.proxyA.reload()
+        #expect(lines.first == "cug: 2 rows", "\(lines)")
+        // hosta.b.a.xx. is now a group peer: no more its real address.
+        let after = try await setup.resolve("hosta.b.a.xx.")
+        #expect(after.answers.first?.data != .a([127, 0, 0, 11]), "\(after.presentation)")
+        #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == before.answers.first?.data)
+        // A broken table keeps the one in force.
+        _ = try setup.hierarchy.write("*.c.a.xx. tls default DES\n", to: "cug-a.conf")
+        #expect(setup.proxyA.reload().first?.hasPrefix("kept the tables in force") == true)
+        #expect(setup.proxyA.dnsProxy.cug.rows.count == 2)
+    }
+
     @Test func aKeyThatCannotBeVerifiedFailsClosed() async throws {
         // Host A trusts only a.xx. under another key than a.xx.'s real one: nothing verifies.
         let setup = try await setUp(anchorsA: ["b.a.xx."])

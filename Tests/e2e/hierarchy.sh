@@ -87,6 +87,20 @@ expected_f="ed25519:$(openssl pkey -pubin -in "$WORK/hostf.pub.pem" -outform DER
 check "a registration acknowledged before kill -9 is still served" \
   test "$("$BIN/kms" fetch hostf.c.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_f"
 
+# SIGHUP reloads (policy, registrations from the store, caches) instead of killing kmsd.
+kill -HUP "$KMSD_PID"
+reloaded() {
+  for _ in $(seq 1 100); do
+    [ "$(grep -c 'SIGHUP: reloading' "$WORK/kmsd.err")" -ge 1 ] && [ "$(grep -c 'hosts: .* read from' "$WORK/kmsd.err")" -ge 4 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+check "kmsd reloads every node on SIGHUP" reloaded
+check "kmsd is still running after SIGHUP" kill -0 "$KMSD_PID"
+check "after SIGHUP the nodes still answer" \
+  test "$("$BIN/kms" fetch hostf.c.a.xx. --host "$HOSTA" --no-cache 2>/dev/null)" = "$expected_f"
+
 kill -TERM "$KMSD_PID"
 wait "$KMSD_PID"
 code=$?

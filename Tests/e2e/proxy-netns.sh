@@ -103,6 +103,15 @@ check "the capture holds TLS handshake and application-data records" test "$hand
 status=$("$BIN/kms-proxy" status --control "$WORK/run/proxy-gw.control")
 check "kms-proxy status lists the mapping" grep -q "hostb.c.a.xx. \[10.77.2.2\]" <<<"$status"
 
+# SIGHUP reloads the CUG table and keeps serving (it used to kill the proxy). The client's
+# resolver asks the gateway again: the mapping made before the reload is kept.
+gw_pid=$(pgrep -f "kms-proxy $H/proxy-gw.conf" | head -1)
+kill -HUP "$gw_pid"
+check "kms-proxy reloads on SIGHUP" wait_for "$WORK/proxy-gw.out" "^reloaded   cug:"
+check "kms-proxy is still running after SIGHUP" kill -0 "$gw_pid"
+page=$(in_ns cs-client curl -s -m 15 http://hostb.c.a.xx.:8080/index.html)
+check "after SIGHUP curl still gets the page through the tunnel" grep -q "$MARK" <<<"$page"
+
 if [ "$failed" -gt 0 ]; then
   for f in kmsd.out proxy-b.out proxy-gw.out http.out; do echo "--- $f"; tail -20 "$WORK/$f"; done
 fi
