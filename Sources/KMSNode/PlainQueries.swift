@@ -102,10 +102,14 @@ extension KMSNode {
     }
 
     /// Second embodiment: with a policy database, an address answer carries this node's signed
-    /// `kms1:cug` verdict for the asking client (PROTOCOL.md section 6).
+    /// `kms1:cug` verdict for the asking client, bound to the query by its `VerdictNonce`
+    /// (PROTOCOL.md section 6; docs/PROTOCOL.md). A verdict with a nonce is signed for that
+    /// query alone; one without (a plain `dig`) is reused within its second. A query whose
+    /// nonce option is malformed gets no verdict, which a proxy refuses.
     private func addVerdict(to message: inout DNSMessage, for request: Request) {
         guard let policy, message.rcode == .noError, !message.answers.isEmpty,
-            let client = request.client.ipAddress.flatMap({ IPAddress($0) })
+            let client = request.client.ipAddress.flatMap({ IPAddress($0) }),
+            let nonce = try? VerdictNonce.nonce(in: request.message)
         else { return }
         let name = request.question.name.lowercased
         let now = Self.now()
@@ -113,13 +117,12 @@ extension KMSNode {
         if let row = policy.current.row(client: client, name: name) {
             verdict = CUGVerdict(
                 target: name, verdict: .encrypted, pathProtocol: row.pathProtocol, identity: row.identity, cipher: row.cipher,
-                from: zone, time: now)
+                client: client, from: zone, nonce: nonce, time: now)
         } else {
-            verdict = CUGVerdict(target: name, verdict: .normal, from: zone, time: now)
+            verdict = CUGVerdict(target: name, verdict: .normal, client: client, from: zone, nonce: nonce, time: now)
         }
-        let record = verdicts.record(for: verdict, second: now) { [self] in
-            try? verdict.record().signed(by: configuration.key).resourceRecord()
-        }
+        let sign = { [configuration] in try? verdict.record().signed(by: configuration.key).resourceRecord() }
+        let record = nonce.isEmpty ? verdicts.record(for: verdict, second: now, sign: sign) : sign()
         if let record { message.additionals.append(record) }
     }
 

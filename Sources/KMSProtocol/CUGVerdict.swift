@@ -6,9 +6,13 @@ public import KMSCrypto
 /// to an A or AAAA query, owned by the target and signed by the answering KMS (`from=`):
 ///
 ///     "kms1:cug" "target=kojima.jinji.nec.com." "verdict=encrypted" "protocol=tls"
-///     "identity=jinji.nec.com" "cipher=AES-256-GCM" "from=b.a.xx." "time=1790000000" "sig=..."
+///     "identity=jinji.nec.com" "cipher=AES-256-GCM" "client=133.11.23.24" "from=b.a.xx."
+///     "nonce=u0yvxj6fWTHTavQSkneCZQ==" "time=1790000000" "sig=..."
 ///
-/// A `normal` verdict has empty `protocol=`, `identity=` and `cipher=`.
+/// A `normal` verdict has empty `protocol=`, `identity=` and `cipher=`. `client=` is the
+/// address the KMS decided for, and `nonce=` echoes the query's `VerdictNonce` option (empty
+/// when the query carried none), both under the signature: a verdict cannot be moved to
+/// another client's query, or replayed into a later one.
 public struct CUGVerdict: Hashable, Sendable {
     public enum Verdict: String, Sendable { case encrypted, normal }
 
@@ -18,19 +22,25 @@ public struct CUGVerdict: Hashable, Sendable {
     public var pathProtocol: String
     public var identity: String
     public var cipher: TLSCipher?
+    /// The client address the verdict was decided for.
+    public var client: IPAddress
     public var from: DomainName
+    /// The query's nonce (`VerdictNonce`), or empty.
+    public var nonce: Nonce
     public var time: UnixTime
 
     public init(
         target: DomainName, verdict: Verdict, pathProtocol: String = "", identity: String = "", cipher: TLSCipher? = nil,
-        from: DomainName, time: UnixTime
+        client: IPAddress, from: DomainName, nonce: Nonce, time: UnixTime
     ) {
         self.target = target
         self.verdict = verdict
         self.pathProtocol = pathProtocol
         self.identity = identity
         self.cipher = cipher
+        self.client = client
         self.from = from
+        self.nonce = nonce
         self.time = time
     }
 
@@ -38,7 +48,8 @@ public struct CUGVerdict: Hashable, Sendable {
         try KMSRecord(
             owner: target, tag: .cug,
             values: [
-                target.text, verdict.rawValue, pathProtocol, identity, cipher?.rawValue ?? "", from.text, String(time),
+                target.text, verdict.rawValue, pathProtocol, identity, cipher?.rawValue ?? "", client.description, from.text,
+                nonce.description, String(time),
             ])
     }
 
@@ -67,8 +78,28 @@ public struct CUGVerdict: Hashable, Sendable {
             }
             cipher = nil
         }
-        from = try CanonicalName.parse(record.values[5], field: "from")
-        time = try Decimal.parse(record.values[6], field: "time")
+        client = try CanonicalAddress.parse(record.values[5], field: "client")
+        from = try CanonicalName.parse(record.values[6], field: "from")
+        nonce = try Nonce.parse(record.values[7])
+        time = try Decimal.parse(record.values[8], field: "time")
         try record.expectOwner(target, field: "target")
+    }
+}
+
+/// EDNS option 65002 (private-use range, RFC 6891 section 9): the 16-byte nonce a proxy in
+/// `policy server` mode puts in each address query, which the home KMS echoes in the
+/// `kms1:cug` verdict it signs for that query.
+public enum VerdictNonce {
+    public static let optionCode: UInt16 = 65002
+
+    public static func option(_ nonce: Nonce) -> EDNS.Option { EDNS.Option(code: optionCode, data: nonce.bytes) }
+
+    /// The nonce a query carries: empty when it carries none.
+    public static func nonce(in message: DNSMessage) throws(ProtocolError) -> Nonce {
+        guard let option = message.edns?.options.first(where: { $0.code == optionCode }) else { return .empty }
+        guard option.data.count == Nonce.size else {
+            throw ProtocolError(.badNonce, "the verdict nonce option holds \(option.data.count) bytes, not \(Nonce.size)", field: "nonce")
+        }
+        return try Nonce(bytes: option.data)
     }
 }

@@ -20,7 +20,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
             ["target", "key", "signer", "not-before", "not-after", "countersig", "from", "nonce", "time"]
         case .signatureRequest: ["target", "key", "signer", "ip", "from", "nonce", "time"]
         case .unresolved: ["target", "from", "nonce", "time"]
-        case .cug: ["target", "verdict", "protocol", "identity", "cipher", "from", "time"]
+        case .cug: ["target", "verdict", "protocol", "identity", "cipher", "client", "from", "nonce", "time"]
         }
     }
 

@@ -61,16 +61,29 @@ public final class DNSProxy: DNSResponder {
     /// Forwards, then decides: pass, encrypt, or refuse.
     func resolve(_ query: DNSMessage) async -> DNSMessage {
         let question = query.question!
+        // policy server: a fresh nonce per address query binds the home KMS's verdict to it.
+        var forwarded = query
+        var nonce = Nonce.empty
+        if verdictSource != nil, question.type == .a || question.type == .aaaa {
+            guard let fresh = try? Nonce.random() else {
+                return failure(query, ExtendedDNSError(.other, "cannot draw a nonce for the CUG verdict"))
+            }
+            nonce = fresh
+            if forwarded.edns == nil { forwarded.edns = EDNS() }
+            forwarded.edns!.options.removeAll { $0.code == VerdictNonce.optionCode }
+            forwarded.edns!.options.append(VerdictNonce.option(nonce))
+        }
         var upstreamAnswer: DNSMessage
         do {
-            upstreamAnswer = try await client.query(query, server: upstream, timeout: timeout)
+            upstreamAnswer = try await client.query(forwarded, server: upstream, timeout: timeout)
         } catch {
             return failure(query, ExtendedDNSError(.noReachableAuthority, "upstream \(upstream) did not answer: \(error)"))
         }
         upstreamAnswer.header.id = query.header.id
+        if query.edns == nil { upstreamAnswer.edns = nil }
 
         let row: CUGTable.Row
-        switch decide(question, answer: upstreamAnswer) {
+        switch decide(question, answer: upstreamAnswer, nonce: nonce) {
         case .normal(let why):
             metrics.passed.increment()
             logger.debug("passed: \(why)", metadata: ["name": "\(question.name)"])
@@ -167,8 +180,9 @@ public final class DNSProxy: DNSResponder {
     }
 
     /// The CUG verdict: from this proxy's table, or (policy server) from the home KMS's signed
-    /// `kms1:cug` record, which must verify or the name is refused (fail closed).
-    func decide(_ question: Question, answer: DNSMessage) -> Decision {
+    /// `kms1:cug` record, which must verify and echo `nonce`, the one this proxy put in its
+    /// query, or the name is refused (fail closed).
+    func decide(_ question: Question, answer: DNSMessage, nonce: Nonce) -> Decision {
         guard let home = verdictSource else {
             return cug.match(question.name).map(Decision.encrypted) ?? .normal("no CUG row matches")
         }
@@ -188,6 +202,9 @@ public final class DNSProxy: DNSResponder {
             return .refused("CUG verdict rejected: \(error)")
         }
         guard verdict.target == question.name.lowercased else { return .refused("verdict is for \(verdict.target)") }
+        guard !nonce.isEmpty, verdict.nonce == nonce else {
+            return .refused("the verdict is not bound to this query (its nonce is not the one sent; decided for client \(verdict.client))")
+        }
         let now = UnixTime(Date().timeIntervalSince1970)
         guard abs(now - verdict.time) <= 300 else { return .refused("stale CUG verdict (time \(verdict.time), now \(now))") }
         switch verdict.verdict {

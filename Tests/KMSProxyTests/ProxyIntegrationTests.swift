@@ -336,15 +336,20 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         #expect(reply.extendedErrors.first?.text.contains("no kms1:cug verdict") == true)
     }
 
-    @Test func aTamperedOrForeignVerdictIsRefused() async throws {
+    /// Every verdict the proxy must refuse, and the one it must take. Each bad verdict parses,
+    /// so each refusal comes from the check it is named for (the tampered one used to fail at
+    /// parsing and never reached the signature check).
+    @Test func onlyASignedVerdictBoundToThisQueryIsAccepted() async throws {
         let home = try PrivateKey(generating: .ed25519)
         let stranger = try PrivateKey(generating: .ed25519)
-        let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
-        defer { Task { await client.close() } }
+        // Only for its fetcher: an encrypted verdict names an identity the proxy must have.
+        let hierarchy = try await TestHierarchy()
+        defer { Task { await hierarchy.shutdown() } }
+        let client = hierarchy.client
         let dnsProxy = DNSProxy(
             upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
-            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(1),
-            logger: Logger(label: "test"),
+            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: ["default": try hierarchy.fetcher("hosta.b.a.xx.")],
+            timeout: .seconds(1), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
             verdictSource: Peer(name: "b.a.xx.", endpoint: Endpoint("127.0.0.1:9")!, key: home.publicKey))
         let question = Question(name: "hostb.c.a.xx.", type: .a)
         func answer(_ record: KMSRecord) -> DNSMessage {
@@ -354,40 +359,76 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
             return message
         }
         let now = UnixTime(Date().timeIntervalSince1970)
-        let normal = try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, from: "b.a.xx.", time: now).record()
-        // Signed by the home KMS: accepted.
-        if case .normal = dnsProxy.decide(question, answer: answer(try normal.signed(by: home))) {} else {
-            Issue.record("a good verdict was not accepted")
+        let ours = try Nonce.random()
+        func verdict(_ kind: CUGVerdict.Verdict, nonce: Nonce = ours, client: String = "127.0.0.1", time: UnixTime = now) throws -> KMSRecord {
+            kind == .normal
+                ? try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time).record()
+                : try CUGVerdict(
+                    target: "hostb.c.a.xx.", verdict: .encrypted, pathProtocol: "tls", identity: "default", cipher: .aes256gcm,
+                    client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time
+                ).record()
         }
-        // Tampered: "normal" turned into "encrypted" after signing.
-        var strings = try normal.signed(by: home).strings
-        strings[2] = Array("verdict=encrypted".utf8)
-        strings[3] = Array("protocol=tls".utf8)
+        func refusal(_ record: KMSRecord) -> String? {
+            if case .refused(let why) = dnsProxy.decide(question, answer: answer(record), nonce: ours) { return why }
+            return nil
+        }
+        // Signed by the home KMS, bound to this query: accepted, both kinds.
+        if case .normal = dnsProxy.decide(question, answer: answer(try verdict(.normal).signed(by: home)), nonce: ours) {} else {
+            Issue.record("a good normal verdict was not accepted")
+        }
+        if case .encrypted = dnsProxy.decide(question, answer: answer(try verdict(.encrypted).signed(by: home)), nonce: ours) {} else {
+            Issue.record("a good encrypted verdict was not accepted")
+        }
+        // Tampered: "encrypted" turned into a well-formed "normal" after signing.
+        var strings = try verdict(.encrypted).signed(by: home).strings
+        strings[2] = Array("verdict=normal".utf8)
+        strings[3] = Array("protocol=".utf8)
+        strings[4] = Array("identity=".utf8)
+        strings[5] = Array("cipher=".utf8)
         let tampered = try #require(try KMSRecord(owner: "hostb.c.a.xx.", strings: strings))
-        guard case .refused = dnsProxy.decide(question, answer: answer(tampered)) else {
-            Issue.record("a tampered verdict was accepted")
-            return
-        }
+        _ = try CUGVerdict(tampered)  // it parses: the refusal must come from the signature
+        #expect(refusal(tampered)?.contains("bad signature") == true, "\(refusal(tampered) ?? "accepted")")
         // Signed by someone else.
-        guard case .refused(let why) = dnsProxy.decide(question, answer: answer(try normal.signed(by: stranger))) else {
-            Issue.record("a foreign verdict was accepted")
-            return
-        }
-        #expect(why.contains("bad signature"))
+        #expect(refusal(try verdict(.normal).signed(by: stranger))?.contains("bad signature") == true)
         // Unsigned: the same strings without sig=.
-        var unsigned = answer(try normal.signed(by: home))
-        unsigned.additionals = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 0, data: .txt(normal.unsignedStrings))]
-        guard case .refused(let missing) = dnsProxy.decide(question, answer: unsigned) else {
+        var unsigned = answer(try verdict(.normal).signed(by: home))
+        unsigned.additionals = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 0, data: .txt(try verdict(.normal).unsignedStrings))]
+        if case .refused(let why) = dnsProxy.decide(question, answer: unsigned, nonce: ours) {
+            #expect(why.contains("missing sig="))
+        } else {
             Issue.record("an unsigned verdict was accepted")
-            return
         }
-        #expect(missing.contains("missing sig="))
-        // Stale: signed, but not now.
-        let stale = try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, from: "b.a.xx.", time: now - 1000).record().signed(by: home)
-        guard case .refused(let old) = dnsProxy.decide(question, answer: answer(stale)) else {
-            Issue.record("a stale verdict was accepted")
-            return
+        // Replayed: validly signed "normal" verdicts obtained for other queries, another client's
+        // or a plain query's (no nonce). Either would let the traffic go out in clear.
+        let replayed = try verdict(.normal, nonce: try Nonce.random(), client: "10.9.9.9").signed(by: home)
+        #expect(refusal(replayed)?.contains("not bound to this query") == true, "\(refusal(replayed) ?? "accepted")")
+        #expect(refusal(try verdict(.normal, nonce: .empty).signed(by: home))?.contains("not bound to this query") == true)
+        // Stale: signed, bound, but not now.
+        #expect(refusal(try verdict(.normal, time: now - 1000).signed(by: home))?.contains("stale") == true)
+    }
+
+    /// Over the wire: the home KMS echoes the proxy's nonce and names the client it decided for.
+    @Test func theHomeKMSBindsItsVerdictToTheQuery() async throws {
+        let policy = FileManager.default.temporaryDirectory.appendingPathComponent("policy-\(UUID().uuidString).conf").path
+        try "client 127.0.0.0/8 t1\nt1 *.c.a.xx. tls default AES-128-GCM\n".write(toFile: policy, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: policy) }
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "policy \(policy)"])
+        defer { Task { await hierarchy.shutdown() } }
+        var records: [CUGVerdict] = []
+        for _ in 0..<2 {
+            let nonce = try Nonce.random()
+            var query = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a)
+            query.header.recursionDesired = true
+            query.edns = EDNS(options: [VerdictNonce.option(nonce)])
+            let reply = try await hierarchy.send(query, to: "b.a.xx.")
+            let record = try #require(try reply.kmsRecord())
+            try record.verifySignature(by: hierarchy.keys["b.a.xx."]!.publicKey, signer: "b.a.xx.")
+            let verdict = try CUGVerdict(record)
+            #expect(verdict.nonce == nonce)
+            #expect(verdict.client == IPAddress("127.0.0.1")!)
+            records.append(verdict)
         }
-        #expect(old.contains("stale"))
+        // Two queries in the same second get two verdicts, never one reused.
+        #expect(records[0].nonce != records[1].nonce)
     }
 }
