@@ -44,12 +44,34 @@ run_family() {
   local a
   a=$(in_ns cs6-host dig +short +time=3 +tries=1 @"$dig_address" -p 5303 A hostb.c.a.xx.)
   check "$label: dig A through the hierarchy" test "$a" = "127.0.0.12"
-  for ns in cs6-kms; do ip netns pids "$ns" | xargs -r kill; done
+  # kms-proxy on host A, its upstream the home KMS over this family, its DNS on host A's
+  # address of this family: a non-group name gets the real address, a group peer an
+  # intercept address (its key fetched and verified over this family).
+  local proxy_dns=$4
+  cat > "$WORK/hierarchy/proxy-ds.conf" <<CONF
+dns             $proxy_dns:5300
+identity        default hosta.conf
+cug             cug-a.conf
+pool            127.100.0.1 16
+ports           8080
+intercept-bind  wildcard
+CONF
+  in_ns_background cs6-host "$WORK/proxy.out" "$BIN/kms-proxy" "$WORK/hierarchy/proxy-ds.conf"
+  if wait_for "$WORK/proxy.out" "^ready"; then
+    local plain peer
+    plain=$(in_ns cs6-host dig +short +time=5 +tries=1 @"$5" -p 5300 A hosta.b.a.xx.)
+    peer=$(in_ns cs6-host dig +short +time=5 +tries=1 @"$5" -p 5300 A hostb.c.a.xx.)
+    check "$label: kms-proxy passes a non-group name through" test "$plain" = "127.0.0.11"
+    check "$label: kms-proxy gives a group peer an intercept address" grep -q '^127\.100\.0\.' <<<"$peer"
+  else
+    cat "$WORK/proxy.out"; check "$label: kms-proxy starts" false
+  fi
+  for ns in cs6-kms cs6-host; do ip netns pids "$ns" | xargs -r kill; done
   wait
 }
 
-run_family IPv4 10.79.0.1 10.79.0.1
-run_family IPv6 '[2001:db8:79::1]' 2001:db8:79::1
+run_family IPv4 10.79.0.1 10.79.0.1 10.79.0.2 10.79.0.2
+run_family IPv6 '[2001:db8:79::1]' 2001:db8:79::1 '[2001:db8:79::2]' 2001:db8:79::2
 
 echo "$SCRIPT: $passed passed, $failed failed"
 [ "$failed" = 0 ]
