@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import KMSCrypto
@@ -101,10 +102,31 @@ import Testing
         #expect(error.reason.contains("unknown cipher"))
     }
 
-    @Test func certificateNamesTheHostAndCarriesItsKey() throws {
-        let key = try PrivateKey(generating: .p256)
-        let identity = try TLSIdentity(name: "hostb.c.a.xx.", key: key)
-        let pem = try identity.certificatePEM()
-        #expect(pem.hasPrefix("-----BEGIN CERTIFICATE-----"))
+    /// Read back by OpenSSL's own tool: the subject is the host's name and the certificate's
+    /// public key is the host's key (it used to check only the PEM header line).
+    @Test(arguments: KeyAlgorithm.allCases)
+    func certificateNamesTheHostAndCarriesItsKey(_ algorithm: KeyAlgorithm) throws {
+        let key = try PrivateKey(generating: algorithm)
+        let pem = try TLSIdentity(name: "hostb.c.a.xx.", key: key).certificatePEM()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cert-\(UUID().uuidString).pem").path
+        try pem.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        func openssl(_ arguments: [String]) throws -> String {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            process.arguments = arguments
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "openssl \(arguments.joined(separator: " "))")
+            return String(decoding: output, as: UTF8.self)
+        }
+        let subject = try openssl(["x509", "-in", path, "-noout", "-subject", "-nameopt", "RFC2253"])
+        // Certificate names carry no trailing dot (RFC 6125 reference identifiers).
+        #expect(subject.trimmingCharacters(in: .whitespacesAndNewlines) == "subject=CN=hostb.c.a.xx")
+        #expect(try openssl(["x509", "-in", path, "-noout", "-ext", "subjectAltName"]).contains("DNS:hostb.c.a.xx\n"))
+        #expect(try openssl(["x509", "-in", path, "-noout", "-pubkey"]) == (try key.publicKey.pemRepresentation()))
     }
 }

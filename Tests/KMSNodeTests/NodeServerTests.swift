@@ -32,66 +32,69 @@ import Testing
     /// Defect: "bind(descriptor:ptr:bytes:): Address already in use (errno: 98)" named nothing.
     @Test func aBusyPortNamesTheFileLineDirectiveAndAddress() async throws {
         let hierarchy = try await TestHierarchy()
-        defer { Task { await hierarchy.shutdown() } }
-        // Another program holds the UDP port (no SO_REUSEPORT).
-        let squatter = try await DatagramBootstrap(group: hierarchy.group)
-            .bind(to: try SocketAddress(ipAddress: "127.0.0.1", port: 0)).get()
-        defer { squatter.close(promise: nil) }
-        let port = squatter.localAddress!.port!
-        let config = try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:\(port)", database: "\(hierarchy.directory.path)/busy.sqlite")
-        let line = try #require(config.lines["listen"])
-        do {
-            let server = try await NodeServer.start(config, group: hierarchy.group, client: hierarchy.client, logger: logger)
-            await server.stop()
-            Issue.record("started on a busy port")
-        } catch {
-            #expect("\(error)" == "\(config.path):\(line): listen: cannot bind UDP 127.0.0.1:\(port): Address already in use")
+        try await afterwards({ await hierarchy.shutdown() }) {
+            // Another program holds the UDP port (no SO_REUSEPORT).
+            let squatter = try await DatagramBootstrap(group: hierarchy.group)
+                .bind(to: try SocketAddress(ipAddress: "127.0.0.1", port: 0)).get()
+            defer { squatter.close(promise: nil) }
+            let port = squatter.localAddress!.port!
+            let config = try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:\(port)", database: "\(hierarchy.directory.path)/busy.sqlite")
+            let line = try #require(config.lines["listen"])
+            do {
+                let server = try await NodeServer.start(config, group: hierarchy.group, client: hierarchy.client, logger: logger)
+                await server.stop()
+                Issue.record("started on a busy port")
+            } catch {
+                #expect("\(error)" == "\(config.path):\(line): listen: cannot bind UDP 127.0.0.1:\(port): Address already in use")
+            }
         }
     }
 
     /// Defect: two nodes on one database both started, each blind to the other's registrations.
     @Test func aSecondNodeOnOneDatabaseIsRefused() async throws {
         let hierarchy = try await TestHierarchy()
-        defer { Task { await hierarchy.shutdown() } }
-        let database = "\(hierarchy.directory.path)/shared.sqlite"
-        let first = try await NodeServer.start(
-            try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: database), group: hierarchy.group,
-            client: hierarchy.client, logger: logger)
-        let second = try configuration(
-            hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: database,
-            control: "\(hierarchy.directory.path)/other.control")
-        do {
-            let server = try await NodeServer.start(second, group: hierarchy.group, client: hierarchy.client, logger: logger)
-            await server.stop()
-            Issue.record("a second node started on \(database)")
-        } catch {
-            #expect("\(error)".hasPrefix("\(second.path):\(second.lines["database"]!): database: \(database): in use"), "\(error)")
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let database = "\(hierarchy.directory.path)/shared.sqlite"
+            let first = try await NodeServer.start(
+                try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: database), group: hierarchy.group,
+                client: hierarchy.client, logger: logger)
+            let second = try configuration(
+                hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: database,
+                control: "\(hierarchy.directory.path)/other.control")
+            do {
+                let server = try await NodeServer.start(second, group: hierarchy.group, client: hierarchy.client, logger: logger)
+                await server.stop()
+                Issue.record("a second node started on \(database)")
+            } catch {
+                #expect("\(error)".hasPrefix("\(second.path):\(second.lines["database"]!): database: \(database): in use"), "\(error)")
+            }
+            await first.stop()
         }
-        await first.stop()
     }
 
     /// Defect: two nodes on one control socket both started, and `kms register --node` for the
     /// first reached the second.
     @Test func aSecondNodeOnOneControlSocketIsRefused() async throws {
         let hierarchy = try await TestHierarchy()
-        defer { Task { await hierarchy.shutdown() } }
-        let control = "\(hierarchy.directory.path)/shared.control"
-        let first = try await NodeServer.start(
-            try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: "\(hierarchy.directory.path)/one.sqlite", control: control),
-            group: hierarchy.group, client: hierarchy.client, logger: logger)
-        let second = try configuration(
-            hierarchy, "b.a.xx.", listen: "127.0.0.1:0", database: "\(hierarchy.directory.path)/two.sqlite", control: control)
-        do {
-            let server = try await NodeServer.start(second, group: hierarchy.group, client: hierarchy.client, logger: logger)
-            await server.stop()
-            Issue.record("a second node took over \(control)")
-        } catch {
-            #expect("\(error)".hasPrefix("\(second.path):\(second.lines["control"]!): control:"), "\(error)")
-            #expect("\(error)".contains("another running process"), "\(error)")
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let control = "\(hierarchy.directory.path)/shared.control"
+            let first = try await NodeServer.start(
+                try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: "\(hierarchy.directory.path)/one.sqlite", control: control),
+                group: hierarchy.group, client: hierarchy.client, logger: logger)
+            let second = try configuration(
+                hierarchy, "b.a.xx.", listen: "127.0.0.1:0", database: "\(hierarchy.directory.path)/two.sqlite", control: control)
+            do {
+                let server = try await NodeServer.start(second, group: hierarchy.group, client: hierarchy.client, logger: logger)
+                await server.stop()
+                Issue.record("a second node took over \(control)")
+            } catch {
+                #expect("\(error)".hasPrefix("\(second.path):\(second.lines["control"]!): control:"), "\(error)")
+                #expect("\(error)".contains("another running process"), "\(error)")
+            }
+            // Registrations still reach the first node.
+            let hosts = try await Control.send(Control.Request(op: "hosts"), to: control, group: hierarchy.group)
+            #expect(hosts.hosts?.contains { $0.hasPrefix("hostb.c.a.xx.") } == true)
+            await first.stop()
         }
-        // Registrations still reach the first node.
-        let hosts = try await Control.send(Control.Request(op: "hosts"), to: control, group: hierarchy.group)
-        #expect(hosts.hosts?.contains { $0.hasPrefix("hostb.c.a.xx.") } == true)
-        await first.stop()
     }
 }

@@ -82,26 +82,27 @@ import Testing
             """.write(toFile: policy, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: policy) }
         let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "policy \(policy)"])
-        defer { Task { await hierarchy.shutdown() } }
-        let key = hierarchy.keys["b.a.xx."]!.publicKey
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let key = hierarchy.keys["b.a.xx."]!.publicKey
 
-        let (first, firstRecord) = try await verdict(hierarchy, from: "127.0.0.1")
-        #expect(first?.verdict == .encrypted && first?.pathProtocol == "tls" && first?.identity == "jinji.nec.com")
-        #expect(first?.cipher == .aes256gcm && first?.from == "b.a.xx.")
-        try #require(firstRecord).verifySignature(by: key, signer: "b.a.xx.")
-        let (second, _) = try await verdict(hierarchy, from: "127.0.0.2")
-        #expect(second?.pathProtocol == "kernel" && second?.identity == "soumu-jinji.nec.com")
-        let (third, thirdRecord) = try await verdict(hierarchy, from: "127.0.0.3")
-        #expect(third?.verdict == .normal)
-        try #require(thirdRecord).verifySignature(by: key, signer: "b.a.xx.")
+            let (first, firstRecord) = try await verdict(hierarchy, from: "127.0.0.1")
+            #expect(first?.verdict == .encrypted && first?.pathProtocol == "tls" && first?.identity == "jinji.nec.com")
+            #expect(first?.cipher == .aes256gcm && first?.from == "b.a.xx.")
+            try #require(firstRecord).verifySignature(by: key, signer: "b.a.xx.")
+            let (second, _) = try await verdict(hierarchy, from: "127.0.0.2")
+            #expect(second?.pathProtocol == "kernel" && second?.identity == "soumu-jinji.nec.com")
+            let (third, thirdRecord) = try await verdict(hierarchy, from: "127.0.0.3")
+            #expect(third?.verdict == .normal)
+            try #require(thirdRecord).verifySignature(by: key, signer: "b.a.xx.")
 
-        // A changed row takes effect without a restart.
-        try """
-            client 0.0.0.0/0 t1
-            t1 hostb.c.a.xx. tls changed.example AES-128-GCM
-            """.write(toFile: policy, atomically: true, encoding: .utf8)
-        try hierarchy.nodes["b.a.xx."]!.reloadPolicy()
-        let (changed, _) = try await verdict(hierarchy, from: "127.0.0.3")
-        #expect(changed?.identity == "changed.example" && changed?.cipher == .aes128gcm)
+            // A changed row takes effect without a restart.
+            try """
+                client 0.0.0.0/0 t1
+                t1 hostb.c.a.xx. tls changed.example AES-128-GCM
+                """.write(toFile: policy, atomically: true, encoding: .utf8)
+            try hierarchy.nodes["b.a.xx."]!.reloadPolicy()
+            let (changed, _) = try await verdict(hierarchy, from: "127.0.0.3")
+            #expect(changed?.identity == "changed.example" && changed?.cipher == .aes128gcm)
+        }
     }
 }

@@ -65,6 +65,30 @@ import Testing
     }
 }
 
+@Suite struct PerSecondCacheTests {
+    /// A record is signed once per key and second, and signed again in the next second.
+    @Test func signsOncePerKeyAndSecond() {
+        let cache = PerSecondCache<String>()
+        var signatures = 0
+        func record(_ key: String, _ second: UnixTime) -> ResourceRecord? {
+            cache.record(for: key, second: second) {
+                signatures += 1
+                return ResourceRecord(name: "h.xx.", ttl: 0, data: .txt([Array("\(key) \(second) #\(signatures)".utf8)]))
+            }
+        }
+        let first = record("a", 100)
+        #expect(record("a", 100) == first)
+        #expect(signatures == 1)
+        #expect(record("b", 100) != first)
+        #expect(signatures == 2)
+        let next = record("a", 101)
+        #expect(next != first)
+        #expect(signatures == 3)
+        #expect(record("a", 101) == next)
+        #expect(signatures == 3)
+    }
+}
+
 @Suite struct KeyCacheTests {
     @Test func entriesLiveUntilNotAfterOrMaximumAge() throws {
         let key = try KMSCrypto.PrivateKey(generating: .ed25519)

@@ -178,55 +178,58 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
 
     @Test func aCUGNameIsCarriedEncryptedToHostB() async throws {
         let setup = try await setUp()
-        defer { Task { await setup.shutdown() } }
-        let reply = try await setup.resolve("hostb.c.a.xx.")
-        #expect(reply.rcode == .noError)
-        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
-            Issue.record("no intercept address: \(reply.presentation)")
-            return
-        }
-        #expect(intercept.description.hasPrefix("127.100."))
-        #expect(intercept.description != "127.0.0.12")  // never the real address
-        #expect(reply.answers[0].ttl <= 120)
-        // The same peer keeps its address.
-        #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers[0].data)
+        try await afterwards({ await setup.shutdown() }) {
+            let reply = try await setup.resolve("hostb.c.a.xx.")
+            #expect(reply.rcode == .noError)
+            guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+                Issue.record("no intercept address: \(reply.presentation)")
+                return
+            }
+            #expect(intercept.description.hasPrefix("127.100."))
+            #expect(intercept.description != "127.0.0.12")  // never the real address
+            #expect(reply.answers[0].ttl <= 120)
+            // The same peer keeps its address.
+            #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers[0].data)
 
-        let answer = try await exchange("hello B", host: intercept.description, port: setup.server.port)
-        #expect(answer == "echo:hello B")
-        #expect(setup.server.received.withLock { String(decoding: $0, as: UTF8.self) } == "hello B")
-        let status = setup.proxyA.status()
-        #expect(status.mappings.first?.peer == "hostb.c.a.xx.")
-        #expect(status.mappings.first?.path.contains("AES-256-GCM") == true)
+            let answer = try await exchange("hello B", host: intercept.description, port: setup.server.port)
+            #expect(answer == "echo:hello B")
+            #expect(setup.server.received.withLock { String(decoding: $0, as: UTF8.self) } == "hello B")
+            let status = setup.proxyA.status()
+            #expect(status.mappings.first?.peer == "hostb.c.a.xx.")
+            #expect(status.mappings.first?.path.contains("AES-256-GCM") == true)
+        }
     }
 
     @Test func halfCloseCrossesTheTunnelBothWays() async throws {
         let counting = try await countingServer(host: "127.0.0.12")
         defer { counting.close(promise: nil) }
         let setup = try await setUp(extraPort: counting.localAddress!.port!)
-        defer { Task { await setup.shutdown() } }
-        let reply = try await setup.resolve("hostb.c.a.xx.")
-        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
-            Issue.record("no intercept address: \(reply.presentation)")
-            return
+        try await afterwards({ await setup.shutdown() }) {
+            let reply = try await setup.resolve("hostb.c.a.xx.")
+            guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+                Issue.record("no intercept address: \(reply.presentation)")
+                return
+            }
+            // The server answers only once its input has ended: the client's half-close must travel
+            // through the tunnel (TCP FIN → TLS close_notify → TCP FIN), and the answer must still
+            // come back the other way.
+            let answer = try await sendThenHalfClose(String(repeating: "x", count: 100_000), host: intercept.description, port: counting.localAddress!.port!)
+            #expect(answer == "got 100000 bytes")
         }
-        // The server answers only once its input has ended: the client's half-close must travel
-        // through the tunnel (TCP FIN → TLS close_notify → TCP FIN), and the answer must still
-        // come back the other way.
-        let answer = try await sendThenHalfClose(String(repeating: "x", count: 100_000), host: intercept.description, port: counting.localAddress!.port!)
-        #expect(answer == "got 100000 bytes")
     }
 
     @Test func aNonCUGNameGetsItsRealAddress() async throws {
         let setup = try await setUp()
-        defer { Task { await setup.shutdown() } }
-        var query = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .a)
-        query.header.recursionDesired = true
-        let reply = try await setup.hierarchy.client.query(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
-        #expect(reply.answers.first?.data == .a([127, 0, 0, 11]))
-        #expect(setup.proxyA.status().mappings.isEmpty)
-        // The same over TCP.
-        let overTCP = try await setup.hierarchy.client.queryOverTCP(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
-        #expect(overTCP.answers.first?.data == .a([127, 0, 0, 11]))
+        try await afterwards({ await setup.shutdown() }) {
+            var query = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .a)
+            query.header.recursionDesired = true
+            let reply = try await setup.hierarchy.client.query(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
+            #expect(reply.answers.first?.data == .a([127, 0, 0, 11]))
+            #expect(setup.proxyA.status().mappings.isEmpty)
+            // The same over TCP.
+            let overTCP = try await setup.hierarchy.client.queryOverTCP(query, server: setup.proxyA.dnsAddress, timeout: .seconds(10))
+            #expect(overTCP.answers.first?.data == .a([127, 0, 0, 11]))
+        }
     }
 
     /// Ways the connection to host B must end without carrying anything: the hierarchy vouches
@@ -239,53 +242,56 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
     func theConnectionIsRefused(_ refusal: Refusal) async throws {
         let setup = try await setUp(
             inbound: refusal == .callerOutsideInboundCUG ? "*.elsewhere.xx." : "*.b.a.xx.", rotateHostB: refusal == .wrongPeerKey)
-        defer { Task { await setup.shutdown() } }
-        if refusal == .peerEndpointDown { await setup.proxyB.stop() }
-        let reply = try await setup.resolve("hostb.c.a.xx.")
-        guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
-            Issue.record("no intercept address: \(reply.presentation)")
-            return
+        try await afterwards({ await setup.shutdown() }) {
+            if refusal == .peerEndpointDown { await setup.proxyB.stop() }
+            let reply = try await setup.resolve("hostb.c.a.xx.")
+            guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+                Issue.record("no intercept address: \(reply.presentation)")
+                return
+            }
+            for _ in 0..<3 {
+                let answer = (try? await exchange("secret", host: intercept.description, port: setup.server.port)) ?? ""
+                #expect(answer.isEmpty)
+            }
+            #expect(setup.server.received.withLock { $0.isEmpty })
+            // The proxy goes on serving every application.
+            let other = try await setup.resolve("hosta.b.a.xx.")
+            #expect(other.answers.first?.data == .a([127, 0, 0, 11]))
+            #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers.first?.data)
         }
-        for _ in 0..<3 {
-            let answer = (try? await exchange("secret", host: intercept.description, port: setup.server.port)) ?? ""
-            #expect(answer.isEmpty)
-        }
-        #expect(setup.server.received.withLock { $0.isEmpty })
-        // The proxy goes on serving every application.
-        let other = try await setup.resolve("hosta.b.a.xx.")
-        #expect(other.answers.first?.data == .a([127, 0, 0, 11]))
-        #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == reply.answers.first?.data)
     }
 
     /// SIGHUP: the CUG table is read again; a name the new table matches is encrypted from
     /// then on, and live mappings stay.
     @Test func reloadPutsANewCUGTableInForce() async throws {
         let setup = try await setUp()
-        defer { Task { await setup.shutdown() } }
-        let before = try await setup.resolve("hostb.c.a.xx.")
-        #expect(setup.proxyA.status().mappings.count == 1)
-        #expect(try await setup.resolve("hosta.b.a.xx.").answers.first?.data == .a([127, 0, 0, 11]))
-        _ = try setup.hierarchy.write("hosta.b.a.xx. tls default AES-256-GCM\n*.c.a.xx. tls default AES-256-GCM\n", to: "cug-a.conf")
-        let lines = setup.proxyA.reload()
-        #expect(lines.first == "cug: 2 rows", "\(lines)")
-        // hosta.b.a.xx. is now a group peer: no more its real address.
-        let after = try await setup.resolve("hosta.b.a.xx.")
-        #expect(after.answers.first?.data != .a([127, 0, 0, 11]), "\(after.presentation)")
-        #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == before.answers.first?.data)
-        // A broken table keeps the one in force.
-        _ = try setup.hierarchy.write("*.c.a.xx. tls default DES\n", to: "cug-a.conf")
-        #expect(setup.proxyA.reload().first?.hasPrefix("kept the tables in force") == true)
-        #expect(setup.proxyA.dnsProxy.cug.rows.count == 2)
+        try await afterwards({ await setup.shutdown() }) {
+            let before = try await setup.resolve("hostb.c.a.xx.")
+            #expect(setup.proxyA.status().mappings.count == 1)
+            #expect(try await setup.resolve("hosta.b.a.xx.").answers.first?.data == .a([127, 0, 0, 11]))
+            _ = try setup.hierarchy.write("hosta.b.a.xx. tls default AES-256-GCM\n*.c.a.xx. tls default AES-256-GCM\n", to: "cug-a.conf")
+            let lines = setup.proxyA.reload()
+            #expect(lines.first == "cug: 2 rows", "\(lines)")
+            // hosta.b.a.xx. is now a group peer: no more its real address.
+            let after = try await setup.resolve("hosta.b.a.xx.")
+            #expect(after.answers.first?.data != .a([127, 0, 0, 11]), "\(after.presentation)")
+            #expect(try await setup.resolve("hostb.c.a.xx.").answers.first?.data == before.answers.first?.data)
+            // A broken table keeps the one in force.
+            _ = try setup.hierarchy.write("*.c.a.xx. tls default DES\n", to: "cug-a.conf")
+            #expect(setup.proxyA.reload().first?.hasPrefix("kept the tables in force") == true)
+            #expect(setup.proxyA.dnsProxy.cug.rows.count == 2)
+        }
     }
 
     @Test func aKeyThatCannotBeVerifiedFailsClosed() async throws {
         // Host A trusts only a.xx. under another key than a.xx.'s real one: nothing verifies.
         let setup = try await setUp(anchorsA: ["b.a.xx."])
-        defer { Task { await setup.shutdown() } }
-        let reply = try await setup.resolve("hostb.c.a.xx.")
-        #expect(reply.rcode == .serverFailure)
-        #expect(reply.answers.isEmpty)
-        #expect(reply.extendedErrors.first?.text.contains("CUG peer") == true, "\(reply.presentation)")
+        try await afterwards({ await setup.shutdown() }) {
+            let reply = try await setup.resolve("hostb.c.a.xx.")
+            #expect(reply.rcode == .serverFailure)
+            #expect(reply.answers.isEmpty)
+            #expect(reply.extendedErrors.first?.text.contains("CUG peer") == true, "\(reply.presentation)")
+        }
     }
 }
 
@@ -315,25 +321,27 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         defer { try? FileManager.default.removeItem(atPath: policy) }
         let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "policy \(policy)"])
         let proxy = try await proxy(hierarchy)
-        defer { Task { await proxy.stop(); await hierarchy.shutdown() } }
-        let encrypted = try await resolve("hostb.c.a.xx.", proxy, hierarchy)
-        guard case .a(let bytes)? = encrypted.answers.first?.data else {
-            Issue.record("no answer: \(encrypted.presentation)")
-            return
+        try await afterwards({ await proxy.stop(); await hierarchy.shutdown() }) {
+            let encrypted = try await resolve("hostb.c.a.xx.", proxy, hierarchy)
+            guard case .a(let bytes)? = encrypted.answers.first?.data else {
+                Issue.record("no answer: \(encrypted.presentation)")
+                return
+            }
+            #expect(bytes[0] == 127 && bytes[1] == 102)  // an intercept address
+            let normal = try await resolve("hosta.b.a.xx.", proxy, hierarchy)
+            #expect(normal.answers.first?.data == .a([127, 0, 0, 11]))
         }
-        #expect(bytes[0] == 127 && bytes[1] == 102)  // an intercept address
-        let normal = try await resolve("hosta.b.a.xx.", proxy, hierarchy)
-        #expect(normal.answers.first?.data == .a([127, 0, 0, 11]))
     }
 
     @Test func noVerdictFailsClosed() async throws {
         let hierarchy = try await TestHierarchy()  // b.a.xx. keeps no policy: it sends no verdict
         let proxy = try await proxy(hierarchy)
-        defer { Task { await proxy.stop(); await hierarchy.shutdown() } }
-        let reply = try await resolve("hostb.c.a.xx.", proxy, hierarchy)
-        #expect(reply.rcode == .serverFailure)
-        #expect(reply.answers.isEmpty)
-        #expect(reply.extendedErrors.first?.text.contains("no kms1:cug verdict") == true)
+        try await afterwards({ await proxy.stop(); await hierarchy.shutdown() }) {
+            let reply = try await resolve("hostb.c.a.xx.", proxy, hierarchy)
+            #expect(reply.rcode == .serverFailure)
+            #expect(reply.answers.isEmpty)
+            #expect(reply.extendedErrors.first?.text.contains("no kms1:cug verdict") == true)
+        }
     }
 
     /// Every verdict the proxy must refuse, and the one it must take. Each bad verdict parses,
@@ -344,67 +352,68 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         let stranger = try PrivateKey(generating: .ed25519)
         // Only for its fetcher: an encrypted verdict names an identity the proxy must have.
         let hierarchy = try await TestHierarchy()
-        defer { Task { await hierarchy.shutdown() } }
-        let client = hierarchy.client
-        let dnsProxy = DNSProxy(
-            upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
-            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: ["default": try hierarchy.fetcher("hosta.b.a.xx.")],
-            timeout: .seconds(1), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-            verdictSource: Peer(name: "b.a.xx.", endpoint: Endpoint("127.0.0.1:9")!, key: home.publicKey))
-        let question = Question(name: "hostb.c.a.xx.", type: .a)
-        func answer(_ record: KMSRecord) -> DNSMessage {
-            var message = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a).response()
-            message.answers = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 60, data: .a([10, 0, 0, 2]))]
-            message.additionals = [record.resourceRecord()]
-            return message
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let client = hierarchy.client
+            let dnsProxy = DNSProxy(
+                upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
+                pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: ["default": try hierarchy.fetcher("hosta.b.a.xx.")],
+                timeout: .seconds(1), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+                verdictSource: Peer(name: "b.a.xx.", endpoint: Endpoint("127.0.0.1:9")!, key: home.publicKey))
+            let question = Question(name: "hostb.c.a.xx.", type: .a)
+            func answer(_ record: KMSRecord) -> DNSMessage {
+                var message = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a).response()
+                message.answers = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 60, data: .a([10, 0, 0, 2]))]
+                message.additionals = [record.resourceRecord()]
+                return message
+            }
+            let now = UnixTime(Date().timeIntervalSince1970)
+            let ours = try Nonce.random()
+            func verdict(_ kind: CUGVerdict.Verdict, nonce: Nonce = ours, client: String = "127.0.0.1", time: UnixTime = now) throws -> KMSRecord {
+                kind == .normal
+                    ? try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time).record()
+                    : try CUGVerdict(
+                        target: "hostb.c.a.xx.", verdict: .encrypted, pathProtocol: "tls", identity: "default", cipher: .aes256gcm,
+                        client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time
+                    ).record()
+            }
+            func refusal(_ record: KMSRecord) -> String? {
+                if case .refused(let why) = dnsProxy.decide(question, answer: answer(record), nonce: ours) { return why }
+                return nil
+            }
+            // Signed by the home KMS, bound to this query: accepted, both kinds.
+            if case .normal = dnsProxy.decide(question, answer: answer(try verdict(.normal).signed(by: home)), nonce: ours) {} else {
+                Issue.record("a good normal verdict was not accepted")
+            }
+            if case .encrypted = dnsProxy.decide(question, answer: answer(try verdict(.encrypted).signed(by: home)), nonce: ours) {} else {
+                Issue.record("a good encrypted verdict was not accepted")
+            }
+            // Tampered: "encrypted" turned into a well-formed "normal" after signing.
+            var strings = try verdict(.encrypted).signed(by: home).strings
+            strings[2] = Array("verdict=normal".utf8)
+            strings[3] = Array("protocol=".utf8)
+            strings[4] = Array("identity=".utf8)
+            strings[5] = Array("cipher=".utf8)
+            let tampered = try #require(try KMSRecord(owner: "hostb.c.a.xx.", strings: strings))
+            _ = try CUGVerdict(tampered)  // it parses: the refusal must come from the signature
+            #expect(refusal(tampered)?.contains("bad signature") == true, "\(refusal(tampered) ?? "accepted")")
+            // Signed by someone else.
+            #expect(refusal(try verdict(.normal).signed(by: stranger))?.contains("bad signature") == true)
+            // Unsigned: the same strings without sig=.
+            var unsigned = answer(try verdict(.normal).signed(by: home))
+            unsigned.additionals = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 0, data: .txt(try verdict(.normal).unsignedStrings))]
+            if case .refused(let why) = dnsProxy.decide(question, answer: unsigned, nonce: ours) {
+                #expect(why.contains("missing sig="))
+            } else {
+                Issue.record("an unsigned verdict was accepted")
+            }
+            // Replayed: validly signed "normal" verdicts obtained for other queries, another client's
+            // or a plain query's (no nonce). Either would let the traffic go out in clear.
+            let replayed = try verdict(.normal, nonce: try Nonce.random(), client: "10.9.9.9").signed(by: home)
+            #expect(refusal(replayed)?.contains("not bound to this query") == true, "\(refusal(replayed) ?? "accepted")")
+            #expect(refusal(try verdict(.normal, nonce: .empty).signed(by: home))?.contains("not bound to this query") == true)
+            // Stale: signed, bound, but not now.
+            #expect(refusal(try verdict(.normal, time: now - 1000).signed(by: home))?.contains("stale") == true)
         }
-        let now = UnixTime(Date().timeIntervalSince1970)
-        let ours = try Nonce.random()
-        func verdict(_ kind: CUGVerdict.Verdict, nonce: Nonce = ours, client: String = "127.0.0.1", time: UnixTime = now) throws -> KMSRecord {
-            kind == .normal
-                ? try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time).record()
-                : try CUGVerdict(
-                    target: "hostb.c.a.xx.", verdict: .encrypted, pathProtocol: "tls", identity: "default", cipher: .aes256gcm,
-                    client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time
-                ).record()
-        }
-        func refusal(_ record: KMSRecord) -> String? {
-            if case .refused(let why) = dnsProxy.decide(question, answer: answer(record), nonce: ours) { return why }
-            return nil
-        }
-        // Signed by the home KMS, bound to this query: accepted, both kinds.
-        if case .normal = dnsProxy.decide(question, answer: answer(try verdict(.normal).signed(by: home)), nonce: ours) {} else {
-            Issue.record("a good normal verdict was not accepted")
-        }
-        if case .encrypted = dnsProxy.decide(question, answer: answer(try verdict(.encrypted).signed(by: home)), nonce: ours) {} else {
-            Issue.record("a good encrypted verdict was not accepted")
-        }
-        // Tampered: "encrypted" turned into a well-formed "normal" after signing.
-        var strings = try verdict(.encrypted).signed(by: home).strings
-        strings[2] = Array("verdict=normal".utf8)
-        strings[3] = Array("protocol=".utf8)
-        strings[4] = Array("identity=".utf8)
-        strings[5] = Array("cipher=".utf8)
-        let tampered = try #require(try KMSRecord(owner: "hostb.c.a.xx.", strings: strings))
-        _ = try CUGVerdict(tampered)  // it parses: the refusal must come from the signature
-        #expect(refusal(tampered)?.contains("bad signature") == true, "\(refusal(tampered) ?? "accepted")")
-        // Signed by someone else.
-        #expect(refusal(try verdict(.normal).signed(by: stranger))?.contains("bad signature") == true)
-        // Unsigned: the same strings without sig=.
-        var unsigned = answer(try verdict(.normal).signed(by: home))
-        unsigned.additionals = [ResourceRecord(name: "hostb.c.a.xx.", ttl: 0, data: .txt(try verdict(.normal).unsignedStrings))]
-        if case .refused(let why) = dnsProxy.decide(question, answer: unsigned, nonce: ours) {
-            #expect(why.contains("missing sig="))
-        } else {
-            Issue.record("an unsigned verdict was accepted")
-        }
-        // Replayed: validly signed "normal" verdicts obtained for other queries, another client's
-        // or a plain query's (no nonce). Either would let the traffic go out in clear.
-        let replayed = try verdict(.normal, nonce: try Nonce.random(), client: "10.9.9.9").signed(by: home)
-        #expect(refusal(replayed)?.contains("not bound to this query") == true, "\(refusal(replayed) ?? "accepted")")
-        #expect(refusal(try verdict(.normal, nonce: .empty).signed(by: home))?.contains("not bound to this query") == true)
-        // Stale: signed, bound, but not now.
-        #expect(refusal(try verdict(.normal, time: now - 1000).signed(by: home))?.contains("stale") == true)
     }
 
     /// Over the wire: the home KMS echoes the proxy's nonce and names the client it decided for.
@@ -413,22 +422,23 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         try "client 127.0.0.0/8 t1\nt1 *.c.a.xx. tls default AES-128-GCM\n".write(toFile: policy, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: policy) }
         let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "policy \(policy)"])
-        defer { Task { await hierarchy.shutdown() } }
-        var records: [CUGVerdict] = []
-        for _ in 0..<2 {
-            let nonce = try Nonce.random()
-            var query = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a)
-            query.header.recursionDesired = true
-            query.edns = EDNS(options: [VerdictNonce.option(nonce)])
-            let reply = try await hierarchy.send(query, to: "b.a.xx.")
-            let record = try #require(try reply.kmsRecord())
-            try record.verifySignature(by: hierarchy.keys["b.a.xx."]!.publicKey, signer: "b.a.xx.")
-            let verdict = try CUGVerdict(record)
-            #expect(verdict.nonce == nonce)
-            #expect(verdict.client == IPAddress("127.0.0.1")!)
-            records.append(verdict)
+        try await afterwards({ await hierarchy.shutdown() }) {
+            var records: [CUGVerdict] = []
+            for _ in 0..<2 {
+                let nonce = try Nonce.random()
+                var query = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .a)
+                query.header.recursionDesired = true
+                query.edns = EDNS(options: [VerdictNonce.option(nonce)])
+                let reply = try await hierarchy.send(query, to: "b.a.xx.")
+                let record = try #require(try reply.kmsRecord())
+                try record.verifySignature(by: hierarchy.keys["b.a.xx."]!.publicKey, signer: "b.a.xx.")
+                let verdict = try CUGVerdict(record)
+                #expect(verdict.nonce == nonce)
+                #expect(verdict.client == IPAddress("127.0.0.1")!)
+                records.append(verdict)
+            }
+            // Two queries in the same second get two verdicts, never one reused.
+            #expect(records[0].nonce != records[1].nonce)
         }
-        // Two queries in the same second get two verdicts, never one reused.
-        #expect(records[0].nonce != records[1].nonce)
     }
 }
