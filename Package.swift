@@ -184,6 +184,14 @@ let package = Package(
         // Tests.
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "DNSTransportTests",
+            dependencies: [
+                "DNSTransport", "DNSWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "KMSCryptoTests", dependencies: ["KMSCrypto"], swiftSettings: swiftSettings),
         .testTarget(
             name: "KMSProtocolTests", dependencies: ["KMSProtocol", "DNSWire", "KMSCrypto"],

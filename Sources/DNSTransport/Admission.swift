@@ -17,6 +17,8 @@ public enum Admission {
     /// Why admission answered or dropped a query itself.
     public enum Outcome: Sendable {
         case tooShort, response, malformed, notQuery, questionCount
+        /// Needed the network while the server's deferred replies were at their limit: dropped.
+        case overloaded
         /// Answered from the reply cache.
         case cached([UInt8])
     }

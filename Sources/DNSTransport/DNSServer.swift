@@ -12,29 +12,38 @@ import Synchronization
 public final class DNSServer: Sendable {
     public let address: SocketAddress
     private let channels: [any Channel]
+    private let deferred: DeferredReplies
 
     /// Largest reply over UDP, whatever the requester advertises (RFC 9715 guidance).
     public static let udpPayloadLimit = Int(EDNS.defaultPayloadSize)
     /// A TCP connection idle this long is closed (RFC 7766 section 6.2.3).
     public static let tcpIdleTimeout = TimeAmount.seconds(10)
 
-    private init(address: SocketAddress, channels: [any Channel]) {
+    /// Replies waiting for the network at once, per server, before queries are dropped.
+    public static let defaultDeferredLimit = 10_000
+
+    private init(address: SocketAddress, channels: [any Channel], deferred: DeferredReplies) {
         self.address = address
         self.channels = channels
+        self.deferred = deferred
     }
+
+    /// Replies under way that wait for the network.
+    public var repliesWaiting: Int { deferred.count }
 
     /// Binds UDP and TCP on `host:port` (port 0 picks a free port, the same for both).
     /// `host` is a numeric address, never resolved. The responder is read on every query, so
     /// it may be set after binding. A failure is a `BindError` naming the transport and address.
     public static func bind(
-        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
+        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox,
+        deferredLimit: Int = defaultDeferredLimit
     ) async throws -> DNSServer {
         // With port 0 the UDP socket picks the port and TCP must take the same number, which
         // another TCP socket may already hold: try again with a fresh port a few times.
         var attempt = 0
         while true {
             do {
-                return try await bindOnce(host: host, port: port, group: group, responder: responder)
+                return try await bindOnce(host: host, port: port, group: group, responder: responder, deferredLimit: deferredLimit)
             } catch let error as BindError where port == 0 && error.transport == "TCP" && attempt < 8 {
                 attempt += 1
             }
@@ -42,7 +51,7 @@ public final class DNSServer: Sendable {
     }
 
     private static func bindOnce(
-        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox
+        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox, deferredLimit: Int
     ) async throws -> DNSServer {
         let loops = Array(group.makeIterator())
         let wildcard: SocketAddress
@@ -51,6 +60,7 @@ public final class DNSServer: Sendable {
         }
         let reusePort = ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT))
         var channels: [any Channel] = []
+        let deferred = DeferredReplies(limit: deferredLimit)
         var boundPort = port
         do {
             for loop in loops {
@@ -62,7 +72,7 @@ public final class DNSServer: Sendable {
                     .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: 32)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder))
+                            try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder, deferred: deferred))
                         }
                     }
                     .bind(to: wildcard.withPort(boundPort)).get()
@@ -71,6 +81,7 @@ public final class DNSServer: Sendable {
             }
         } catch {
             for channel in channels { try? await channel.close() }
+            await deferred.close()
             throw BindError("UDP", wildcard.withPort(boundPort).endpointText, error)
         }
         do {
@@ -83,20 +94,23 @@ public final class DNSServer: Sendable {
                         try sync.addHandler(IdleStateHandler(readTimeout: tcpIdleTimeout))
                         try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
                         try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
-                        try sync.addHandler(StreamHandler(responder: responder))
+                        try sync.addHandler(StreamHandler(responder: responder, deferred: deferred))
                     }
                 }
                 .bind(to: wildcard.withPort(boundPort)).get()
             channels.append(tcp)
-            return DNSServer(address: channels[0].localAddress!, channels: channels)
+            return DNSServer(address: channels[0].localAddress!, channels: channels, deferred: deferred)
         } catch {
             for channel in channels { try? await channel.close() }
+            await deferred.close()
             throw BindError("TCP", wildcard.withPort(boundPort).endpointText, error)
         }
     }
 
-    /// Stops listening. Queries already being answered finish on their own.
+    /// Stops gracefully: takes no more queries that need the network, lets the replies under
+    /// way go out (each bounded by its upstream time-out), then closes the sockets.
     public func close() async {
+        await deferred.close()
         for channel in channels { try? await channel.close() }
     }
 }
@@ -133,7 +147,11 @@ final class DatagramHandler: ChannelInboundHandler {
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     let responder: ResponderBox
-    init(responder: ResponderBox) { self.responder = responder }
+    let deferred: DeferredReplies
+    init(responder: ResponderBox, deferred: DeferredReplies) {
+        self.responder = responder
+        self.deferred = deferred
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
@@ -156,11 +174,12 @@ final class DatagramHandler: ChannelInboundHandler {
                 promise: nil)
         case .later(let work):
             let channel = context.channel
-            Task {
+            let submitted = deferred.submit {
                 guard let reply = await work(), let bytes = ReplyEncoder.encode(reply, over: .udp) else { return }
                 channel.writeAndFlush(
                     AddressedEnvelope(remoteAddress: remote, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
             }
+            if !submitted { responder.admissionTurnedAway(.overloaded) }
         }
     }
 
@@ -179,7 +198,11 @@ final class StreamHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     let responder: ResponderBox
-    init(responder: ResponderBox) { self.responder = responder }
+    let deferred: DeferredReplies
+    init(responder: ResponderBox, deferred: DeferredReplies) {
+        self.responder = responder
+        self.deferred = deferred
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let query = unwrapInboundIn(data)
@@ -194,10 +217,11 @@ final class StreamHandler: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
         case .later(let work):
             let channel = context.channel
-            Task {
+            let submitted = deferred.submit {
                 guard let reply = await work(), let bytes = ReplyEncoder.encode(reply, over: .tcp) else { return }
                 channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil)
             }
+            if !submitted { responder.admissionTurnedAway(.overloaded) }
         }
     }
 

@@ -85,6 +85,9 @@ extension KMSNode: DNSResponder {
         case .notQuery:
             metrics.count(.other)
             metrics.count(RCode.notImplemented)
+        case .overloaded:
+            metrics.dropped.increment()
+            logger.debug("dropped: too many replies waiting for the network")
         }
     }
 

@@ -6,7 +6,6 @@ public import KMSProtocol
 public import KMSSettings
 public import Logging
 public import NIOCore
-import Synchronization
 
 /// The DNS server applications use (PROTOCOL.md section 6, the seed's figure 4).
 ///
@@ -17,12 +16,8 @@ import Synchronization
 public final class DNSProxy: DNSResponder {
     let upstream: SocketAddress
     let client: DNSClient
-    private let table: Mutex<CUGTable>
     /// The CUG table in force; replaced whole on reload (SIGHUP).
-    var cug: CUGTable {
-        get { table.withLock { $0 } }
-        set { table.withLock { $0 = newValue } }
-    }
+    let cug: Swappable<CUGTable>
     let pool: InterceptPool
     let poolV6: InterceptPool?
     let fetchers: [String: KeyFetcher]
@@ -43,7 +38,7 @@ public final class DNSProxy: DNSResponder {
         self.kernel = kernel
         self.upstream = upstream
         self.client = client
-        self.table = Mutex(cug)
+        self.cug = Swappable(cug)
         self.pool = pool
         self.poolV6 = poolV6
         self.fetchers = fetchers
@@ -184,7 +179,7 @@ public final class DNSProxy: DNSResponder {
     /// query, or the name is refused (fail closed).
     func decide(_ question: Question, answer: DNSMessage, nonce: Nonce) -> Decision {
         guard let home = verdictSource else {
-            return cug.match(question.name).map(Decision.encrypted) ?? .normal("no CUG row matches")
+            return cug.value.match(question.name).map(Decision.encrypted) ?? .normal("no CUG row matches")
         }
         guard question.type == .a || question.type == .aaaa else { return .normal("not an address query") }
         guard answer.rcode == .noError, !answer.answers.isEmpty else { return .normal("no address to protect") }

@@ -5,7 +5,6 @@ import KMSCrypto
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import TLSTransport
 
 /// The receiving side: TLS 1.3 with this host's key, a client certificate required. The caller
@@ -14,12 +13,8 @@ import TLSTransport
 final class ReceivingEndpoint: Sendable {
     let context: TLSContext
     let fetcher: KeyFetcher
-    private let table: Mutex<InboundTable>
     /// The inbound table in force; replaced whole on reload (SIGHUP).
-    var inbound: InboundTable {
-        get { table.withLock { $0 } }
-        set { table.withLock { $0 = newValue } }
-    }
+    let inbound: Swappable<InboundTable>
     let forward: IPAddress
     let timeout: TimeAmount
     let sessions: Sessions
@@ -29,7 +24,7 @@ final class ReceivingEndpoint: Sendable {
     init(context: TLSContext, fetcher: KeyFetcher, inbound: InboundTable, forward: IPAddress, timeout: TimeAmount, sessions: Sessions, logger: Logger) {
         self.context = context
         self.fetcher = fetcher
-        self.table = Mutex(inbound)
+        self.inbound = Swappable(inbound)
         self.forward = forward
         self.timeout = timeout
         self.sessions = sessions
@@ -77,7 +72,7 @@ final class ReceivingEndpoint: Sendable {
                 throw Refused("\(name) presented a key that is not the one the KMS hierarchy vouches for")
             }
             // 2. The caller is in this host's inbound group.
-            guard let ports = inbound.ports(for: name) else { throw Refused("\(name) is not in the inbound CUG table") }
+            guard let ports = inbound.value.ports(for: name) else { throw Refused("\(name) is not in the inbound CUG table") }
             try await caller.channel.executeThenClose { tunnelIn, tunnelOut in
                 // 3. The port it asks for is allowed.
                 var iterator = tunnelIn.makeAsyncIterator()

@@ -159,10 +159,10 @@ public final class ProxyService: Sendable {
         do { fresh = try ProxyConfiguration(path: configuration.path) } catch {
             return ["kept the tables in force: \(error)"]
         }
-        dnsProxy.cug = fresh.cug
+        dnsProxy.cug.value = fresh.cug
         var done = ["cug: \(fresh.cug.rows.count) rows"]
         if let endpoint, let inbound = fresh.inbound {
-            endpoint.inbound = inbound
+            endpoint.inbound.value = inbound
             done.append("inbound: \(inbound.rows.count) rows")
         }
         return done

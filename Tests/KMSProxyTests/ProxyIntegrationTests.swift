@@ -279,7 +279,7 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
             // A broken table keeps the one in force.
             _ = try setup.hierarchy.write("*.c.a.xx. tls default DES\n", to: "cug-a.conf")
             #expect(setup.proxyA.reload().first?.hasPrefix("kept the tables in force") == true)
-            #expect(setup.proxyA.dnsProxy.cug.rows.count == 2)
+            #expect(setup.proxyA.dnsProxy.cug.value.rows.count == 2)
         }
     }
 
