@@ -148,7 +148,7 @@ let package = Package(
         .executableTarget(
             name: "kms",
             dependencies: [
-                "KMSCrypto", "KMSProtocol", "KMSClient", "KMSNode", "KMSSettings", "DNSTransport", "DNSWire",
+                "KMSCrypto", "KMSProtocol", "KMSClient", "ControlSocket", "KMSSettings", "DNSTransport", "DNSWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -170,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "kms-proxy",
             dependencies: [
-                "KMSProxy", "KMSSettings", "MetricsHTTP",
+                "KMSProxy", "KMSSettings", "ControlSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -3,41 +3,13 @@ import Foundation
 import KMSCrypto
 import KMSProtocol
 public import NIOCore
-import ControlSocket
+public import ControlSocket
 
-/// The node's local administration channel: a Unix-domain socket (mode 0600, so only its
-/// owner may use it) speaking one JSON object a line. `kms register` is its client.
-///
-///     {"op":"register","name":"hostc.b.a.xx.","key":"ed25519:MCow...","addresses":["127.0.0.13"]}
-///     {"ok":true,"message":"registered hostc.b.a.xx."}
-///
-/// A registration is acknowledged only after it is durable in the store.
+/// The node's side of its local administration channel (`NodeControl` messages over a
+/// `ControlSocket`). A registration is acknowledged only after it is durable in the store.
 public enum Control {
-    public struct Request: Codable, Sendable {
-        public var op: String
-        public var name: String?
-        public var key: String?
-        public var addresses: [String]?
-
-        public init(op: String, name: String? = nil, key: String? = nil, addresses: [String]? = nil) {
-            self.op = op
-            self.name = name
-            self.key = key
-            self.addresses = addresses
-        }
-    }
-
-    public struct Response: Codable, Sendable {
-        public var ok: Bool
-        public var message: String
-        public var hosts: [String]?
-
-        public init(ok: Bool, message: String, hosts: [String]? = nil) {
-            self.ok = ok
-            self.message = message
-            self.hosts = hosts
-        }
-    }
+    public typealias Request = NodeControl.Request
+    public typealias Response = NodeControl.Response
 
     /// Serves `node`'s control socket at `path`.
     public static func serve(_ node: KMSNode, at path: String, group: any EventLoopGroup) async throws -> any Channel {

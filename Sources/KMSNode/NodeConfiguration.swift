@@ -56,11 +56,7 @@ public struct NodeConfiguration: Sendable {
         key = try file.privateKey(try file.values(keyDirective, count: 1, usage: "PATH")[0], keyDirective)
         let databaseDirective = try file.one("database")!
         database = file.resolve(try file.values(databaseDirective, count: 1, usage: "PATH")[0])
-        if let directive = try file.one("control", required: false) {
-            control = file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
-        } else {
-            control = database + ".control"
-        }
+        control = try file.nodeControlSocket()
 
         let zone = zone
         if let directive = try file.one("parent", required: false) {

@@ -129,3 +129,17 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
         return text + ": " + reason
     }
 }
+
+extension ConfigFile {
+    /// A node configuration's control socket: its `control` directive, or its `database` plus
+    /// `.control`, resolved against the file. One definition for the node and for clients that
+    /// only need to find the socket (`kms register --node`), which then need not read the
+    /// node's private key.
+    public func nodeControlSocket() throws(ConfigError) -> String {
+        if let directive = try one("control", required: false) {
+            return resolve(try values(directive, count: 1, usage: "PATH")[0])
+        }
+        let database = try one("database")!
+        return resolve(try values(database, count: 1, usage: "PATH")[0]) + ".control"
+    }
+}

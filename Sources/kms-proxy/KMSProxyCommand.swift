@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlSocket
 import Foundation
 import KMSProxy
 import KMSSettings
@@ -79,7 +80,8 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         let status: ProxyService.Status
         do { status = try await ProxyService.status(control: control, group: MultiThreadedEventLoopGroup.singleton) } catch {
-            fail("cannot reach the proxy at \(control): \(error) (is kms-proxy running?)", code: 69)
+            let reason = (error as? ControlSocket.Failure)?.reason ?? "\(error)"
+            fail("cannot reach the proxy at \(control): \(reason) (is kms-proxy running?)", code: 69)
         }
         if json {
             let data = try JSONEncoder().encode(status)

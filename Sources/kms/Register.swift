@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import KMSCrypto
-import KMSNode
+import ControlSocket
 import KMSProtocol
 import KMSSettings
 import NIOPosix
@@ -46,7 +46,7 @@ struct Register: AsyncParsableCommand {
         if let control {
             socket = control
         } else {
-            do { socket = try NodeConfiguration(path: node!).control } catch { Self.exit("\(error)", code: 78) }
+            do { socket = try ConfigFile(path: node!).nodeControlSocket() } catch { Self.exit("\(error)", code: 78) }
         }
         let keyField: String
         if let colon = key.firstIndex(of: ":"), KeyAlgorithm(rawValue: String(key[..<colon])) != nil {
@@ -54,10 +54,13 @@ struct Register: AsyncParsableCommand {
         } else {
             do { keyField = KeyField.encode(try KeyFile.readPublicKey(at: key)) } catch { Self.exit("\(error)", code: 66) }
         }
-        let request = Control.Request(op: "register", name: name, key: keyField, addresses: address)
-        let response: Control.Response
+        let request = NodeControl.Request(op: "register", name: name, key: keyField, addresses: address)
+        let response: NodeControl.Response
         do {
-            response = try await Control.send(request, to: socket, group: MultiThreadedEventLoopGroup.singleton)
+            response = try await ControlSocket.send(
+                request, expecting: NodeControl.Response.self, to: socket, group: MultiThreadedEventLoopGroup.singleton)
+        } catch let error as ControlSocket.Failure {
+            Self.exit("cannot reach the node at \(socket): \(error.reason) (is kmsd running?)", code: 69)
         } catch {
             Self.exit("cannot reach the node at \(socket): \(error) (is kmsd running?)", code: 69)
         }

@@ -108,6 +108,18 @@ KMSD_PID=""
 check "kmsd stops cleanly on SIGTERM" test "$code" -eq 0
 check "kmsd says it stopped" grep -q "^stopped" "$WORK/kmsd.out"
 
+# With the daemon stopped, kms register says so (exit 69), many times over, and never crashes
+# (a promise leaked when connect() failed and stopped the debug build with exit 132).
+register_refused() {
+  local out code
+  for _ in 1 2 3 4 5; do
+    out=$("$BIN/kms" register hostg.b.a.xx. --key "$WORK/hoste.pub.pem" --node "$WORK/hierarchy/b.a.xx.conf" 2>&1)
+    code=$?
+    [ "$code" -eq 69 ] && grep -q "cannot reach the node at .*(is kmsd running?)" <<<"$out" || { echo "$code $out"; return 1; }
+  done
+}
+check "kms register against a stopped kmsd says it cannot reach the node" register_refused
+
 if [ "$failed" -gt 0 ]; then
   echo "--- kmsd stderr"; cat "$WORK/kmsd.err"
   echo "--- fetch stderr"; cat "$WORK/fetch.err" "$WORK/trace.err"

@@ -1,0 +1,35 @@
+/// The messages of a KMS node's control socket, one JSON object a line each way. They live
+/// here, with the socket, so a client (`kms register`) needs neither the node nor its
+/// configuration types.
+///
+///     {"op":"register","name":"hostc.b.a.xx.","key":"ed25519:MCow...","addresses":["127.0.0.13"]}
+///     {"ok":true,"message":"registered hostc.b.a.xx."}
+///
+/// Ops: `register` (name, key, addresses), `hosts`, `reload`, `reload-policy`.
+public enum NodeControl {
+    public struct Request: Codable, Sendable {
+        public var op: String
+        public var name: String?
+        public var key: String?
+        public var addresses: [String]?
+
+        public init(op: String, name: String? = nil, key: String? = nil, addresses: [String]? = nil) {
+            self.op = op
+            self.name = name
+            self.key = key
+            self.addresses = addresses
+        }
+    }
+
+    public struct Response: Codable, Sendable {
+        public var ok: Bool
+        public var message: String
+        public var hosts: [String]?
+
+        public init(ok: Bool, message: String, hosts: [String]? = nil) {
+            self.ok = ok
+            self.message = message
+            self.hosts = hosts
+        }
+    }
+}
