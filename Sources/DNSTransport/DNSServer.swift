@@ -38,13 +38,17 @@ public final class DNSServer: Sendable {
         host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox,
         deferredLimit: Int = defaultDeferredLimit
     ) async throws -> DNSServer {
-        // With port 0 the UDP socket picks the port and TCP must take the same number, which
-        // another TCP socket may already hold: try again with a fresh port a few times.
+        // TCP is bound first, without SO_REUSEPORT: it holds the port for this server alone.
+        // Only then do the UDP sockets (SO_REUSEPORT, one per loop) join it. The other order
+        // let a UDP socket asked for port 0 share a port with another server's UDP sockets
+        // (Linux lets reuseport sockets of one user share a port, even one picked for port
+        // 0), and the kernel then split that server's queries between the two. With port 0
+        // the UDP port may still be taken by a socket that is not ours: try again, a few times.
         var attempt = 0
         while true {
             do {
                 return try await bindOnce(host: host, port: port, group: group, responder: responder, deferredLimit: deferredLimit)
-            } catch let error as BindError where port == 0 && error.transport == "TCP" && attempt < 8 {
+            } catch let error as BindError where port == 0 && error.transport == "UDP" && attempt < 8 {
                 attempt += 1
             }
         }
@@ -56,12 +60,31 @@ public final class DNSServer: Sendable {
         let loops = Array(group.makeIterator())
         let wildcard: SocketAddress
         do { wildcard = try SocketAddress(ipAddress: host, port: port) } catch {
-            throw BindError("UDP", "\(host):\(port)", reason: "not a numeric IP address")
+            throw BindError("TCP", "\(host):\(port)", reason: "not a numeric IP address")
         }
+        let deferred = DeferredReplies(limit: deferredLimit)
+        let tcp: any Channel
+        do {
+            tcp = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(ChannelOptions.backlog, value: 256)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(IdleStateHandler(readTimeout: tcpIdleTimeout))
+                        try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
+                        try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
+                        try sync.addHandler(StreamHandler(responder: responder, deferred: deferred))
+                    }
+                }
+                .bind(to: wildcard).get()
+        } catch {
+            await deferred.close()
+            throw BindError("TCP", wildcard.endpointText, error)
+        }
+        let boundPort = tcp.localAddress?.port ?? port
         let reusePort = ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT))
         var channels: [any Channel] = []
-        let deferred = DeferredReplies(limit: deferredLimit)
-        var boundPort = port
         do {
             for loop in loops {
                 let channel = try await DatagramBootstrap(group: loop)
@@ -77,34 +100,13 @@ public final class DNSServer: Sendable {
                     }
                     .bind(to: wildcard.withPort(boundPort)).get()
                 channels.append(channel)
-                boundPort = channel.localAddress?.port ?? boundPort
             }
         } catch {
-            for channel in channels { try? await channel.close() }
+            for channel in channels + [tcp] { try? await channel.close() }
             await deferred.close()
             throw BindError("UDP", wildcard.withPort(boundPort).endpointText, error)
         }
-        do {
-            let tcp = try await ServerBootstrap(group: group)
-                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .serverChannelOption(ChannelOptions.backlog, value: 256)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(IdleStateHandler(readTimeout: tcpIdleTimeout))
-                        try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
-                        try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
-                        try sync.addHandler(StreamHandler(responder: responder, deferred: deferred))
-                    }
-                }
-                .bind(to: wildcard.withPort(boundPort)).get()
-            channels.append(tcp)
-            return DNSServer(address: channels[0].localAddress!, channels: channels, deferred: deferred)
-        } catch {
-            for channel in channels { try? await channel.close() }
-            await deferred.close()
-            throw BindError("TCP", wildcard.withPort(boundPort).endpointText, error)
-        }
+        return DNSServer(address: channels[0].localAddress!, channels: channels + [tcp], deferred: deferred)
     }
 
     /// Stops gracefully: takes no more queries that need the network, lets the replies under

@@ -33,11 +33,22 @@ import Testing
     @Test func aBusyPortNamesTheFileLineDirectiveAndAddress() async throws {
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {
-            // Another program holds the UDP port (no SO_REUSEPORT).
-            let squatter = try await DatagramBootstrap(group: hierarchy.group)
-                .bind(to: try SocketAddress(ipAddress: "127.0.0.1", port: 0)).get()
-            defer { squatter.close(promise: nil) }
-            let port = squatter.localAddress!.port!
+            // Another program holds the port, TCP and UDP (no SO_REUSEPORT): the first bind,
+            // TCP, fails, and the error must say so with the file, line and address.
+            var squatters: [any Channel] = []
+            while squatters.isEmpty {
+                let tcp = try await ServerBootstrap(group: hierarchy.group)
+                    .bind(to: try SocketAddress(ipAddress: "127.0.0.1", port: 0)).get()
+                if let udp = try? await DatagramBootstrap(group: hierarchy.group)
+                    .bind(to: try SocketAddress(ipAddress: "127.0.0.1", port: tcp.localAddress!.port!)).get()
+                {
+                    squatters = [tcp, udp]
+                } else {
+                    try await tcp.close()
+                }
+            }
+            defer { for squatter in squatters { squatter.close(promise: nil) } }
+            let port = squatters[0].localAddress!.port!
             let config = try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:\(port)", database: "\(hierarchy.directory.path)/busy.sqlite")
             let line = try #require(config.lines["listen"])
             do {
@@ -45,7 +56,7 @@ import Testing
                 await server.stop()
                 Issue.record("started on a busy port")
             } catch {
-                #expect("\(error)" == "\(config.path):\(line): listen: cannot bind UDP 127.0.0.1:\(port): Address already in use")
+                #expect("\(error)" == "\(config.path):\(line): listen: cannot bind TCP 127.0.0.1:\(port): Address already in use")
             }
         }
     }

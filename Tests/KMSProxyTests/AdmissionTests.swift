@@ -38,8 +38,9 @@ import Testing
         }
     }
 
-    @Test(arguments: Case.allCases)
-    func nodeAndProxyAnswerAlike(_ badCase: Case) async throws {
+    /// Every case against one hierarchy and one proxy (a hierarchy per case would only load the
+    /// machine): each must get the same answer from both.
+    @Test func nodeAndProxyAnswerAlike() async throws {
         let hierarchy = try await TestHierarchy()
         let client = try await DNSClient.make(group: hierarchy.group)
         // The proxy's upstream is a port nobody answers on: anything forwarded would time out.
@@ -48,27 +49,29 @@ import Testing
             pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(3),
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let proxyServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))
-        defer {
-            Task {
-                await proxyServer.close()
-                await client.close()
-                await hierarchy.shutdown()
+        try await afterwards({
+            await proxyServer.close()
+            await client.close()
+            await hierarchy.shutdown()
+        }) {
+            for badCase in Case.allCases {
+                var replies: [DNSMessage] = []
+                for server in [hierarchy.servers["b.a.xx."]!.address, proxyServer.address] {
+                    let bytes = try #require(
+                        try await RawUDP.exchange(badCase.bytes, with: server, timeout: .seconds(2)), "\(badCase): no reply from \(server)")
+                    let reply = try DNSMessage(wire: bytes)
+                    #expect(reply.header.id == 0x4242)
+                    #expect(reply.rcode == badCase.expected, "\(badCase), \(server): \(reply.presentation)")
+                    #expect(bytes.count <= max(badCase.bytes.count, Replies.minimumErrorSize), "\(badCase)")
+                    replies.append(reply)
+                }
+                #expect(replies[0].rcode == replies[1].rcode, "\(badCase)")
+                #expect(replies[0].extendedErrors == replies[1].extendedErrors, "\(badCase)")
+                // A query that carried an OPT record gets the reason as an extended error.
+                if badCase != .optInAnswer {
+                    #expect(replies[1].extendedErrors.first != nil, "\(badCase): no extended error: \(replies[1].presentation)")
+                }
             }
-        }
-        var replies: [DNSMessage] = []
-        for server in [hierarchy.servers["b.a.xx."]!.address, proxyServer.address] {
-            let bytes = try #require(try await RawUDP.exchange(badCase.bytes, with: server, timeout: .seconds(2)), "no reply from \(server)")
-            let reply = try DNSMessage(wire: bytes)
-            #expect(reply.header.id == 0x4242)
-            #expect(reply.rcode == badCase.expected, "\(server): \(reply.presentation)")
-            #expect(bytes.count <= max(badCase.bytes.count, Replies.minimumErrorSize))
-            replies.append(reply)
-        }
-        #expect(replies[0].rcode == replies[1].rcode)
-        #expect(replies[0].extendedErrors == replies[1].extendedErrors)
-        // A query that carried an OPT record gets the reason as an extended error.
-        if badCase != .optInAnswer {
-            #expect(replies[1].extendedErrors.first != nil, "no extended error: \(replies[1].presentation)")
         }
     }
 }
