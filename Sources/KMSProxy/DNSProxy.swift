@@ -6,6 +6,7 @@ public import KMSProtocol
 public import KMSSettings
 public import Logging
 public import NIOCore
+import NIOPosix
 
 /// The DNS server applications use (PROTOCOL.md section 6, the seed's figure 4).
 ///
@@ -116,7 +117,7 @@ public final class DNSProxy: DNSResponder {
             return refuse(query, row, "no verified key for \(question.name): \(error.message)")
         }
         if row.settings.pathProtocol == .kernel {
-            return divert(query, row: row, answer: upstreamAnswer, addresses: addresses.map(\.0), key: key)
+            return await divert(query, row: row, answer: upstreamAnswer, addresses: addresses.map(\.0), key: key)
         }
         guard let pool = question.type == .a ? pool : poolV6 else {
             // An AAAA query with no IPv6 pool: no data, never the real address.
@@ -146,7 +147,9 @@ public final class DNSProxy: DNSResponder {
 
     /// First embodiment: the application gets the real address; the kernel diverts TCP to it
     /// into the tunnel. IPv6 is not diverted, so AAAA answers for such peers are withheld.
-    private func divert(_ query: DNSMessage, row: CUGTable.Row, answer: DNSMessage, addresses: [IPAddress], key: FetchResult) -> DNSMessage {
+    /// `nft` runs as a process that is waited for: on NIO's blocking-work thread pool, never on
+    /// an event loop or a cooperative thread.
+    private func divert(_ query: DNSMessage, row: CUGTable.Row, answer: DNSMessage, addresses: [IPAddress], key: FetchResult) async -> DNSMessage {
         guard let kernel else { return refuse(query, row, "kernel diversion is not enabled (divert-port)") }
         let question = query.question!
         var answer = answer
@@ -157,7 +160,8 @@ public final class DNSProxy: DNSResponder {
         let mapping = Mapping(
             intercept: addresses[0], peer: question.name.lowercased, peerAddresses: addresses, key: key.key, settings: row.settings,
             expiresAt: now + pool.lifetime, liveConnections: 0)
-        do { try kernel.divert(mapping, lifetime: pool.lifetime, now: now) } catch {
+        let lifetime = pool.lifetime
+        do { try await NIOThreadPool.singleton.runIfActive { try kernel.divert(mapping, lifetime: lifetime, now: now) } } catch {
             return refuse(query, row, "cannot divert \(addresses.map(\.description).joined(separator: ",")): \(error)")
         }
         for index in answer.answers.indices { answer.answers[index].ttl = min(answer.answers[index].ttl, UInt32(pool.lifetime)) }
