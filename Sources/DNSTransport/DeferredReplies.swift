@@ -36,9 +36,13 @@ final class DeferredReplies: Sendable {
             inFlight.subtract(1, ordering: .relaxed)
             return false
         }
-        continuation.yield { [self] in
+        let result = continuation.yield { [self] in
             await work()
             inFlight.subtract(1, ordering: .relaxed)
+        }
+        if case .terminated = result {  // closed between the check above and here
+            inFlight.subtract(1, ordering: .relaxed)
+            return false
         }
         return true
     }
