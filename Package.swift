@@ -95,7 +95,7 @@ let package = Package(
         .target(
             name: "KMSNode",
             dependencies: [
-                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "ControlSocket", "MetricsHTTP",
+                "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "ControlSocket", "MetricsHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

@@ -119,62 +119,53 @@ public final class KeyFetcher: Sendable {
         } catch {
             throw FetchError(kind: .verificationFailed, message: "cannot sign the inquiry: \(error)")
         }
-        var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
-        if trace { query.edns?.options.append(HopTrace.option) }
         note("query \(home)\(trace ? " over TCP" : ""): kms1:inquiry target=\(target) signer=\(anchor.name) nonce=\(nonce)")
         let started = Date()
-        let reply: DNSMessage
-        do {
-            let server = try SocketAddress(ipAddress: home.endpoint.address.description, port: home.endpoint.port)
-            let timeout = TimeAmount.milliseconds(Int64(configuration.timeout * 1000))
-            // A traced answer carries every hop's notes and rarely fits a UDP reply: ask over TCP.
-            reply = trace
-                ? try await client.queryOverTCP(query, server: server, timeout: timeout)
-                : try await client.query(query, server: server, timeout: timeout)
-        } catch let error as DNSClientError where error.code == .timeout {
-            throw FetchError(kind: .timeout, message: "home KMS \(home) did not answer within \(Int(configuration.timeout * 1000)) ms")
-        } catch {
-            throw FetchError(kind: .timeout, message: "home KMS \(home) unreachable: \(error)")
+        let timeoutMilliseconds = Int(configuration.timeout * 1000)
+        let exchange = KMS1Exchange(client: client, timeout: .milliseconds(Int64(timeoutMilliseconds)))
+        // Step 4 is `accept`: the reply checks and the countersignature checks (AnswerVerification).
+        let verification = AnswerVerification(
+            reply: ReplyCheck(responder: home.name, responderKey: home.key, target: target, nonce: nonce), signer: anchor.name,
+            signerKey: anchor.key)
+        // A traced answer carries every hop's notes and rarely fits a UDP reply: ask over TCP.
+        let (outcome, hops) = await exchange.ask(
+            home, target: target, record: record, nonce: nonce, expecting: .answer, trace: trace, overTCP: trace,
+            accept: { record in try verification.verify(record, now: UnixTime(Date().timeIntervalSince1970)) })
+        for (node, text) in HopTrace.notes(in: hops) { note("  \(node) \(text)") }
+        let summary: String
+        switch outcome {
+        case .key: summary = "NOERROR"
+        case .unresolved: summary = "NXDOMAIN (unresolved)"
+        case .error(let rcode, _): summary = "\(rcode)"
+        case .timeout: summary = "no reply"
+        case .unreachable(let reason): summary = "unreachable (\(reason))"
+        case .rejected: summary = "discarded"
         }
-        for (node, text) in HopTrace.notes(in: reply) { note("  \(node) \(text)") }
-        note("reply from \(home.name) in \(Int(Date().timeIntervalSince(started) * 1000)) ms: \(reply.rcode)")
-
-        // Step 4: accept only what verifies.
-        let check = ReplyCheck(responder: home.name, responderKey: home.key, target: target, nonce: nonce)
-        let verification = AnswerVerification(reply: check, signer: anchor.name, signerKey: anchor.key)
-        switch reply.rcode {
-        case .noError:
-            let answer: KeyAnswer
-            do {
-                guard let record = try reply.kmsRecord(), record.tag == .answer else {
-                    throw ProtocolError(.noRecord, "the reply carries no kms1:answer")
-                }
-                answer = try verification.verify(record, now: UnixTime(Date().timeIntervalSince1970))
-            } catch {
-                throw FetchError(kind: .verificationFailed, message: "answer from \(home.name) discarded: \(error)")
-            }
+        note("reply from \(home.name) in \(Int(Date().timeIntervalSince(started) * 1000)) ms: \(summary)")
+        switch outcome {
+        case .key(let answer):
             note("answer signed by \(home.name): verified; nonce echoed")
             note("countersignature by \(anchor.name): verified with the trust anchor; valid \(Self.date(answer.countersignature.notBefore)) to \(Self.date(answer.countersignature.notAfter))")
             // Step 5: cache and use.
             try? cache?.store(answer.countersignature, at: now)
             return FetchResult(countersignature: answer.countersignature, fromCache: false, trace: lines)
-        case .nameError:
-            do {
-                guard let record = try reply.kmsRecord(), record.tag == .unresolved else {
-                    throw ProtocolError(.noRecord, "NXDOMAIN without a kms1:unresolved record")
-                }
-                _ = try check.verify(unresolved: record)
-            } catch {
-                throw FetchError(kind: .verificationFailed, message: "unresolved answer from \(home.name) discarded: \(error)")
-            }
+        case .unresolved:
             throw FetchError(kind: .notFound, message: "\(target) has no registered key (unresolved, signed by \(home.name))")
-        default:
-            let reasons = reply.extendedErrors.map(\.text).joined(separator: "; ")
+        case .error(.nameError, _):
+            throw FetchError(kind: .verificationFailed, message: "NXDOMAIN from \(home.name) without a kms1:unresolved record discarded")
+        case .error(let rcode, let errors):
+            let reasons = errors.map(\.text).joined(separator: "; ")
             let why = reasons.isEmpty ? "" : ": \(reasons)"
-            if reply.extendedErrors.contains(where: { $0.infoCode == .noReachableAuthority }) {
-                throw FetchError(kind: .timeout, message: "\(home.name) answered \(reply.rcode)\(why)")
+            if errors.contains(where: { $0.infoCode == .noReachableAuthority }) {
+                throw FetchError(kind: .timeout, message: "\(home.name) answered \(rcode)\(why)")
             }
-            throw FetchError(kind: .refused, message: "\(home.name) answered \(reply.rcode)\(why)")
+            throw FetchError(kind: .refused, message: "\(home.name) answered \(rcode)\(why)")
+        case .timeout:
+            throw FetchError(kind: .timeout, message: "home KMS \(home) did not answer within \(timeoutMilliseconds) ms")
+        case .unreachable(let reason):
+            throw FetchError(kind: .timeout, message: "home KMS \(home) unreachable: \(reason)")
+        case .rejected(let reason):
+            throw FetchError(kind: .verificationFailed, message: "answer from \(home.name) discarded: \(reason)")
         }
     }
 

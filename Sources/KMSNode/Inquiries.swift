@@ -166,7 +166,8 @@ extension KMSNode {
             let record = try? Inquiry(target: target, signer: signer, ip: ip, from: zone, nonce: nonce, time: now)
                 .record().signed(by: configuration.key)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
-        let (answer, upstreamHops) = await upstream.ask(peer, target: target, record: record, nonce: nonce, trace: hops.enabled)
+        let (answer, upstreamHops) = await upstream.ask(
+            peer, target: target, record: record, nonce: nonce, expecting: .answer, trace: hops.enabled)
         hops.append(upstreamHops)
         switch answer {
         case .key(let key):
@@ -195,7 +196,8 @@ extension KMSNode {
                 target: host.name, key: host.key, signer: signer, ip: ip, from: zone, nonce: nonce, time: now
             ).record().signed(by: configuration.key)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
-        let (answer, upstreamHops) = await upstream.ask(parent, target: host.name, record: record, nonce: nonce, trace: hops.enabled)
+        let (answer, upstreamHops) = await upstream.ask(
+            parent, target: host.name, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled)
         hops.append(upstreamHops)
         switch answer {
         case .key(let key):

@@ -52,11 +52,12 @@ extension KMSNode {
         else {
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size)
         }
-        let (answer, upstreamHops) = await upstream.ask(parent, target: sigreq.target, record: record, nonce: nonce, trace: hops.enabled)
+        let (answer, upstreamHops) = await upstream.ask(
+            parent, target: sigreq.target, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled)
         hops.append(upstreamHops)
         let failure: (RCode, ExtendedDNSError)
         switch answer {
-        case .key(let key) where key.kind == .countersignature:
+        case .key(let key):
             // The same acceptance policy as the inquiry path: target, key, signer, signature
             // (where this node holds the signer's key), validity.
             let policy = CountersignaturePolicy(
@@ -67,8 +68,6 @@ extension KMSNode {
                 break
             }
             return countersignatureReply(key.countersignature, hops, to: request, nonce: sigreq.nonce)
-        case .key:
-            failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "\(parent.name) answered a sigreq with a kms1:answer, not a kms1:countersig"))
         case .unresolved:
             failure = (.serverFailure, ExtendedDNSError(.invalidData, "\(parent.name) answered a sigreq with unresolved"))
         case .error(let rcode, let errors):

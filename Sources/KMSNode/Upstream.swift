@@ -1,5 +1,6 @@
 import DNSTransport
 import DNSWire
+import KMSClient
 import KMSProtocol
 import KMSSettings
 import NIOCore
@@ -14,48 +15,31 @@ enum UpstreamAnswer: Sendable {
     case failed(ExtendedDNSError)
 }
 
-/// Sends a signed KMS1 query to a neighbouring KMS and checks the reply: the responder must be
-/// that KMS, its signature must verify with the key we hold for it, and the nonce must be ours.
+/// A node asking a neighbouring KMS: the shared `KMS1Exchange`, with each failure said as the
+/// extended error this node will answer with (the silent or bogus KMS named, with its address).
 struct Upstream: Sendable {
     let client: DNSClient
     let timeout: TimeAmount
 
     func ask(
-        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, trace: Bool
+        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag, trace: Bool
     ) async -> (UpstreamAnswer, hops: [ResourceRecord]) {
-        var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
-        if trace { query.edns?.options.append(HopTrace.option) }
-        let server = SocketAddress.from(peer.endpoint)
-        let reply: DNSMessage
-        do {
-            reply = try await client.query(query, server: server, timeout: timeout)
-        } catch let error as DNSClientError where error.code == .timeout {
+        let exchange = KMS1Exchange(client: client, timeout: timeout)
+        let (outcome, hops) = await exchange.ask(peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace)
+        switch outcome {
+        case .key(let answer):
+            return (.key(answer), hops)
+        case .unresolved:
+            return (.unresolved, hops)
+        case .error(let rcode, let errors):
+            return (.error(rcode, errors), hops)
+        case .timeout:
             return (.failed(ExtendedDNSError(
-                .noReachableAuthority,
-                "\(peer.name) (\(peer.endpoint)) did not answer within \(timeout.nanoseconds / 1_000_000) ms")), [])
-        } catch {
-            return (.failed(ExtendedDNSError(.networkError, "\(peer.name) (\(peer.endpoint)) unreachable: \(error)")), [])
-        }
-        let hops = HopTrace.records(in: reply)
-        let check = ReplyCheck(responder: peer.name, responderKey: peer.key, target: target, nonce: nonce)
-        do {
-            switch reply.rcode {
-            case .noError:
-                guard let record = try reply.kmsRecord(), record.tag == .answer || record.tag == .countersignature else {
-                    return (.failed(ExtendedDNSError(.invalidData, "\(peer.name) answered without a key record")), hops)
-                }
-                return (.key(try check.verify(answer: record)), hops)
-            case .nameError:
-                if let record = try reply.kmsRecord(), record.tag == .unresolved {
-                    _ = try check.verify(unresolved: record)
-                    return (.unresolved, hops)
-                }
-                return (.error(reply.rcode, reply.extendedErrors), hops)
-            default:
-                return (.error(reply.rcode, reply.extendedErrors), hops)
-            }
-        } catch {
-            return (.failed(ExtendedDNSError(.dnssecBogus, "reply from \(peer.name) rejected: \(error)")), hops)
+                .noReachableAuthority, "\(peer.name) (\(peer.endpoint)) did not answer within \(timeout.nanoseconds / 1_000_000) ms")), hops)
+        case .unreachable(let reason):
+            return (.failed(ExtendedDNSError(.networkError, "\(peer.name) (\(peer.endpoint)) unreachable: \(reason)")), hops)
+        case .rejected(let reason):
+            return (.failed(ExtendedDNSError(.dnssecBogus, "reply from \(peer.name) rejected: \(reason)")), hops)
         }
     }
 }

@@ -34,7 +34,12 @@ public enum HopTrace {
 
     /// The (node, note) pairs of a reply, for printing.
     public static func notes(in message: DNSMessage) -> [(node: DomainName, note: String)] {
-        records(in: message).compactMap { record in
+        notes(in: records(in: message))
+    }
+
+    /// The notes of trace records, in order.
+    public static func notes(in records: [ResourceRecord]) -> [(node: DomainName, note: String)] {
+        records.compactMap { record in
             guard case .txt(let strings) = record.data, strings.count >= 2 else { return nil }
             return (record.name, String(decoding: strings[1], as: UTF8.self))
         }

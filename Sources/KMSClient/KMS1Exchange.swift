@@ -1,0 +1,84 @@
+public import DNSTransport
+public import DNSWire
+public import KMSProtocol
+public import KMSSettings
+public import NIOCore
+
+/// One KMS1 question to one KMS and its checked reply: the exchange every asker shares — the
+/// host's `KeyFetcher`, and a KMS node asking its parent or a child (inquiries and sigreqs).
+///
+/// It sends a signed record about `target`, over UDP with the TCP retry on TC=1 (or over TCP
+/// from the start, for a traced request whose notes will not fit), then reads the reply:
+///
+/// - NOERROR must carry the record `expecting` (`kms1:answer` or `kms1:countersig`), and it
+///   must pass `accept`: by default the hop checks (`ReplyCheck`: signed by the KMS asked,
+///   echoing the nonce, about `target`); the host passes its `AnswerVerification`, which adds
+///   the countersignature checks. A node checks the countersignature after, by its own
+///   `CountersignaturePolicy`, because what it holds keys for differs.
+/// - NXDOMAIN must carry a `kms1:unresolved` that passes the hop checks.
+/// - Any other rcode is passed on with its extended errors.
+public struct KMS1Exchange: Sendable {
+    public enum Outcome: Sendable {
+        case key(KeyAnswer)
+        case unresolved
+        case error(RCode, [ExtendedDNSError])
+        /// Nothing came back within the time-out.
+        case timeout
+        /// The question could not be sent, or the connection failed.
+        case unreachable(String)
+        /// A reply came back and was discarded: the reason.
+        case rejected(String)
+    }
+
+    public let client: DNSClient
+    public let timeout: TimeAmount
+
+    public init(client: DNSClient, timeout: TimeAmount) {
+        self.client = client
+        self.timeout = timeout
+    }
+
+    /// Asks `kms`; returns the outcome and the reply's hop-trace records (if asked for).
+    public func ask(
+        _ kms: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag,
+        trace: Bool = false, overTCP: Bool = false, accept: (@Sendable (KMSRecord) throws -> KeyAnswer)? = nil
+    ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
+        var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
+        if trace { query.edns?.options.append(HopTrace.option) }
+        let reply: DNSMessage
+        do {
+            let server = try SocketAddress(ipAddress: kms.endpoint.address.description, port: kms.endpoint.port)
+            reply = overTCP
+                ? try await client.queryOverTCP(query, server: server, timeout: timeout)
+                : try await client.query(query, server: server, timeout: timeout)
+        } catch let error as DNSClientError where error.code == .timeout {
+            return (.timeout, [])
+        } catch let error as DNSClientError {
+            return (.unreachable(error.reason), [])
+        } catch {
+            return (.unreachable("\(error)"), [])
+        }
+        let hops = HopTrace.records(in: reply)
+        let check = ReplyCheck(responder: kms.name, responderKey: kms.key, target: target, nonce: nonce)
+        do {
+            switch reply.rcode {
+            case .noError:
+                guard let record = try reply.kmsRecord(), record.tag == tag else {
+                    return (.rejected("the reply carries no \(tag) record"), hops)
+                }
+                let answer = try accept.map { try $0(record) } ?? check.verify(answer: record)
+                return (.key(answer), hops)
+            case .nameError:
+                guard let record = try reply.kmsRecord(), record.tag == .unresolved else {
+                    return (.error(reply.rcode, reply.extendedErrors), hops)
+                }
+                _ = try check.verify(unresolved: record)
+                return (.unresolved, hops)
+            default:
+                return (.error(reply.rcode, reply.extendedErrors), hops)
+            }
+        } catch {
+            return (.rejected("\(error)"), hops)
+        }
+    }
+}
