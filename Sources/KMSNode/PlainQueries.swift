@@ -113,14 +113,9 @@ extension KMSNode {
         else { return }
         let name = request.question.name.lowercased
         let now = Self.now()
-        let verdict: CUGVerdict
-        if let row = policy.current.row(client: client, name: name) {
-            verdict = CUGVerdict(
-                target: name, verdict: .encrypted, pathProtocol: row.pathProtocol, identity: row.identity, cipher: row.cipher,
-                client: client, from: zone, nonce: nonce, time: now)
-        } else {
-            verdict = CUGVerdict(target: name, verdict: .normal, client: client, from: zone, nonce: nonce, time: now)
-        }
+        let verdict = CUGVerdict(
+            target: name, path: policy.current.row(client: client, name: name)?.settings, client: client, from: zone, nonce: nonce,
+            time: now)
         let sign = { [configuration] in try? verdict.record().signed(by: configuration.key).resourceRecord() }
         let record = nonce.isEmpty ? verdicts.record(for: verdict, second: now, sign: sign) : sign()
         if let record { message.additionals.append(record) }

@@ -43,13 +43,7 @@ struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
 ///     t502    *.jinji.nec.com   tls     jinji.nec.com         AES-256-GCM
 ///     t504    *.soumu.nec.com   tls     soumu.nec.com         AES-128-GCM
 struct PolicyDatabase: Sendable {
-    struct Row: Sendable {
-        let pattern: NamePattern
-        let pathProtocol: String
-        let identity: String
-        let cipher: TLSCipher
-        let line: Int
-    }
+    typealias Row = CUGRule
 
     let clients: [(prefix: IPPrefix, table: String)]
     let tables: [String: [Row]]
@@ -65,15 +59,7 @@ struct PolicyDatabase: Sendable {
                 continue
             }
             let values = try file.values(directive, count: 4, usage: "PATTERN PROTOCOL IDENTITY CIPHER (after the table name)")
-            guard let pattern = NamePattern(values[0]) else { throw file.error(directive, "'\(values[0])' is not a name pattern") }
-            guard ["tls", "kernel"].contains(values[1]) else { throw file.error(directive, "protocol '\(values[1])' is neither tls nor kernel") }
-            let cipher: TLSCipher
-            switch TLSCipher.named(values[3]) {
-            case .success(let found): cipher = found
-            case .failure(let error): throw file.error(directive, error.reason)
-            }
-            tables[directive.name, default: []].append(
-                Row(pattern: pattern, pathProtocol: values[1], identity: values[2], cipher: cipher, line: directive.line))
+            tables[directive.name, default: []].append(try CUGRule.parse(values, directive, in: file))
         }
         for (prefix, table) in clients where tables[table] == nil && table != "none" {
             throw ConfigError(path: file.path, line: nil, field: "client", reason: "\(prefix) names table \(table), which has no rows")

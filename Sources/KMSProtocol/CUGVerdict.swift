@@ -14,14 +14,10 @@ public import KMSCrypto
 /// when the query carried none), both under the signature: a verdict cannot be moved to
 /// another client's query, or replayed into a later one.
 public struct CUGVerdict: Hashable, Sendable {
-    public enum Verdict: String, Sendable { case encrypted, normal }
-
     public var target: DomainName
-    public var verdict: Verdict
-    /// `tls` or `kernel` when encrypted.
-    public var pathProtocol: String
-    public var identity: String
-    public var cipher: TLSCipher?
+    /// The path to the target when it is a group peer for this client; nil: normal
+    /// communication (`verdict=normal`, with empty `protocol=`, `identity=`, `cipher=`).
+    public var path: PathSettings?
     /// The client address the verdict was decided for.
     public var client: IPAddress
     public var from: DomainName
@@ -29,15 +25,9 @@ public struct CUGVerdict: Hashable, Sendable {
     public var nonce: Nonce
     public var time: UnixTime
 
-    public init(
-        target: DomainName, verdict: Verdict, pathProtocol: String = "", identity: String = "", cipher: TLSCipher? = nil,
-        client: IPAddress, from: DomainName, nonce: Nonce, time: UnixTime
-    ) {
+    public init(target: DomainName, path: PathSettings?, client: IPAddress, from: DomainName, nonce: Nonce, time: UnixTime) {
         self.target = target
-        self.verdict = verdict
-        self.pathProtocol = pathProtocol
-        self.identity = identity
-        self.cipher = cipher
+        self.path = path
         self.client = client
         self.from = from
         self.nonce = nonce
@@ -48,35 +38,32 @@ public struct CUGVerdict: Hashable, Sendable {
         try KMSRecord(
             owner: target, tag: .cug,
             values: [
-                target.text, verdict.rawValue, pathProtocol, identity, cipher?.rawValue ?? "", client.description, from.text,
-                nonce.description, String(time),
+                target.text, path == nil ? "normal" : "encrypted", path?.pathProtocol.rawValue ?? "", path?.identity.rawValue ?? "",
+                path?.cipher.rawValue ?? "", client.description, from.text, nonce.description, String(time),
             ])
     }
 
     public init(_ record: KMSRecord) throws(ProtocolError) {
         try record.expect(.cug)
         target = try CanonicalName.parse(record.values[0], field: "target")
-        guard let verdict = Verdict(rawValue: record.values[1]) else {
-            throw ProtocolError(.unexpectedField, "verdict is encrypted or normal, not '\(record.values[1].prefix(20))'", field: "verdict")
-        }
-        self.verdict = verdict
-        pathProtocol = record.values[2]
-        identity = record.values[3]
+        let (verdict, pathProtocol, identity, cipher) = (record.values[1], record.values[2], record.values[3], record.values[4])
         switch verdict {
-        case .encrypted:
-            guard ["tls", "kernel"].contains(pathProtocol) else {
+        case "encrypted":
+            guard let parsed = PathSettings.PathProtocol(rawValue: pathProtocol) else {
                 throw ProtocolError(.unexpectedField, "protocol is tls or kernel", field: "protocol")
             }
             guard !identity.isEmpty else { throw ProtocolError(.missingField, "an encrypted verdict names an identity", field: "identity") }
-            switch TLSCipher.named(record.values[4]) {
-            case .success(let found): cipher = found
+            switch TLSCipher.named(cipher) {
+            case .success(let found): path = PathSettings(pathProtocol: parsed, identity: Identity(identity), cipher: found)
             case .failure(let error): throw ProtocolError(.unexpectedField, error.reason, field: "cipher")
             }
-        case .normal:
-            guard pathProtocol.isEmpty, identity.isEmpty, record.values[4].isEmpty else {
+        case "normal":
+            guard pathProtocol.isEmpty, identity.isEmpty, cipher.isEmpty else {
                 throw ProtocolError(.unexpectedField, "a normal verdict carries no path settings", field: "protocol")
             }
-            cipher = nil
+            path = nil
+        default:
+            throw ProtocolError(.unexpectedField, "verdict is encrypted or normal, not '\(verdict.prefix(20))'", field: "verdict")
         }
         client = try CanonicalAddress.parse(record.values[5], field: "client")
         from = try CanonicalName.parse(record.values[6], field: "from")

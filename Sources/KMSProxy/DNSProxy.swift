@@ -21,7 +21,7 @@ public final class DNSProxy: DNSResponder {
     let cug: Swappable<CUGTable>
     let pool: InterceptPool
     let poolV6: InterceptPool?
-    let fetchers: [String: KeyFetcher]
+    let fetchers: [Identity: KeyFetcher]
     let timeout: TimeAmount
     let logger: Logger
     let metrics = ProxyMetrics()
@@ -32,7 +32,7 @@ public final class DNSProxy: DNSResponder {
 
     init(
         upstream: SocketAddress, client: DNSClient, cug: CUGTable, pool: InterceptPool, poolV6: InterceptPool?,
-        fetchers: [String: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
+        fetchers: [Identity: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
         kernel: KernelDiversion? = nil
     ) {
         self.verdictSource = verdictSource
@@ -206,22 +206,14 @@ public final class DNSProxy: DNSResponder {
         }
         let now = UnixTime(Date().timeIntervalSince1970)
         guard abs(now - verdict.time) <= 300 else { return .refused("stale CUG verdict (time \(verdict.time), now \(now))") }
-        switch verdict.verdict {
-        case .normal:
-            return .normal("the home KMS's verdict is normal")
-        case .encrypted:
-            guard let pathProtocol = PathSettings.PathProtocol(rawValue: verdict.pathProtocol), let cipher = verdict.cipher,
-                pathProtocol == .tls || kernel != nil
-            else {
-                return .refused("the verdict asks for \(verdict.pathProtocol), which this proxy does not carry")
-            }
-            guard fetchers[verdict.identity] != nil else {
-                return .refused("the verdict names identity \(verdict.identity), which this proxy does not have")
-            }
-            return .encrypted(CUGTable.Row(
-                pattern: .exact(verdict.target), settings: PathSettings(pathProtocol: pathProtocol, identity: verdict.identity, cipher: cipher),
-                line: 0))
+        guard let path = verdict.path else { return .normal("the home KMS's verdict is normal") }
+        guard path.pathProtocol == .tls || kernel != nil else {
+            return .refused("the verdict asks for \(path.pathProtocol.rawValue), which this proxy does not carry")
         }
+        guard fetchers[path.identity] != nil else {
+            return .refused("the verdict names identity \(path.identity), which this proxy does not have")
+        }
+        return .encrypted(CUGTable.Row(pattern: .exact(verdict.target), settings: path, line: 0))
     }
 
     private func refuse(_ query: DNSMessage, _ row: CUGTable.Row, _ reason: String) -> DNSMessage {

@@ -1,5 +1,6 @@
 public import DNSWire
 public import KMSCrypto
+public import KMSProtocol
 import Synchronization
 
 /// One entry of the encrypted-path table: an intercept address standing for a group peer.

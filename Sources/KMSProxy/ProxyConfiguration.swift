@@ -1,6 +1,7 @@
 public import DNSWire
 public import KMSClient
 public import KMSSettings
+public import KMSProtocol
 
 /// Who may call in through the receiving endpoint, and to which local ports.
 ///
@@ -58,7 +59,7 @@ public struct ProxyConfiguration: Sendable {
     public var path: String
     public var dns: Endpoint
     public var upstream: Endpoint
-    public var identities: [String: HostConfiguration]
+    public var identities: [Identity: HostConfiguration]
     public var cug: CUGTable
     public var pool: [IPAddress]
     public var poolV6: [IPAddress]
@@ -95,14 +96,14 @@ public struct ProxyConfiguration: Sendable {
         let dnsDirective = try file.one("dns")!
         dns = try file.endpoint(try file.values(dnsDirective, count: 1, usage: "ADDRESS:PORT")[0], dnsDirective)
 
-        var identities: [String: HostConfiguration] = [:]
+        var identities: [Identity: HostConfiguration] = [:]
         for directive in file.all("identity") {
             let values = try file.values(directive, count: 2, usage: "ID HOST-CONFIG")
-            do { identities[values[0]] = try HostConfiguration(path: file.resolve(values[1])) } catch {
+            do { identities[Identity(values[0])] = try HostConfiguration(path: file.resolve(values[1])) } catch {
                 throw file.error(directive, "\(error)")
             }
         }
-        guard let defaultIdentity = identities["default"] else {
+        guard let defaultIdentity = identities[.default] else {
             throw ConfigError(path: path, line: nil, field: "identity", reason: "missing the identity named default")
         }
         self.identities = identities

@@ -57,9 +57,9 @@ public final class ProxyService: Sendable {
 
     public static func start(_ configuration: ProxyConfiguration, group: any EventLoopGroup, logger: Logger) async throws -> ProxyService {
         let client = try await DNSClient.make(group: group)
-        var fetchers: [String: KeyFetcher] = [:]
-        var clientContexts: [String: [TLSCipher: TLSContext]] = [:]
-        var identities: [String: TLSIdentity] = [:]
+        var fetchers: [Identity: KeyFetcher] = [:]
+        var clientContexts: [Identity: [TLSCipher: TLSContext]] = [:]
+        var identities: [Identity: TLSIdentity] = [:]
         for (id, host) in configuration.identities {
             fetchers[id] = try KeyFetcher(configuration: host, client: client)
             let identity = try TLSIdentity(name: host.name.text, key: host.key)
@@ -87,7 +87,7 @@ public final class ProxyService: Sendable {
         let dnsProxy = DNSProxy(
             upstream: try SocketAddress(ipAddress: configuration.upstream.address.description, port: configuration.upstream.port),
             client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
-            verdictSource: configuration.policy == .server ? configuration.identities["default"]!.home : nil, kernel: kernel)
+            verdictSource: configuration.policy == .server ? configuration.identities[.default]!.home : nil, kernel: kernel)
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?
         var receivingEndpoint: ReceivingEndpoint?
@@ -123,7 +123,7 @@ public final class ProxyService: Sendable {
             }
             if let endpoint = configuration.endpoint, let inbound = configuration.inbound {
                 let receiving = ReceivingEndpoint(
-                    context: try TLSContext(role: .server, identity: identities["default"]!), fetcher: fetchers["default"]!,
+                    context: try TLSContext(role: .server, identity: identities[.default]!), fetcher: fetchers[.default]!,
                     inbound: inbound, forward: configuration.forward, timeout: timeout, sessions: sessions, logger: logger)
                 let channel = try await configuration.starting("endpoint", binding: (endpoint.address.description, endpoint.port)) {
                     try await receiving.listen(host: endpoint.address.description, port: endpoint.port, group: group)

@@ -1,6 +1,7 @@
 import DNSWire
 import Foundation
 import KMSCrypto
+import KMSProtocol
 import Logging
 import NIOCore
 import NIOPosix
@@ -63,7 +64,7 @@ final class TunnelSender: Sendable {
     }
 
     let destination: Destination
-    let contexts: [String: [TLSCipher: TLSContext]]
+    let contexts: [Identity: [TLSCipher: TLSContext]]
     let tunnelPort: Int
     let timeout: TimeAmount
     let sessions: Sessions
@@ -71,7 +72,7 @@ final class TunnelSender: Sendable {
     let metrics = TunnelMetrics()
 
     init(
-        destination: Destination, contexts: [String: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions,
+        destination: Destination, contexts: [Identity: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions,
         logger: Logger
     ) {
         self.destination = destination

@@ -1,5 +1,6 @@
 import DNSWire
 import KMSCrypto
+import KMSProtocol
 import KMSSettings
 import Testing
 

@@ -368,13 +368,11 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
             }
             let now = UnixTime(Date().timeIntervalSince1970)
             let ours = try Nonce.random()
-            func verdict(_ kind: CUGVerdict.Verdict, nonce: Nonce = ours, client: String = "127.0.0.1", time: UnixTime = now) throws -> KMSRecord {
-                kind == .normal
-                    ? try CUGVerdict(target: "hostb.c.a.xx.", verdict: .normal, client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time).record()
-                    : try CUGVerdict(
-                        target: "hostb.c.a.xx.", verdict: .encrypted, pathProtocol: "tls", identity: "default", cipher: .aes256gcm,
-                        client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time
-                    ).record()
+            enum Kind { case normal, encrypted }
+            func verdict(_ kind: Kind, nonce: Nonce = ours, client: String = "127.0.0.1", time: UnixTime = now) throws -> KMSRecord {
+                let path = kind == .normal ? nil : PathSettings(pathProtocol: .tls, identity: .default, cipher: .aes256gcm)
+                return try CUGVerdict(target: "hostb.c.a.xx.", path: path, client: IPAddress(client)!, from: "b.a.xx.", nonce: nonce, time: time)
+                    .record()
             }
             func refusal(_ record: KMSRecord) -> String? {
                 if case .refused(let why) = dnsProxy.decide(question, answer: answer(record), nonce: ours) { return why }
