@@ -15,7 +15,10 @@ import NIOPosix
 /// intercept address mapped to the peer and its KMS-verified key, or SERVFAIL with the reason
 /// when the key cannot be fetched and verified. It never falls back to the real address.
 public final class DNSProxy: DNSResponder {
-    let upstream: SocketAddress
+    /// Split DNS: which server each name goes to.
+    let forwarding: Forwarding
+    /// Answers for names outside the hierarchy (nil: none kept).
+    let cache: AnswerCache?
     let client: DNSClient
     /// The CUG table in force; replaced whole on reload (SIGHUP).
     let cug: Swappable<CUGTable>
@@ -31,13 +34,14 @@ public final class DNSProxy: DNSResponder {
     let kernel: KernelDiversion?
 
     init(
-        upstream: SocketAddress, client: DNSClient, cug: CUGTable, pool: InterceptPool, poolV6: InterceptPool?,
-        fetchers: [Identity: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
+        forwarding: Forwarding, cacheSize: Int = 10_000, client: DNSClient, cug: CUGTable, pool: InterceptPool,
+        poolV6: InterceptPool?, fetchers: [Identity: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
         kernel: KernelDiversion? = nil
     ) {
         self.verdictSource = verdictSource
         self.kernel = kernel
-        self.upstream = upstream
+        self.forwarding = forwarding
+        self.cache = cacheSize > 0 ? AnswerCache(capacity: cacheSize) : nil
         self.client = client
         self.cug = Swappable(cug)
         self.pool = pool
@@ -55,31 +59,47 @@ public final class DNSProxy: DNSResponder {
     }
 
     /// Forwards, then decides: pass, encrypt, or refuse.
+    ///
+    ///   1. route the name (split DNS): the hierarchy's zones to the home KMS, with a fresh
+    ///      verdict nonce in `policy server` mode; other names to their zone's servers or the
+    ///      resolvers, from the answer cache when it holds them
+    ///   2. decide: the CUG table (or the KMS's verdict) says normal, encrypted or refused
+    ///   3. for an encrypted address query: fetch and verify the key, map an intercept address
     func resolve(_ query: DNSMessage) async -> DNSMessage {
         let question = query.question!
-        // policy server: a fresh nonce per address query binds the home KMS's verdict to it.
-        var forwarded = query
-        var nonce = Nonce.empty
-        if verdictSource != nil, question.type == .a || question.type == .aaaa {
-            guard let fresh = try? Nonce.random() else {
-                return failure(query, ExtendedDNSError(.other, "cannot draw a nonce for the CUG verdict"))
-            }
-            nonce = fresh
-            if forwarded.edns == nil { forwarded.edns = EDNS() }
-            forwarded.edns!.options.removeAll { $0.code == VerdictNonce.optionCode }
-            forwarded.edns!.options.append(VerdictNonce.option(nonce))
-        }
+        let route = forwarding.route(question.name)
         var upstreamAnswer: DNSMessage
-        do {
-            upstreamAnswer = try await client.query(forwarded, server: upstream, timeout: timeout)
-        } catch {
-            return failure(query, ExtendedDNSError(.noReachableAuthority, "upstream \(upstream) did not answer: \(error)"))
+        var nonce = Nonce.empty
+        if route.isHierarchy {
+            // policy server: a fresh nonce per address query binds the home KMS's verdict to it.
+            var forwarded = query
+            if verdictSource != nil, question.type == .a || question.type == .aaaa {
+                guard let fresh = try? Nonce.random() else {
+                    return failure(query, ExtendedDNSError(.other, "cannot draw a nonce for the CUG verdict"))
+                }
+                nonce = fresh
+                if forwarded.edns == nil { forwarded.edns = EDNS() }
+                forwarded.edns!.options.removeAll { $0.code == VerdictNonce.optionCode }
+                forwarded.edns!.options.append(VerdictNonce.option(nonce))
+            }
+            switch await ask(route, forwarded) {
+            case .success(let answer): upstreamAnswer = answer
+            case .failure(let error): return failure(query, error)
+            }
+        } else if let cached = cache?.answer(to: query, now: Date().timeIntervalSince1970) {
+            upstreamAnswer = cached
+        } else {
+            switch await ask(route, query) {
+            case .success(let answer):
+                upstreamAnswer = answer
+                cache?.store(answer, for: query, now: Date().timeIntervalSince1970)
+            case .failure(let error): return failure(query, error)
+            }
         }
         upstreamAnswer.header.id = query.header.id
         if query.edns == nil { upstreamAnswer.edns = nil }
-
         let row: CUGTable.Row
-        switch decide(question, answer: upstreamAnswer, nonce: nonce) {
+        switch decide(question, answer: upstreamAnswer, nonce: nonce, inHierarchy: route.isHierarchy) {
         case .normal(let why):
             metrics.passed.increment()
             logger.debug("passed: \(why)", metadata: ["name": "\(question.name)"])
@@ -181,10 +201,13 @@ public final class DNSProxy: DNSResponder {
     /// The CUG verdict: from this proxy's table, or (policy server) from the home KMS's signed
     /// `kms1:cug` record, which must verify and echo `nonce`, the one this proxy put in its
     /// query, or the name is refused (fail closed).
-    func decide(_ question: Question, answer: DNSMessage, nonce: Nonce) -> Decision {
+    func decide(_ question: Question, answer: DNSMessage, nonce: Nonce, inHierarchy: Bool = true) -> Decision {
         guard let home = verdictSource else {
             return cug.value.match(question.name).map(Decision.encrypted) ?? .normal("no CUG row matches")
         }
+        // The home KMS decides for the names it is asked about: those of the hierarchy. Others
+        // (www.example.com, through the resolvers) can have no verdict and no KMS-vouched key.
+        guard inHierarchy else { return .normal("outside the KMS hierarchy") }
         guard question.type == .a || question.type == .aaaa else { return .normal("not an address query") }
         guard answer.rcode == .noError, !answer.answers.isEmpty else { return .normal("no address to protect") }
         let verdict: CUGVerdict
@@ -214,6 +237,32 @@ public final class DNSProxy: DNSResponder {
             return .refused("the verdict names identity \(path.identity), which this proxy does not have")
         }
         return .encrypted(CUGTable.Row(pattern: .exact(verdict.target), settings: path, line: 0))
+    }
+
+    /// Asks the route's servers in turn until one answers (RD and EDNS as the application sent
+    /// them; the DO, AD and CD bits pass through). All silent: the reason, for SERVFAIL.
+    private enum Asked {
+        case success(DNSMessage)
+        case failure(ExtendedDNSError)
+    }
+
+    private func ask(_ route: Forwarding.Route, _ query: DNSMessage) async -> Asked {
+        guard !route.servers.isEmpty else {
+            return .failure(ExtendedDNSError(.notReady, "no resolver for names outside the KMS hierarchy (set resolver in the proxy configuration)"))
+        }
+        var reasons: [String] = []
+        for server in route.servers {
+            do {
+                let address = try SocketAddress(ipAddress: server.address.description, port: server.port)
+                return .success(try await client.query(query, server: address, timeout: timeout))
+            } catch let error as DNSClientError {
+                reasons.append("\(server) \(error.code == .timeout ? "did not answer" : "unreachable"): \(error.reason)")
+            } catch {
+                reasons.append("\(server): \(error)")
+            }
+        }
+        logger.warning("upstream failed", metadata: ["route": "\(route.label)", "reason": "\(reasons.joined(separator: "; "))"])
+        return .failure(ExtendedDNSError(.noReachableAuthority, "\(route.label): \(reasons.joined(separator: "; "))"))
     }
 
     private func refuse(_ query: DNSMessage, _ row: CUGTable.Row, _ reason: String) -> DNSMessage {

@@ -1,4 +1,5 @@
 public import DNSWire
+import KMSCrypto
 public import KMSClient
 public import KMSSettings
 public import KMSProtocol
@@ -40,6 +41,10 @@ public struct InboundTable: Sendable {
 ///
 ///     dns            127.0.0.1:5300              # where applications send their DNS queries
 ///     upstream       127.0.0.1:5303              # default: the home KMS of the default identity
+///     hierarchy-zone xx.                         # names for the KMS (repeat; default: the home KMS's top zone)
+///     forward-zone   corp.example. 10.0.0.53     # a zone with servers of its own (repeat)
+///     resolver       9.9.9.9                     # every other name (repeat; default: /etc/resolv.conf)
+///     cache-size     10000                       # answers kept for names outside the hierarchy (0: none)
 ///     identity       default hosta.conf          # ID and host configuration (repeat)
 ///     cug            cug.conf                    # outbound Closed User Group table
 ///     pool           127.100.0.1 250             # intercept addresses: first, count
@@ -59,6 +64,10 @@ public struct ProxyConfiguration: Sendable {
     public var path: String
     public var dns: Endpoint
     public var upstream: Endpoint
+    /// Split DNS: the hierarchy's zones (to `upstream`), other zones with servers of their own,
+    /// and the resolvers for every other name.
+    public var forwarding: Forwarding
+    public var cacheSize: Int
     public var identities: [Identity: HostConfiguration]
     public var cug: CUGTable
     public var pool: [IPAddress]
@@ -84,7 +93,7 @@ public struct ProxyConfiguration: Sendable {
     public enum PolicyMode: String, Sendable { case local, server }
 
     static let directives: Set<String> = [
-        "dns", "upstream", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
+        "dns", "upstream", "hierarchy-zone", "forward-zone", "resolver", "cache-size", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
         "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port",
     ]
 
@@ -111,6 +120,37 @@ public struct ProxyConfiguration: Sendable {
             upstream = try file.endpoint(try file.values(directive, count: 1, usage: "ADDRESS:PORT")[0], directive)
         } else {
             upstream = defaultIdentity.home.endpoint
+        }
+        var hierarchy = try file.all("hierarchy-zone").map { (directive) throws(ConfigError) in
+            try file.name(try file.values(directive, count: 1, usage: "NAME")[0], directive)
+        }
+        if hierarchy.isEmpty {
+            // The whole hierarchy the home KMS belongs to (its top zone short of the root, as
+            // for a node's default signer), and the trust anchors' zones.
+            var top = defaultIdentity.home.name
+            while let parent = top.parent, parent != .root { top = parent }
+            hierarchy = [top] + defaultIdentity.anchors.anchors.map(\.name).filter { !$0.isEqualOrSubdomain(of: top) }
+        }
+        var forwardZones: [(DomainName, [Endpoint])] = []
+        for directive in file.all("forward-zone") {
+            let values = try file.values(directive, count: 2, maximum: 9, usage: "NAME SERVER [SERVER...]")
+            var servers: [Endpoint] = []
+            for text in values.dropFirst() { servers.append(try file.server(text, directive)) }
+            forwardZones.append((try file.name(values[0], directive), servers))
+        }
+        var resolvers: [Endpoint] = []
+        for directive in file.all("resolver") {
+            resolvers.append(try file.server(try file.values(directive, count: 1, usage: "ADDRESS[:PORT]")[0], directive))
+        }
+        if resolvers.isEmpty { resolvers = Forwarding.systemResolvers(excluding: [dns]) }
+        forwarding = Forwarding(hierarchy: hierarchy, kms: upstream, forwardZones: forwardZones, resolvers: resolvers)
+        if let directive = try file.one("cache-size", required: false) {
+            guard let size = Int(try file.values(directive, count: 1, usage: "COUNT")[0]), (0...10_000_000).contains(size) else {
+                throw file.error(directive, "expected a count of answers, 0 to 10000000")
+            }
+            cacheSize = size
+        } else {
+            cacheSize = 10_000
         }
         if let directive = try file.one("policy", required: false) {
             let text = try file.values(directive, count: 1, usage: "local|server")[0]
@@ -197,5 +237,13 @@ public struct ProxyConfiguration: Sendable {
             file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
         }
         timeout = try file.one("timeout", required: false).map(file.duration) ?? 5
+    }
+}
+
+extension ConfigFile {
+    /// A DNS server: `ADDRESS` (port 53) or `ADDRESS:PORT` (`[ADDRESS]:PORT` for IPv6).
+    func server(_ text: String, _ directive: Directive) throws(ConfigError) -> Endpoint {
+        if let address = IPAddress(text) { return Endpoint(address: address, port: 53) }
+        return try endpoint(text, directive)
     }
 }

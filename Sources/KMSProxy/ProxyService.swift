@@ -45,7 +45,10 @@ public final class ProxyService: Sendable {
 
     /// Where each part listens, for the operator.
     public var summary: [String] {
+        let resolvers = configuration.forwarding.resolvers.map(\.description).joined(separator: " ")
         var lines = ["dns        \(configuration.dns) (upstream \(configuration.upstream), policy \(configuration.policy.rawValue))"]
+        let zones = configuration.forwarding.zones.map { "\($0.name)\($0.isHierarchy ? "" : " -> \($0.servers.map(\.description).joined(separator: " "))")" }
+        lines.append("zones      \(zones.joined(separator: ", ")); other names -> \(resolvers.isEmpty ? "none (set resolver)" : resolvers)")
         lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
         if let endpoint = configuration.endpoint { lines.append("endpoint   \(endpoint) (TLS 1.3, client key checked with the KMS hierarchy)") }
         if let divertPort = configuration.divertPort {
@@ -85,8 +88,7 @@ public final class ProxyService: Sendable {
             kernel = nil
         }
         let dnsProxy = DNSProxy(
-            upstream: try SocketAddress(ipAddress: configuration.upstream.address.description, port: configuration.upstream.port),
-            client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
+            forwarding: configuration.forwarding, cacheSize: configuration.cacheSize, client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
             verdictSource: configuration.policy == .server ? configuration.identities[.default]!.home : nil, kernel: kernel)
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?

@@ -45,7 +45,7 @@ import Testing
         let client = try await DNSClient.make(group: hierarchy.group)
         // The proxy's upstream is a port nobody answers on: anything forwarded would time out.
         let proxy = DNSProxy(
-            upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
+            forwarding: .kmsOnly(Endpoint("127.0.0.1:9")!), client: client, cug: CUGTable(rows: []),
             pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(3),
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let proxyServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))

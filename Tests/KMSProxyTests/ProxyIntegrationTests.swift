@@ -355,7 +355,7 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         try await afterwards({ await hierarchy.shutdown() }) {
             let client = hierarchy.client
             let dnsProxy = DNSProxy(
-                upstream: try SocketAddress(ipAddress: "127.0.0.1", port: 9), client: client, cug: CUGTable(rows: []),
+                forwarding: .kmsOnly(Endpoint("127.0.0.1:9")!), client: client, cug: CUGTable(rows: []),
                 pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: ["default": try hierarchy.fetcher("hosta.b.a.xx.")],
                 timeout: .seconds(1), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
                 verdictSource: Peer(name: "b.a.xx.", endpoint: Endpoint("127.0.0.1:9")!, key: home.publicKey))

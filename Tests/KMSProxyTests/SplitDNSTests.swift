@@ -1,0 +1,138 @@
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSSettings
+import KMSTestSupport
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+@testable import KMSProxy
+
+/// Split DNS: the proxy answers every name, the hierarchy's through the KMS, the rest through
+/// the resolvers, with a small cache.
+@Suite struct SplitDNSTests {
+    @Test func theMostSpecificZoneDecides() {
+        let kms = Endpoint("127.0.0.1:5303")!
+        let corp = Endpoint("10.0.0.53:53")!
+        let resolver = Endpoint("9.9.9.9:53")!
+        let table = Forwarding(
+            hierarchy: ["xx."], kms: kms, forwardZones: [("corp.example.", [corp]), ("b.a.xx.", [corp])], resolvers: [resolver])
+        #expect(table.route("hostb.c.a.xx.").isHierarchy)
+        #expect(table.route("hostb.c.a.xx.").servers == [kms])
+        #expect(table.route("XX.").isHierarchy)
+        #expect(table.route("hosta.b.a.xx.").servers == [corp])  // more specific than xx.
+        #expect(!table.route("hosta.b.a.xx.").isHierarchy)
+        #expect(table.route("www.corp.example.").servers == [corp])
+        #expect(table.route("www.example.com.").servers == [resolver])
+        #expect(table.route("xxx.").servers == [resolver])  // a label, not a suffix
+    }
+
+    @Test func systemResolversLeaveOutTheProxyItself() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("resolv-\(UUID().uuidString).conf").path
+        try "# generated\nnameserver 127.0.0.11\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch example.com\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let resolvers = Forwarding.systemResolvers(from: path, excluding: [Endpoint("127.0.0.11:53")!])
+        #expect(resolvers == [Endpoint("10.0.0.1:53")!, Endpoint("[fe80::1]:53")!])
+    }
+
+    @Test func theCacheCountsTTLsDownAndKeepsNegativeAnswersForTheSOAMinimum() throws {
+        let cache = AnswerCache()
+        var query = DNSMessage.query(id: 7, name: "www.example.com.", type: .a)
+        var answer = query.response()
+        answer.answers = [ResourceRecord(name: "www.example.com.", ttl: 300, data: .a([10, 0, 0, 1]))]
+        cache.store(answer, for: query, now: 1000)
+        query.header.id = 8
+        let hit = try #require(cache.answer(to: query, now: 1100))
+        #expect(hit.header.id == 8)
+        #expect(hit.answers.first?.ttl == 200)
+        #expect(cache.answer(to: query, now: 1300) == nil)
+        // Another spelling of the name hits; another DO bit does not.
+        cache.store(answer, for: query, now: 2000)
+        #expect(cache.answer(to: DNSMessage.query(id: 9, name: "WWW.Example.COM.", type: .a), now: 2001) != nil)
+        var withDO = DNSMessage.query(id: 9, name: "www.example.com.", type: .a)
+        withDO.edns = EDNS()
+        withDO.edns!.dnssecOK = true
+        #expect(cache.answer(to: withDO, now: 2001) == nil)
+        // NXDOMAIN: kept for the SOA minimum (60 here, below the SOA's TTL of 900).
+        let missing = DNSMessage.query(id: 10, name: "nowhere.example.com.", type: .a)
+        var negative = missing.response(rcode: .nameError)
+        let soaRDATA = DomainName("ns.example.com.").wire + DomainName("admin.example.com.").wire
+            + [0, 0, 0, 1, 0, 0, 14, 16, 0, 0, 3, 132, 0, 9, 58, 128, 0, 0, 0, 60]
+        negative.authorities = [ResourceRecord(name: "example.com.", ttl: 900, data: .other(.soa, soaRDATA))]
+        cache.store(negative, for: missing, now: 3000)
+        #expect(cache.answer(to: missing, now: 3059)?.rcode == .nameError)
+        #expect(cache.answer(to: missing, now: 3061) == nil)
+        // SERVFAIL is never kept.
+        cache.store(missing.response(rcode: .serverFailure), for: missing, now: 4000)
+        #expect(cache.answer(to: missing, now: 4001) == nil)
+    }
+
+    /// A stock resolver's stand-in: answers A for www.example.test. and records what it saw.
+    final class Resolver: DNSResponder {
+        let seen = Mutex<[DNSMessage]>([])
+        func respond(to request: DNSRequest) -> DNSReply {
+            seen.withLock { $0.append(request.message) }
+            var answer = request.message.response(rcode: .noError)
+            answer.header.authenticData = request.message.header.authenticData
+            answer.header.checkingDisabled = request.message.header.checkingDisabled
+            answer.answers = [ResourceRecord(name: request.question.name, ttl: 120, data: .a([10, 1, 2, 3]))]
+            return .reply(Reply(answer, answering: request.message))
+        }
+    }
+
+    @Test func namesOutsideTheHierarchyGoToTheResolversWithTheirBitsAndAreCached() async throws {
+        let hierarchy = try await TestHierarchy()
+        let resolver = Resolver()
+        let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(resolver))
+        let client = try await DNSClient.make(group: hierarchy.group)
+        let forwarding = Forwarding(
+            hierarchy: ["xx."], kms: hierarchy.endpoints["b.a.xx."]!, forwardZones: [],
+            resolvers: [Endpoint("127.0.0.1:9")!, Endpoint(address: IPAddress("127.0.0.1")!, port: resolverServer.address.port!)])
+        let proxy = DNSProxy(
+            forwarding: forwarding, client: client, cug: CUGTable(rows: []), pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil,
+            fetchers: [:], timeout: .milliseconds(500), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))
+        try await afterwards({
+            await server.close()
+            await resolverServer.close()
+            await client.close()
+            await hierarchy.shutdown()
+        }) {
+            // The first resolver is silent: the second answers, DO/AD/CD and EDNS passed through.
+            var query = DNSMessage.query(id: 1, name: "www.example.test.", type: .a)
+            query.header.recursionDesired = true
+            query.header.checkingDisabled = true
+            query.header.authenticData = true
+            query.edns = EDNS()
+            query.edns!.dnssecOK = true
+            let reply = try await client.query(query, server: server.address, timeout: .seconds(5))
+            #expect(reply.rcode == .noError)
+            #expect(reply.answers.first?.data == .a([10, 1, 2, 3]))
+            #expect(reply.header.checkingDisabled && reply.header.authenticData)
+            let seen = try #require(resolver.seen.withLock { $0.first })
+            #expect(seen.edns?.dnssecOK == true && seen.header.checkingDisabled && seen.header.recursionDesired)
+            // Asked again: from the cache, with the TTL counted (not above 120).
+            let again = try await client.query(query, server: server.address, timeout: .seconds(5))
+            #expect(again.answers.first?.data == .a([10, 1, 2, 3]))
+            #expect((again.answers.first?.ttl ?? 999) <= 120)
+            #expect(resolver.seen.withLock { $0.count } == 1)
+            // A hierarchy name still goes to the KMS.
+            var own = DNSMessage.query(id: 2, name: "hosta.b.a.xx.", type: .a)
+            own.header.recursionDesired = true
+            #expect(try await client.query(own, server: server.address, timeout: .seconds(5)).answers.first?.data == .a([127, 0, 0, 11]))
+            #expect(resolver.seen.withLock { $0.count } == 1)
+            // Every resolver silent: SERVFAIL naming them, never a made-up answer.
+            await resolverServer.close()
+            var other = DNSMessage.query(id: 3, name: "mail.example.test.", type: .a)
+            other.edns = EDNS()
+            let failed = try await client.query(other, server: server.address, timeout: .seconds(5))
+            #expect(failed.rcode == .serverFailure)
+            #expect(failed.extendedErrors.first?.infoCode == .noReachableAuthority)
+            #expect(failed.extendedErrors.first?.text.contains("127.0.0.1:9 did not answer") == true, "\(failed.extendedErrors)")
+        }
+    }
+}
