@@ -11,7 +11,11 @@
 # intercept address, and fetches a page served in the server namespace. A capture on the
 # gateway–server link must show TLS and no plaintext of the page.
 #
-# Needs root, ip (iproute2), tcpdump, curl and python3; otherwise it says why and skips.
+# The proxy is the client's only resolver: a name outside the hierarchy (www.example.test.,
+# served by a stock NSD in the server namespace) resolves through it to its real address and
+# its page comes in the clear, as for any resolver.
+#
+# Needs root, ip (iproute2), tcpdump, curl, python3 and nsd; otherwise it says why and skips.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=$(pwd)/${BIN:-.build/debug}
@@ -20,7 +24,7 @@ SCRIPT=proxy-netns
 NAMESPACES="cs-client cs-gateway cs-server"
 WORK=$(mktemp -d)
 . Tests/e2e/netns-lib.sh
-require_namespaces ip tcpdump curl python3
+require_namespaces ip tcpdump curl python3 nsd
 trap cleanup EXIT
 
 # --- the three hosts and two links
@@ -29,7 +33,9 @@ link cs-client cs-c 10.77.1.2/24 cs-gateway cs-gc 10.77.1.1/24
 link cs-server cs-s 10.77.2.2/24 cs-gateway cs-gs 10.77.2.1/24
 in_ns cs-client ip route add default via 10.77.1.1
 in_ns cs-server ip route add default via 10.77.2.1
-# The gateway takes every address of the intercept prefix as its own (AnyIP).
+# The gateway routes between its links (for traffic to names outside the group), and takes
+# every address of the intercept prefix as its own (AnyIP).
+in_ns cs-gateway sysctl -qw net.ipv4.ip_forward=1
 in_ns cs-gateway ip route add local 10.99.0.0/24 dev lo
 mkdir -p /etc/netns/cs-client
 echo "nameserver 10.77.1.1" > /etc/netns/cs-client/resolv.conf
@@ -56,6 +62,41 @@ CONF
 in_ns_background cs-server "$WORK/proxy-b.out" "$BIN/kms-proxy" "$H/proxy-b-ns.conf"
 check "host B's endpoint starts" wait_for "$WORK/proxy-b.out" "^ready"
 
+# --- a stock authoritative server (NSD) for a zone outside the hierarchy, and a plain web page
+mkdir -p "$WORK/nsd" "$WORK/www-plain"
+PLAIN="plain-page-$RANDOM$RANDOM"
+echo "<html><body>$PLAIN</body></html>" > "$WORK/www-plain/index.html"
+cat > "$WORK/nsd/example.test.zone" <<ZONE
+\$ORIGIN example.test.
+\$TTL 300
+@    IN SOA ns.example.test. admin.example.test. 1 3600 900 604800 60
+@    IN NS  ns.example.test.
+ns   IN A   10.77.2.2
+www  IN A   10.77.2.2
+ZONE
+cat > "$WORK/nsd/nsd.conf" <<NSD
+server:
+  ip-address: 10.77.2.2
+  port: 53
+  username: ""
+  zonesdir: "$WORK/nsd"
+  database: ""
+  pidfile: "$WORK/nsd/nsd.pid"
+  xfrdfile: "$WORK/nsd/xfrd.state"
+  zonelistfile: "$WORK/nsd/zone.list"
+  logfile: "$WORK/nsd/nsd.log"
+remote-control:
+  control-enable: no
+zone:
+  name: example.test
+  zonefile: example.test.zone
+NSD
+in_ns_background cs-server "$WORK/nsd.out" nsd -d -c "$WORK/nsd/nsd.conf"
+in_ns_background cs-server "$WORK/http-plain.out" python3 -m http.server 8081 --bind 10.77.2.2 --directory "$WORK/www-plain"
+nsd_answers() { [ "$(in_ns cs-gateway dig +short +time=1 +tries=1 @10.77.2.2 www.example.test. A)" = "10.77.2.2" ]; }
+for _ in $(seq 1 100); do nsd_answers && break; sleep 0.1; done
+check "NSD serves example.test. in the server namespace" nsd_answers
+
 # --- the gateway: host A's identity, DNS for the client, intercept prefix
 cat > "$H/proxy-gw.conf" <<CONF
 dns             10.77.1.1:53
@@ -67,6 +108,7 @@ ports           8080
 intercept-bind  wildcard
 tunnel-port     8443
 control         $WORK/run/proxy-gw.control
+resolver        10.77.2.2
 CONF
 in_ns_background cs-gateway "$WORK/proxy-gw.out" "$BIN/kms-proxy" "$H/proxy-gw.conf"
 check "the gateway's proxy starts" wait_for "$WORK/proxy-gw.out" "^ready"
@@ -100,6 +142,15 @@ handshakes=$(tcpdump -nn -r "$WORK/link.pcap" 'tcp port 8443 and tcp[((tcp[12:1]
 records=$(tcpdump -nn -r "$WORK/link.pcap" 'tcp port 8443 and tcp[((tcp[12:1] & 0xf0) >> 2):1] = 23' 2>/dev/null | wc -l)
 check "the capture holds TLS handshake and application-data records" test "$handshakes" -gt 0 -a "$records" -gt 0
 
+# --- the proxy as the only resolver: a name outside the hierarchy, from a stock server
+plain=$(in_ns cs-client curl -s -m 15 http://www.example.test:8081/index.html)
+check "curl in the client namespace gets a page by a name outside the hierarchy" grep -q "$PLAIN" <<<"$plain"
+check "that name resolved to its real address (not a group peer)" \
+  test "$(in_ns cs-client getent ahostsv4 www.example.test. | awk 'NR==1 {print $1}')" = "10.77.2.2"
+nx=$(in_ns cs-client dig +time=3 +tries=1 @10.77.1.1 nowhere.example.test. A)
+check "an unknown name outside the hierarchy is NXDOMAIN with the zone's SOA" \
+  bash -c "grep -q 'status: NXDOMAIN' <<<\"\$1\" && grep -q 'SOA' <<<\"\$1\"" _ "$nx"
+
 status=$("$BIN/kms-proxy" status --control "$WORK/run/proxy-gw.control")
 check "kms-proxy status lists the mapping" grep -q "hostb.c.a.xx. \[10.77.2.2\]" <<<"$status"
 
@@ -113,7 +164,7 @@ page=$(in_ns cs-client curl -s -m 15 http://hostb.c.a.xx.:8080/index.html)
 check "after SIGHUP curl still gets the page through the tunnel" grep -q "$MARK" <<<"$page"
 
 if [ "$failed" -gt 0 ]; then
-  for f in kmsd.out proxy-b.out proxy-gw.out http.out; do echo "--- $f"; tail -20 "$WORK/$f"; done
+  for f in kmsd.out proxy-b.out proxy-gw.out http.out nsd.out nsd/nsd.log; do echo "--- $f"; tail -20 "$WORK/$f"; done
 fi
 echo "$SCRIPT: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
