@@ -103,4 +103,27 @@ import Testing
         query.edns = EDNS(payloadSize: 4096)
         #expect(query.udpResponseLimit() == 1232)
     }
+
+    /// RFC 6891 section 6.1: the OPT owner is found by stepping over the records before it,
+    /// compression pointers included; a signed KMS query has a TXT record ahead of its OPT.
+    @Test func theOPTOwnerIsCheckedWhereverTheOPTStands() throws {
+        // Header (1 question, 0, 0, 2 additional), question hostb.c.a.xx. A.
+        let header: [UInt8] = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2]
+        let question: [UInt8] = [5] + Array("hostb".utf8) + [1, 0x63, 1, 0x61, 2, 0x78, 0x78, 0, 0, 1, 0, 1]
+        // A TXT record owned by a pointer to the question name (offset 12), then the OPT.
+        let txt: [UInt8] = [0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 0, 0, 4, 3, 0x61, 0x62, 0x63]
+        func opt(owner: [UInt8]) -> [UInt8] { owner + [0, 41, 4, 0xD0, 0, 0, 0, 0, 0, 0] }
+        let good = try DNSMessage(wire: header + question + txt + opt(owner: [0]))
+        #expect(good.edns != nil)
+        #expect(good.additionals.count == 1)
+        // The same OPT owned by a pointer to the question name, or by a name of its own.
+        for owner in [[0xC0, 12], [1, 0x78, 0]] as [[UInt8]] {
+            do {
+                _ = try DNSMessage(wire: header + question + txt + opt(owner: owner))
+                Issue.record("an OPT owned by \(owner) was accepted")
+            } catch {
+                #expect(error.reason.contains("owner is not the root"), "\(error)")
+            }
+        }
+    }
 }
