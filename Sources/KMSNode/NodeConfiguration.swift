@@ -47,7 +47,7 @@ public struct NodeConfiguration: Sendable {
     public init(file: ConfigFile) throws(ConfigError) {
         try file.requireKnown(Self.directives)
         path = file.path
-        lines = Dictionary(file.directives.map { ($0.name, $0.line) }, uniquingKeysWith: { first, _ in first })
+        lines = file.firstLines
         let zoneDirective = try file.one("zone")!
         zone = try file.name(try file.values(zoneDirective, count: 1, usage: "NAME")[0], zoneDirective)
         let listenDirective = try file.one("listen")!

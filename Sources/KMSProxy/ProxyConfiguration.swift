@@ -101,7 +101,7 @@ public struct ProxyConfiguration: Sendable {
         let file = try ConfigFile(path: path)
         try file.requireKnown(Self.directives)
         self.path = path
-        lines = Dictionary(file.directives.map { ($0.name, $0.line) }, uniquingKeysWith: { first, _ in first })
+        lines = file.firstLines
         let dnsDirective = try file.one("dns")!
         dns = try file.endpoint(try file.values(dnsDirective, count: 1, usage: "ADDRESS:PORT")[0], dnsDirective)
 

@@ -37,7 +37,7 @@ public struct ProxyDaemon: Service {
                     metrics.registry, host: metrics.endpoint.address.description, port: metrics.endpoint.port, group: group)
             } catch {
                 await proxy.stop()
-                throw ProxyStartError(path: "--metrics", line: nil, field: "metrics", reason: "cannot serve on \(metrics.endpoint): \(error)")
+                throw error
             }
         }
         for line in proxy.summary { report(line) }

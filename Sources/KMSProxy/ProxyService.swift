@@ -5,6 +5,7 @@ import Foundation
 import KMSClient
 import KMSCrypto
 import KMSProtocol
+import KMSSettings
 public import Logging
 public import NIOCore
 
@@ -213,25 +214,17 @@ public final class ProxyService: Sendable {
     }
 }
 
-/// A part of the proxy that could not start: names the file, line and directive.
-public struct ProxyStartError: Error, CustomStringConvertible {
-    public let path: String
-    public let line: Int?
-    public let field: String
-    public let reason: String
-    public var description: String { "\(path)\(line.map { ":\($0)" } ?? ""): \(field): \(reason)" }
-}
-
 extension ProxyConfiguration {
-    /// An error about the directive `field`, pointing at its line.
-    func startError(_ field: String, _ reason: String) -> ProxyStartError {
-        ProxyStartError(path: path, line: lines[field], field: field, reason: reason)
+    /// A part of the proxy that could not start, said as a configuration error about the
+    /// directive `field`, pointing at its line.
+    func startError(_ field: String, _ reason: String) -> ConfigError {
+        ConfigError(path: path, line: lines[field], field: field, reason: reason)
     }
 
     /// Runs one step of the start; a failure is reported against the directive `field`, and
     /// for a listener (`binding` TCP to `host:port`) as the bind that failed.
     func starting<T>(_ field: String, binding listener: (host: String, port: Int)? = nil, _ step: () async throws -> T) async throws -> T {
-        do { return try await step() } catch let error as ProxyStartError { throw error } catch {
+        do { return try await step() } catch let error as ConfigError { throw error } catch {
             guard let listener else { throw startError(field, "\(error)") }
             let address = listener.host.contains(":") ? "[\(listener.host)]:\(listener.port)" : "\(listener.host):\(listener.port)"
             throw startError(field, "\(BindError("TCP", address, error))")

@@ -77,6 +77,12 @@ public struct ConfigFile: Sendable {
 
     public func all(_ name: String) -> [Directive] { directives.filter { $0.name == name } }
 
+    /// The line of each directive (its first, where it repeats): what an error found after
+    /// reading (a busy port, a locked store) points at.
+    public var firstLines: [String: Int] {
+        Dictionary(directives.map { ($0.name, $0.line) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The single directive `name`; an error if it is repeated, or missing when `required`.
     public func one(_ name: String, required: Bool = true) throws(ConfigError) -> Directive? {
         let found = all(name)

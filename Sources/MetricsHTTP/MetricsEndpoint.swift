@@ -1,11 +1,27 @@
 public import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Glibc
 public import Prometheus
 
 /// Serves the Prometheus text format at `GET /metrics` (anything else: 404).
 public enum MetricsEndpoint {
+    /// The endpoint could not be served: says so as the command-line option that asked for it.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     public static func serve(
+        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup
+    ) async throws -> any Channel {
+        do { return try await bind(registry, host: host, port: port, group: group) } catch {
+            let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
+            let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            throw Failure(description: "--metrics: cannot serve on \(address): \(reason)")
+        }
+    }
+
+    private static func bind(
         _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
