@@ -14,7 +14,7 @@ public enum ControlSocket {
     }
 
     /// Serves `path`. A socket file left by a process that died is replaced; one that a live
-    /// process still answers on is not: two daemons on one control socket would take each
+    /// process still answers on is not, and neither is anything that is not a socket: two daemons on one control socket would take each
     /// other's commands. `handle` gets each request line and returns the reply; it runs off
     /// the event loop, so it may block (a durable store write).
     ///
@@ -25,7 +25,10 @@ public enum ControlSocket {
     ) async throws -> any Channel {
         try? FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        if FileManager.default.fileExists(atPath: path) {
+        if let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType {
+            guard type == .typeSocket else {
+                throw Failure(path: path, reason: "exists and is not a socket; refusing to replace it")
+            }
             if await isServed(path, group: group) {
                 throw Failure(path: path, reason: "another running process already serves this control socket")
             }

@@ -61,4 +61,20 @@ import Testing
         #expect(String(decoding: try await ControlSocket.send(Data("?".utf8), to: path, group: group), as: UTF8.self) == "third")
         try await third.close()
     }
+
+    /// A control path that names an ordinary file (a typo in a configuration) is refused, and
+    /// the file is left as it was.
+    @Test func aFileThatIsNotASocketIsNeverReplaced() async throws {
+        let path = temporaryPath()
+        try "precious".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let server = try await ControlSocket.serve(at: path, group: group) { _ in Data() }
+            try await server.close()
+            Issue.record("served over an ordinary file")
+        } catch let error as ControlSocket.Failure {
+            #expect(error.reason.contains("not a socket"), "\(error)")
+        }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "precious")
+    }
 }
