@@ -29,6 +29,18 @@ import Testing
         return try NodeConfiguration(path: path)
     }
 
+    /// Starts a node from `configuration`: nil if it started (it is stopped again at once),
+    /// otherwise the error it was refused with, as kmsd prints it.
+    func refusal(_ configuration: NodeConfiguration, _ hierarchy: TestHierarchy) async -> String? {
+        do {
+            let server = try await NodeServer.start(configuration, group: hierarchy.group, client: hierarchy.client, logger: logger)
+            await server.stop()
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
     /// Defect: "bind(descriptor:ptr:bytes:): Address already in use (errno: 98)" named nothing.
     @Test func aBusyPortNamesTheFileLineDirectiveAndAddress() async throws {
         let hierarchy = try await TestHierarchy()
@@ -51,13 +63,8 @@ import Testing
             let port = squatters[0].localAddress!.port!
             let config = try configuration(hierarchy, "c.a.xx.", listen: "127.0.0.1:\(port)", database: "\(hierarchy.directory.path)/busy.sqlite")
             let line = try #require(config.lines["listen"])
-            do {
-                let server = try await NodeServer.start(config, group: hierarchy.group, client: hierarchy.client, logger: logger)
-                await server.stop()
-                Issue.record("started on a busy port")
-            } catch {
-                #expect("\(error)" == "\(config.path):\(line): listen: cannot bind TCP 127.0.0.1:\(port): Address already in use")
-            }
+            let error = try #require(await refusal(config, hierarchy), "started on a busy port")
+            #expect(error == "\(config.path):\(line): listen: cannot bind TCP 127.0.0.1:\(port): Address already in use")
         }
     }
 
@@ -72,13 +79,8 @@ import Testing
             let second = try configuration(
                 hierarchy, "c.a.xx.", listen: "127.0.0.1:0", database: database,
                 control: "\(hierarchy.directory.path)/other.control")
-            do {
-                let server = try await NodeServer.start(second, group: hierarchy.group, client: hierarchy.client, logger: logger)
-                await server.stop()
-                Issue.record("a second node started on \(database)")
-            } catch {
-                #expect("\(error)".hasPrefix("\(second.path):\(second.lines["database"]!): database: \(database): in use"), "\(error)")
-            }
+            let error = try #require(await refusal(second, hierarchy), "a second node started on \(database)")
+            #expect(error.hasPrefix("\(second.path):\(second.lines["database"]!): database: \(database): in use"), "\(error)")
             await first.stop()
         }
     }
@@ -94,14 +96,9 @@ import Testing
                 group: hierarchy.group, client: hierarchy.client, logger: logger)
             let second = try configuration(
                 hierarchy, "b.a.xx.", listen: "127.0.0.1:0", database: "\(hierarchy.directory.path)/two.sqlite", control: control)
-            do {
-                let server = try await NodeServer.start(second, group: hierarchy.group, client: hierarchy.client, logger: logger)
-                await server.stop()
-                Issue.record("a second node took over \(control)")
-            } catch {
-                #expect("\(error)".hasPrefix("\(second.path):\(second.lines["control"]!): control:"), "\(error)")
-                #expect("\(error)".contains("another running process"), "\(error)")
-            }
+            let error = try #require(await refusal(second, hierarchy), "a second node took over \(control)")
+            #expect(error.hasPrefix("\(second.path):\(second.lines["control"]!): control:"), "\(error)")
+            #expect(error.contains("another running process"), "\(error)")
             // Registrations still reach the first node.
             let hosts = try await Control.send(Control.Request(op: "hosts"), to: control, group: hierarchy.group)
             #expect(hosts.hosts?.contains { $0.hasPrefix("hostb.c.a.xx.") } == true)
