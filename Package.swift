@@ -151,6 +151,7 @@ let package = Package(
                 "KMSCrypto", "KMSProtocol", "KMSClient", "ControlSocket", "KMSSettings", "DNSTransport", "DNSWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: executableSettings),

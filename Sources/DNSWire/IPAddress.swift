@@ -8,6 +8,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isIPv6: Bool { bytes.count == 16 }
 
+    /// 127.0.0.0/8 or ::1.
+    public var isLoopback: Bool { isIPv6 ? bytes == Array(repeating: 0, count: 15) + [1] : bytes[0] == 127 }
+
     /// Parses any textual form `inet_pton` accepts.
     public init?(_ text: String) {
         var v4 = in_addr()

@@ -26,18 +26,34 @@ struct FormatError: Error {
     }
 }
 
-/// A request turned away before any work: REFUSED with this extended error.
+/// A request turned away before any work: REFUSED with this extended error, or, for a client
+/// over one of its budgets (`Spending`) asking over UDP, TC=1 so it comes back over TCP.
 struct Refusal: Error {
     let error: ExtendedDNSError
-    init(_ code: ExtendedDNSError.InfoCode, _ text: String) { error = ExtendedDNSError(code, text) }
+    let slip: Bool
+    init(_ code: ExtendedDNSError.InfoCode, _ text: String, slip: Bool = false) {
+        error = ExtendedDNSError(code, text)
+        self.slip = slip
+    }
+
+    /// The reply: REFUSED with the reason, or TC=1 for a budget over UDP.
+    func reply(to request: Request) -> Reply {
+        if slip && request.transport == .udp { return Replies.truncated(to: request.message) }
+        return Replies.error(to: request.message, .refused, error, querySize: request.size)
+    }
 }
 
 extension KMSNode {
     /// PROTOCOL.md section 4, step 1: the sender must be a host registered in this zone, the
     /// parent or a child; its signature must verify; its time must be within the window and
-    /// its nonce unseen. The signature is checked before the nonce is remembered, so
-    /// unauthenticated traffic cannot fill the nonce memory.
-    func authenticate(_ record: KMSRecord, from: DomainName, nonce: Nonce, time: UnixTime, overTCP: Bool) -> Result<Sender, Refusal> {
+    /// its nonce unseen.
+    ///
+    /// Everything that costs no crypto comes first: the sender's name, the time, the nonce
+    /// (looked up, not yet remembered), the client's budgets (`Spending`). Only then the
+    /// verify; a failed one is charged to the client. The nonce is remembered only after the
+    /// signature verified, so unauthenticated traffic cannot fill the nonce memory.
+    func authenticate(_ record: KMSRecord, from: DomainName, nonce: Nonce, time: UnixTime, _ request: Request) -> Result<Sender, Refusal> {
+        let overTCP = request.transport == .tcp
         let sender: Sender
         if let parent = configuration.parent, parent.name == from {
             sender = .parent(parent)
@@ -48,27 +64,44 @@ extension KMSNode {
         } else {
             return .failure(Refusal(.prohibited, "unknown sender \(from): not a host of \(zone), its parent or a child"))
         }
-        let key: PublicKey
-        switch sender {
-        case .host(let host): key = host.key
-        case .parent(let peer), .child(let peer): key = peer.key
-        }
-        do { try record.verifySignature(by: key, signer: from) } catch {
-            return .failure(Refusal(.dnssecBogus, "bad signature: the \(record.tag) is not signed by \(from)'s key"))
-        }
         guard !nonce.isEmpty else {
             return .failure(Refusal(.invalidData, "a signed request needs a nonce"))
         }
+        let now = Self.now()
+        if let refusal = refusal(replay.precheck(nonce: nonce, time: time, now: now, overTCP: overTCP), from: from) {
+            return .failure(refusal)
+        }
+        let key: PublicKey
+        let isHost: Bool
+        switch sender {
+        case .host(let host): (key, isHost) = (host.key, true)
+        case .parent(let peer), .child(let peer): (key, isHost) = (peer.key, false)
+        }
+        if let overBudget = spending.mayVerify(request, sender: from, isHost: isHost) {
+            metrics.throttled.increment()
+            return .failure(overBudget)
+        }
+        do { try record.verifySignature(by: key, signer: from) } catch {
+            spending.verifyFailed(request)
+            return .failure(Refusal(.dnssecBogus, "bad signature: the \(record.tag) is not signed by \(from)'s key"))
+        }
+        if let refusal = refusal(replay.admit(sender: from, nonce: nonce, time: time, now: now, overTCP: overTCP), from: from) {
+            return .failure(refusal)
+        }
+        return .success(sender)
+    }
+
+    private func refusal(_ verdict: ReplayGuard.Verdict, from: DomainName) -> Refusal? {
         let window = Int64(configuration.replayWindow)
-        switch replay.admit(sender: from, nonce: nonce, time: time, now: Self.now(), overTCP: overTCP) {
+        switch verdict {
         case .fresh:
-            return .success(sender)
+            return nil
         case .tooOld(let skew):
-            return .failure(Refusal(.signatureExpired, "stale time: \(skew) s in the past (window ±\(window) s)"))
+            return Refusal(.signatureExpired, "stale time: \(skew) s in the past (window ±\(window) s)")
         case .tooNew(let skew):
-            return .failure(Refusal(.signatureNotYetValid, "stale time: \(skew) s in the future (window ±\(window) s)"))
+            return Refusal(.signatureNotYetValid, "stale time: \(skew) s in the future (window ±\(window) s)")
         case .replayed:
-            return .failure(Refusal(.prohibited, "replay: nonce from \(from) already seen"))
+            return Refusal(.prohibited, "replay: nonce from \(from) already seen")
         }
     }
 

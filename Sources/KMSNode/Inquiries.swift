@@ -14,11 +14,11 @@ extension KMSNode {
         case .failure(let formatError): return formatError.step
         }
         let sender: Sender
-        switch authenticate(record, from: inquiry.from, nonce: inquiry.nonce, time: inquiry.time, overTCP: request.transport == .tcp) {
+        switch authenticate(record, from: inquiry.from, nonce: inquiry.nonce, time: inquiry.time, request) {
         case .success(let who): sender = who
         case .failure(let refusal):
             logger.debug("refused inquiry", metadata: ["from": "\(inquiry.from)", "reason": "\(refusal.error.text)"])
-            return .reply(Replies.error(to: request.message, .refused, refusal.error, querySize: request.size))
+            return .reply(refusal.reply(to: request))
         }
         let route = router.route(inquiry.target)
         if loopsBack(route, to: sender) {
@@ -30,7 +30,7 @@ extension KMSNode {
         // The requester's address: the host's own, replaced by this KMS's once forwarded.
         let ip: IPAddress
         if case .host = sender { ip = configuration.listen.address } else { ip = inquiry.ip }
-        var hops = Hops(node: zone, enabled: request.trace)
+        var hops = Hops(node: zone, enabled: traceAllowed(request))
         hops.note("inquiry from \(sender.name) for \(inquiry.target), signer \(inquiry.signer)")
         let step = resolveKey(target: inquiry.target, signer: inquiry.signer, ip: ip, route: route, hops: hops)
         return keyReply(step, to: request, nonce: inquiry.nonce)
@@ -42,8 +42,13 @@ extension KMSNode {
         case .now(let outcome, let hops):
             return .reply(reply(outcome, hops, to: request, nonce: nonce, extra: extra))
         case .later(let work):
+            guard let ticket = spending.startFetch(for: request) else {
+                metrics.throttledUpstream.increment()
+                return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))
+            }
             return .later { [self] in
                 let (outcome, hops) = await work()
+                ticket.done()
                 return reply(outcome, hops, to: request, nonce: nonce, extra: extra)
             }
         }
@@ -110,9 +115,18 @@ extension KMSNode {
             hops.note("\(target) is outside \(zone), the top of this hierarchy")
             return .now(.refused(ExtendedDNSError(.notAuthoritative, "\(target) is not in the hierarchy under \(zone)")), hops)
         case .child(let peer), .parent(let peer):
+            if spending.unresolved.contains(target) {
+                hops.note("\(peer.name) said \(target) is unresolved less than \(Int(spending.limits.negativeTTL)) s ago")
+                return .now(.unresolved, hops)
+            }
             hops.note("cache miss; forwarding to \(peer)")
+            // A traced request carries its own notes, so only untraced ones share a fetch.
+            guard !hops.enabled else {
+                return .later { [self, hops] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops) }
+            }
+            let key = FetchKey(target: target, signer: signer, ip: ip, peer: peer.name)
             return .later { [self, hops] in
-                await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops)
+                await spending.fetches.run(key) { [self] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops) }
             }
         case .local:
             guard let host = registry[target] else {
@@ -174,12 +188,13 @@ extension KMSNode {
             return (accept(key.countersignature, target: target, signer: signer, from: peer, expectedKey: nil, hops: &hops), hops)
         case .unresolved:
             hops.note("\(peer.name) says \(target) is unresolved")
+            spending.unresolved.insert(target)
             return (.unresolved, hops)
         case .error(let rcode, let errors):
             hops.note("\(peer.name) answered \(rcode)")
             return (.passOn(rcode, errors, from: peer.name), hops)
         case .failed(let error):
-            logger.warning("upstream failed", metadata: ["peer": "\(peer)", "reason": "\(error.text)"])
+            warnings.warning("upstream failed", metadata: ["peer": "\(peer)", "reason": "\(error.text)"])
             hops.note(error.text)
             return (.failed(error), hops)
         }
@@ -213,7 +228,7 @@ extension KMSNode {
             hops.note("\(parent.name) answered \(rcode)")
             return (.passOn(rcode, errors, from: parent.name), hops)
         case .failed(let error):
-            logger.warning("upstream failed", metadata: ["peer": "\(parent)", "reason": "\(error.text)"])
+            warnings.warning("upstream failed", metadata: ["peer": "\(parent)", "reason": "\(error.text)"])
             hops.note(error.text)
             return (.failed(error), hops)
         }

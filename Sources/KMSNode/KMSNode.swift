@@ -26,7 +26,11 @@ public final class KMSNode: Sendable {
     let router: Router
     let upstream: Upstream
     let logger: Logger
+    /// Warnings a flood could repeat, rate-limited.
+    let warnings: LogLimiter
     let metrics: NodeMetrics
+    /// What each client may make this node spend (flood limits).
+    let spending: Spending
     /// Registrations are applied one at a time: store, then memory, then cache purge.
     private let registrationOrder = Mutex(())
 
@@ -39,6 +43,8 @@ public final class KMSNode: Sendable {
         var logger = logger ?? Logger(label: "kmsd")
         logger[metadataKey: "zone"] = "\(configuration.zone)"
         self.logger = logger
+        warnings = LogLimiter(logger)
+        spending = Spending(configuration.limits)
         do {
             store = try NodeStore(path: configuration.database)
         } catch {
@@ -147,13 +153,14 @@ public final class KMSNode: Sendable {
                 registry.replaceAll(hosts)
                 cache.clear()
                 replies.clear()
+                spending.unresolved.clear()
                 return .success(hosts.count)
             } catch {
                 return .failure(error)
             }
         }
         switch result {
-        case .success(let count): done.append("hosts: \(count) read from \(configuration.database); key and reply caches emptied")
+        case .success(let count): done.append("hosts: \(count) read from \(configuration.database); key, reply and negative caches emptied")
         case .failure(let error): done.append("hosts: kept (cannot read \(configuration.database): \(error))")
         }
         for line in done { logger.notice("reload", metadata: ["part": "\(line)"]) }

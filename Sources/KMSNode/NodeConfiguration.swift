@@ -1,3 +1,4 @@
+public import DNSTransport
 public import DNSWire
 public import KMSCrypto
 public import KMSSettings
@@ -32,6 +33,8 @@ public struct NodeConfiguration: Sendable {
     public var replayMemory: Int
     /// The CUG setting database (second embodiment), if this node keeps one.
     public var policy: String?
+    /// Flood limits (docs/OPERATING.md, "limits"): what one client may make this node spend.
+    public var limits: Limits
     /// The line of each directive (its first, where it repeats), so that errors found after
     /// reading (a busy port, a locked database) can point at it.
     public var lines: [String: Int]
@@ -40,6 +43,8 @@ public struct NodeConfiguration: Sendable {
         "zone", "listen", "key", "database", "control", "parent", "child", "anchor", "host", "txt",
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
+        "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
+        "negative-ttl", "trace-allow",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -140,6 +145,7 @@ public struct NodeConfiguration: Sendable {
             }
             replayMemory = count
         }
+        limits = try Limits(file: file)
     }
 
     /// The highest zone above `zone` short of the DNS root: the root of a KMS hierarchy
@@ -153,5 +159,76 @@ public struct NodeConfiguration: Sendable {
     /// Reads the file at `path`.
     public init(path: String) throws(ConfigError) {
         try self.init(file: ConfigFile(path: path))
+    }
+}
+
+/// What one client may make a node spend, checked before the work (PROTOCOL.md's admission
+/// comes first; these come before any signature is verified or made, or any upstream fetch).
+public struct Limits: Sendable {
+    /// Signature verifies per client prefix over UDP (per address over TCP).
+    public var verifyRate: Rate? = Rate(perSecond: 2000)
+    /// Verifies per registered host, whatever address it writes from.
+    public var senderRate: Rate? = Rate(perSecond: 1000)
+    /// Failed verifies per client prefix (per address over TCP); past them, no more verifies.
+    public var verifyFailures: Rate? = Rate(perSecond: 10, burst: 50)
+    /// Anonymous key answers (each a fresh signature, maybe upstream work) per client prefix.
+    public var anonymousRate: Rate? = Rate(perSecond: 200)
+    /// How much of a client's address the limits key on over UDP.
+    public var prefix = PrefixLengths(v4: 24, v6: 56)
+    /// Upstream fetches in flight, for the whole node and for one client prefix.
+    public var upstreamInFlight = 1024
+    public var upstreamInFlightPerClient = 64
+    /// How long an upstream's "unresolved" is remembered, in seconds.
+    public var negativeTTL: Double = 10
+    /// Who may have the hop trace (besides loopback and this node's parent and children).
+    public var traceAllow: [(address: IPAddress, length: Int)] = []
+
+    public init() {}
+
+    init(file: ConfigFile) throws(ConfigError) {
+        func rate(_ name: String, default value: Rate?) throws(ConfigError) -> Rate? {
+            guard let directive = try file.one(name, required: false) else { return value }
+            let values = try file.values(directive, count: 1, maximum: 2, usage: "PER-SECOND [BURST] | off")
+            if values == ["off"] { return nil }
+            guard let perSecond = Double(values[0]), perSecond > 0 else {
+                throw file.error(directive, "'\(values[0])' is not a rate per second (a positive number, or off)")
+            }
+            guard values.count == 2 else { return Rate(perSecond: perSecond) }
+            guard let burst = Double(values[1]), burst >= 1 else {
+                throw file.error(directive, "'\(values[1])' is not a burst (a number of at least 1)")
+            }
+            return Rate(perSecond: perSecond, burst: burst)
+        }
+        verifyRate = try rate("verify-rate", default: verifyRate)
+        senderRate = try rate("sender-rate", default: senderRate)
+        verifyFailures = try rate("verify-failures", default: verifyFailures)
+        anonymousRate = try rate("anonymous-rate", default: anonymousRate)
+        if let directive = try file.one("rate-prefix", required: false) {
+            let values = try file.values(directive, count: 2, usage: "V4-LENGTH V6-LENGTH (like 24 56)")
+            guard let v4 = Int(values[0]), (8...32).contains(v4), let v6 = Int(values[1]), (16...128).contains(v6) else {
+                throw file.error(directive, "expected an IPv4 prefix length 8-32 and an IPv6 one 16-128, like 24 56")
+            }
+            prefix = PrefixLengths(v4: v4, v6: v6)
+        }
+        if let directive = try file.one("upstream-inflight", required: false) {
+            let values = try file.values(directive, count: 2, usage: "TOTAL PER-CLIENT (like 1024 64)")
+            guard let total = Int(values[0]), total >= 1, let each = Int(values[1]), (1...total).contains(each) else {
+                throw file.error(directive, "expected two counts, the node's total and one client's share (at most the total)")
+            }
+            upstreamInFlight = total
+            upstreamInFlightPerClient = each
+        }
+        negativeTTL = try file.one("negative-ttl", required: false).map(file.duration) ?? negativeTTL
+        for directive in file.all("trace-allow") {
+            for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH] ...") {
+                let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+                let address = try file.address(parts[0], directive)
+                let most = address.isIPv6 ? 128 : 32
+                guard let length = parts.count == 2 ? Int(parts[1]) : most, (0...most).contains(length) else {
+                    throw file.error(directive, "'\(text)' is not ADDRESS/LENGTH with a length of 0-\(most)")
+                }
+                traceAllow.append((address, length))
+            }
+        }
     }
 }

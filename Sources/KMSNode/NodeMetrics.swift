@@ -12,6 +12,10 @@ struct NodeMetrics: Sendable {
     let upstreamFailures: Counter
     let countersignaturesIssued: Counter
     let dropped: Counter
+    /// Requests turned away by a budget (`Spending`) before the work they asked for.
+    let throttled: Counter
+    let throttledAnonymous: Counter
+    let throttledUpstream: Counter
 
     init(zone: DomainName) {
         let zoneLabel = ("zone", zone.text)
@@ -31,6 +35,9 @@ struct NodeMetrics: Sendable {
         upstreamFailures = Counter(label: "kms_upstream_failures_total", dimensions: [zoneLabel])
         countersignaturesIssued = Counter(label: "kms_countersignatures_issued_total", dimensions: [zoneLabel])
         dropped = Counter(label: "kms_dropped_total", dimensions: [zoneLabel])
+        throttled = Counter(label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "verify")])
+        throttledAnonymous = Counter(label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "anonymous")])
+        throttledUpstream = Counter(label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "upstream")])
     }
 
     func count(_ kind: Kind) { requests[kind]?.increment() }

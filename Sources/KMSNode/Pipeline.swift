@@ -6,9 +6,23 @@ public import NIOCore
 /// One admitted query as the node's stages see it.
 typealias Request = DNSRequest
 
-extension DNSRequest {
-    /// Whether the requester asked for the hop trace (EDNS option 65001).
-    var trace: Bool { HopTrace.isRequested(by: message) }
+extension KMSNode {
+    /// Whether to answer with the hop trace (EDNS option 65001): the requester asked, and may
+    /// see it. The trace shows addresses and cache state, so it goes only to loopback, this
+    /// node's parent and children, and the `trace-allow` prefixes.
+    func traceAllowed(_ request: Request) -> Bool {
+        guard HopTrace.isRequested(by: request.message),
+            let client = request.client.ipAddress.flatMap({ IPAddress($0) })
+        else { return false }
+        if client.isLoopback { return true }
+        if configuration.parent?.endpoint.address == client { return true }
+        if configuration.children.contains(where: { $0.endpoint.address == client }) { return true }
+        return configuration.limits.traceAllow.contains { allowed in
+            AddressPrefix(client, v4: allowed.length, v6: allowed.length)
+                == AddressPrefix(allowed.address, v4: allowed.length, v6: allowed.length)
+                && client.isIPv6 == allowed.address.isIPv6
+        }
+    }
 }
 
 /// The request path of a KMS node, stage by stage, in the order the stages run.

@@ -45,8 +45,12 @@ extension KMSNode {
         if route == .outside {
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not in the hierarchy under \(zone)"))
         }
+        if let overBudget = spending.mayAnswerAnonymously(request) {
+            metrics.throttledAnonymous.increment()
+            return .reply(overBudget.reply(to: request))
+        }
         let client = IPAddress(request.client.ipAddress ?? "") ?? configuration.listen.address
-        var hops = Hops(node: zone, enabled: request.trace)
+        var hops = Hops(node: zone, enabled: traceAllowed(request))
         hops.note("anonymous query from \(client) for \(name), signer \(configuration.defaultSigner)")
         let step = resolveKey(target: name.lowercased, signer: configuration.defaultSigner, ip: client, route: route, hops: hops)
         return keyReply(step, to: request, nonce: .empty, extra: ordinary)
@@ -77,8 +81,14 @@ extension KMSNode {
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
         case .child(let peer), .parent(let peer):
             let upward = route == .parent(peer)
+            guard let ticket = spending.startFetch(for: request) else {
+                metrics.throttledUpstream.increment()
+                return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))
+            }
             return .later { [self] in
-                await forwardAddress(request, to: peer, recursionDesired: upward)
+                let reply = await forwardAddress(request, to: peer, recursionDesired: upward)
+                ticket.done()
+                return reply
             }
         }
     }

@@ -48,6 +48,18 @@ final class ReplayGuard: Sendable {
         self.capacity = capacity
     }
 
+    /// What `admit` would say, remembering nothing: checked before the signature is verified,
+    /// so a stale or replayed request costs no crypto. (`admit` after the verify decides.)
+    func precheck(nonce: Nonce, time: UnixTime, now: UnixTime, overTCP: Bool) -> Verdict {
+        if time < now - window { return .tooOld(skew: now - time) }
+        if time > now + window { return .tooNew(skew: time - now) }
+        return state.withLock { state in
+            if time <= state.floor { return .tooOld(skew: now - time) }
+            if let seen = state.seen[nonce], !(seen.mayRetryOverTCP && overTCP && seen.time == time) { return .replayed }
+            return .fresh
+        }
+    }
+
     /// `sender` names who signed it, for the refusal's text; it does not scope the nonce.
     func admit(sender: DomainName, nonce: Nonce, time: UnixTime, now: UnixTime, overTCP: Bool) -> Verdict {
         if time < now - window { return .tooOld(skew: now - time) }

@@ -13,18 +13,19 @@ extension KMSNode {
         case .failure(let formatError): return formatError.step
         }
         let child: Peer
-        switch authenticate(record, from: sigreq.from, nonce: sigreq.nonce, time: sigreq.time, overTCP: request.transport == .tcp) {
+        switch authenticate(record, from: sigreq.from, nonce: sigreq.nonce, time: sigreq.time, request) {
         case .success(.child(let peer)): child = peer
         case .success(let other):
             return refuse(request, ExtendedDNSError(.prohibited, "only a child KMS may ask for a countersignature, not \(other.name)"))
         case .failure(let refusal):
-            return refuse(request, refusal.error)
+            logger.debug("refused sigreq", metadata: ["from": "\(sigreq.from)", "reason": "\(refusal.error.text)"])
+            return .reply(refusal.reply(to: request))
         }
         // A child vouches only for names in its own zone.
         guard sigreq.target.isEqualOrSubdomain(of: child.name) else {
             return refuse(request, ExtendedDNSError(.prohibited, "\(child.name) may not ask for \(sigreq.target), outside its zone"))
         }
-        var hops = Hops(node: zone, enabled: request.trace)
+        var hops = Hops(node: zone, enabled: traceAllowed(request))
         let now = Self.now()
         if sigreq.signer == zone {
             guard let countersignature = try? issue(target: sigreq.target, key: sigreq.key, now: now) else {

@@ -20,8 +20,17 @@ struct Bench: AsyncParsableCommand {
                           and signature (the full verification path on the server)
               address     plain A queries for NAME (the unsigned path)
 
+            With --flood KIND the run is made twice, without and then with a flood of KIND \
+            sent at --flood-rate from --flood-source beside the measured load, and the share \
+            of the rate that survives is printed (with the server's RSS if --server-pid is \
+            given). Kinds:
+              bad-signature  signed inquiries naming --host as sender, signed by another key
+              random-names   anonymous TXT for random names below --flood-zone
+
             Example (after `make run`):
               kms bench hostb.c.a.xx. --mode signed --host hierarchy/hosta.conf --duration 10
+              kms bench hostb.c.a.xx. --mode signed --host hierarchy/hosta.conf \
+                  --flood bad-signature --flood-rate 40000
             """)
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case anonymous, signed, address }
@@ -50,7 +59,23 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Per-query time-out in milliseconds.")
     var timeout: Int64 = 2000
 
+    @Option(help: "Also measure under this flood: bad-signature or random-names.")
+    var flood: FloodKind?
+
+    @Option(help: "Flood packets per second.")
+    var floodRate: Int = 10_000
+
+    @Option(help: "Address the flood is sent from (any 127.x.y.z works on loopback).")
+    var floodSource: String = "127.0.1.1"
+
+    @Option(help: "Zone whose random names the random-names flood asks for.")
+    var floodZone: String?
+
+    @Option(help: "The server's process ID, to report its resident memory before and after.")
+    var serverPid: Int?
+
     func validate() throws {
+        guard floodRate >= 1, floodRate <= 1_000_000 else { throw ValidationError("--flood-rate must be 1...1000000") }
         guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be 1...4096") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
         guard sockets >= 1, sockets <= 64 else { throw ValidationError("--sockets must be 1...64") }
@@ -76,10 +101,39 @@ struct Bench: AsyncParsableCommand {
         var clients: [DNSClient] = []
         for _ in 0..<sockets { clients.append(try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)) }
         let query = try QueryMaker(mode: mode, target: target, host: hostConfiguration)
+        print("kms bench: \(mode) queries for \(target) at \(endpoint), \(concurrency) in flight from \(sockets) sockets, \(duration) s")
+        let baseline = await measure(query, clients: clients, address: address)
+        print(baseline.report(elapsed: baseline.elapsed))
+        if let flood {
+            let zone = try floodZone.map { try DomainName($0.hasSuffix(".") ? $0 : $0 + ".") }
+            let packets = try Flood.packets(flood, count: 4096, host: hostConfiguration, zone: zone, target: target)
+            let rssBefore = serverPid.flatMap(Self.residentKiB)
+            let sender = try await Flood.start(packets: packets, from: floodSource, to: address, rate: floodRate)
+            let flooded = await measure(query, clients: clients, address: address)
+            await sender.stop()
+            let sent = sender.sent.withLockedValue { $0 }
+            print("\nunder a \(flood.rawValue) flood from \(floodSource), \(sent) packets sent (\(Int(Double(sent) / flooded.seconds))/s):")
+            print(flooded.report(elapsed: flooded.elapsed))
+            let share = baseline.answers > 0 ? Double(flooded.answers) / flooded.seconds / (Double(baseline.answers) / baseline.seconds) : 0
+            print(String(format: "kept         %.0f%% of the rate without the flood", share * 100))
+            if let rssBefore, let rssAfter = serverPid.flatMap(Self.residentKiB) {
+                print("server RSS   \(rssBefore / 1024) MiB before the flood, \(rssAfter / 1024) MiB after")
+            }
+        }
+        for client in clients { await client.close() }
+    }
+
+    /// VmRSS of a process, in KiB.
+    static func residentKiB(_ pid: Int) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return nil }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+    }
+
+    private func measure(_ query: QueryMaker, clients: [DNSClient], address: SocketAddress) async -> Tally {
         let timeout = TimeAmount.milliseconds(self.timeout)
         let deadline = ContinuousClock.now + .milliseconds(Int64(duration * 1000))
-        print("kms bench: \(mode) queries for \(target) at \(endpoint), \(concurrency) in flight from \(sockets) sockets, \(duration) s")
-
         let started = ContinuousClock.now
         let results = await withTaskGroup(of: Tally.self) { group in
             for worker in 0..<concurrency {
@@ -104,14 +158,14 @@ struct Bench: AsyncParsableCommand {
             for await tally in group { total.merge(tally) }
             return total
         }
-        let elapsed = ContinuousClock.now - started
-        for client in clients { await client.close() }
-        print(results.report(elapsed: elapsed))
+        var measured = results
+        measured.elapsed = ContinuousClock.now - started
+        return measured
     }
 }
 
 /// Builds each query: a signed inquiry needs a fresh nonce and signature every time.
-private struct QueryMaker: Sendable {
+struct QueryMaker: Sendable {
     let mode: Bench.Mode
     let target: DomainName
     let host: HostConfiguration?
@@ -147,11 +201,15 @@ private struct QueryMaker: Sendable {
 }
 
 /// Counts and latencies of one worker, merged at the end.
-private struct Tally: Sendable {
+struct Tally: Sendable {
     var byRcode: [UInt16: Int] = [:]
     var latencies: [Duration] = []
     var timeouts = 0
     var errors = 0
+    var elapsed: Duration = .zero
+
+    var answers: Int { latencies.count }
+    var seconds: Double { Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 }
 
     mutating func record(_ rcode: RCode, latency: Duration) {
         byRcode[rcode.rawValue, default: 0] += 1
@@ -166,8 +224,6 @@ private struct Tally: Sendable {
     }
 
     func report(elapsed: Duration) -> String {
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let answers = latencies.count
         let sorted = latencies.sorted()
         func percentile(_ p: Double) -> String {
             guard !sorted.isEmpty else { return "-" }

@@ -1,0 +1,159 @@
+public import DNSWire
+public import NIOCore
+import Synchronization
+
+/// A rate and the burst allowed above it, in tokens (requests) per second.
+public struct Rate: Sendable, Equatable, CustomStringConvertible {
+    public let perSecond: Double
+    public let burst: Double
+
+    public init(perSecond: Double, burst: Double? = nil) {
+        self.perSecond = perSecond
+        self.burst = burst ?? perSecond * 2
+    }
+
+    public var description: String { "\(Int(perSecond))/s (burst \(Int(burst)))" }
+}
+
+/// The part of a client's address that a limit is kept for: RRL's "client netblock" (BIND and
+/// Knot default to /24 for IPv4 and /56 for IPv6), so that one host cannot escape a limit by
+/// using every address of its network.
+public struct AddressPrefix: Hashable, Sendable, CustomStringConvertible {
+    private let high: UInt64
+    private let low: UInt64
+    private let length: UInt8
+    private let isIPv6: Bool
+
+    public init(_ address: IPAddress, v4 v4Length: Int, v6 v6Length: Int) {
+        isIPv6 = address.isIPv6
+        let bits = isIPv6 ? v6Length : v4Length
+        length = UInt8(bits)
+        var bytes = address.bytes
+        for index in bytes.indices {
+            let kept = max(0, min(8, bits - index * 8))
+            bytes[index] &= kept == 8 ? 0xFF : ~(0xFF >> kept)
+        }
+        if isIPv6 {
+            high = bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+            low = bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) }
+        } else {
+            high = 0
+            low = bytes.reduce(0) { $0 << 8 | UInt64($1) }
+        }
+    }
+
+    public var description: String {
+        var bytes: [UInt8] = []
+        if isIPv6 {
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: high >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: low >> UInt64(shift))) }
+        } else {
+            for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: low >> UInt64(shift))) }
+        }
+        return "\(IPAddress(bytes: bytes)!)/\(length)"
+    }
+}
+
+/// How much of an address a limit keys on.
+public struct PrefixLengths: Sendable, Equatable {
+    public let v4: Int
+    public let v6: Int
+
+    public init(v4: Int = 24, v6: Int = 56) {
+        self.v4 = v4
+        self.v6 = v6
+    }
+
+    public func prefix(of address: IPAddress) -> AddressPrefix { AddressPrefix(address, v4: v4, v6: v6) }
+}
+
+/// Token buckets, one per key (a client prefix, a sender's name), in a table of bounded size:
+/// the admission test that runs before any work that costs CPU (a signature verify, an
+/// upstream fetch, a signed answer).
+///
+/// A full table first forgets the buckets that have refilled (clients that went quiet, which
+/// would start full anyway); if that frees less than half, it forgets half of the rest. So a
+/// flood from many sources costs bounded memory, and a forgotten source only regains its burst.
+public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: UInt64
+    }
+
+    public let rate: Rate
+    public let capacity: Int
+    private let table = Mutex<[Key: Bucket]>([:])
+
+    public init(rate: Rate, capacity: Int = 65_536) {
+        self.rate = rate
+        self.capacity = capacity
+    }
+
+    /// Takes `cost` tokens from the key's bucket if it has them; false if it does not (and
+    /// then takes nothing).
+    public func take(_ cost: Double = 1, for key: Key, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
+        update(key, now: now) { bucket in
+            guard bucket.tokens >= cost else { return false }
+            bucket.tokens -= cost
+            return true
+        }
+    }
+
+    /// Charges `cost` tokens, going below zero if need be (a penalty that must be earned back).
+    public func charge(_ cost: Double = 1, for key: Key, now: UInt64 = NIODeadline.now().uptimeNanoseconds) {
+        update(key, now: now) { bucket in
+            bucket.tokens = max(bucket.tokens - cost, -rate.burst)
+        }
+    }
+
+    /// Whether the key's bucket holds at least one token, taking nothing.
+    public func allows(_ key: Key, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
+        update(key, now: now) { $0.tokens >= 1 }
+    }
+
+    /// How many keys are tracked (for metrics and tests).
+    public var count: Int { table.withLock { $0.count } }
+
+    private func update<Result>(_ key: Key, now: UInt64, _ body: (inout Bucket) -> Result) -> Result {
+        table.withLock { table in
+            if var bucket = table[key] {
+                let elapsed = Double(now &- bucket.updated) / 1e9
+                bucket.tokens = min(rate.burst, bucket.tokens + max(0, elapsed) * rate.perSecond)
+                bucket.updated = now
+                let result = body(&bucket)
+                table[key] = bucket
+                return result
+            }
+            if table.count >= capacity { evict(&table, now: now) }
+            var bucket = Bucket(tokens: rate.burst, updated: now)
+            let result = body(&bucket)
+            table[key] = bucket
+            return result
+        }
+    }
+
+    private func evict(_ table: inout [Key: Bucket], now: UInt64) {
+        let rate = rate
+        table = table.filter { _, bucket in
+            bucket.tokens + Double(now &- bucket.updated) / 1e9 * rate.perSecond < rate.burst
+        }
+        if table.count > capacity / 2 {
+            var kept = 0
+            table = table.filter { _ in kept += 1; return kept <= capacity / 2 }
+        }
+    }
+}
+
+extension Replies {
+    /// An empty reply with TC=1: "ask again over TCP", where the source address is proven by
+    /// the handshake. It is how a rate-limited UDP client is answered (RRL's "slip"): never
+    /// larger than the query, so it amplifies nothing, and a real client loses no time.
+    public static func truncated(to query: DNSMessage) -> Reply {
+        var message = query.response(rcode: .noError, authoritative: false)
+        message.header.isTruncated = true
+        message.answers = []
+        message.authorities = []
+        message.additionals = []
+        return Reply(message, udpLimit: 512)
+    }
+}

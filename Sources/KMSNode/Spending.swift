@@ -1,0 +1,190 @@
+import DNSTransport
+import DNSWire
+import KMSProtocol
+import NIOCore
+import Synchronization
+
+/// What each client may make this node spend, as live state (the settings are `Limits`).
+///
+/// Every check here runs before the work it guards and costs a hash lookup:
+///
+///   - a signature verify: the client's verify budget (per prefix over UDP, per address over
+///     TCP), the claimed sender's budget, and the client's failed-verify budget (a source that
+///     sends bad signatures gets no more verifies until it earns them back);
+///   - an anonymous key answer (a fresh signature, maybe upstream work): the client's budget;
+///   - an upstream fetch: a cap on fetches in flight, for the node and for one client, with
+///     identical fetches coalesced and "unresolved" remembered for a while.
+///
+/// Over UDP a client over budget is told to come back over TCP (TC=1): a real client loses one
+/// round trip; a spoofed source gets nothing larger than what it sent. Over TCP, where the
+/// address is proven, it is refused with an extended error that says which budget.
+final class Spending: Sendable {
+    let limits: Limits
+    private let verifies: RateLimiter<AddressPrefix>?
+    private let senders: RateLimiter<DomainName>?
+    private let failures: RateLimiter<AddressPrefix>?
+    private let anonymous: RateLimiter<AddressPrefix>?
+    private let inFlight = Mutex(InFlightCount())
+    let unresolved: NegativeCache
+    let fetches = Coalescer<FetchKey, (KeyOutcome, Hops)>()
+
+    init(_ limits: Limits) {
+        self.limits = limits
+        verifies = limits.verifyRate.map { RateLimiter(rate: $0) }
+        senders = limits.senderRate.map { RateLimiter(rate: $0) }
+        failures = limits.verifyFailures.map { RateLimiter(rate: $0) }
+        anonymous = limits.anonymousRate.map { RateLimiter(rate: $0) }
+        unresolved = NegativeCache(ttl: limits.negativeTTL)
+    }
+
+    /// The bucket a request is charged to: its prefix over UDP, its address over TCP.
+    func account(of request: Request) -> AddressPrefix? {
+        guard let address = request.client.ipAddress.flatMap({ IPAddress($0) }) else { return nil }
+        return request.transport == .tcp
+            ? AddressPrefix(address, v4: 32, v6: 128)
+            : limits.prefix.prefix(of: address)
+    }
+
+    /// Before verifying a signature claimed by `sender` (a registered host when `isHost`).
+    func mayVerify(_ request: Request, sender: DomainName, isHost: Bool) -> Refusal? {
+        guard let account = account(of: request) else { return nil }
+        if let failures, !failures.allows(account) {
+            return Refusal(
+                .prohibited, "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now", slip: true)
+        }
+        if let verifies, !verifies.take(for: account) {
+            return Refusal(.prohibited, "signed requests from \(account) over \(verifies.rate)", slip: true)
+        }
+        if isHost, let senders, !senders.take(for: sender) {
+            return Refusal(.prohibited, "signed requests from \(sender) over \(senders.rate)", slip: true)
+        }
+        return nil
+    }
+
+    /// A signature did not verify: the source pays for it.
+    func verifyFailed(_ request: Request) {
+        guard let failures, let account = account(of: request) else { return }
+        failures.charge(for: account)
+    }
+
+    /// Before an anonymous key answer.
+    func mayAnswerAnonymously(_ request: Request) -> Refusal? {
+        guard let anonymous, let account = account(of: request), !anonymous.take(for: account) else { return nil }
+        return Refusal(.prohibited, "anonymous key queries from \(account) over \(anonymous.rate)", slip: true)
+    }
+
+    /// Before an upstream fetch for `request`: a ticket to give back when done, or nil when
+    /// the node or this client already has as many in flight as allowed.
+    func startFetch(for request: Request) -> FetchTicket? {
+        let account = account(of: request)
+        let admitted = inFlight.withLock { count -> Bool in
+            guard count.total < limits.upstreamInFlight else { return false }
+            if let account {
+                guard count.byClient[account, default: 0] < limits.upstreamInFlightPerClient else { return false }
+                count.byClient[account, default: 0] += 1
+            }
+            count.total += 1
+            return true
+        }
+        return admitted ? FetchTicket(spending: self, account: account) : nil
+    }
+
+    fileprivate func finish(_ account: AddressPrefix?) {
+        inFlight.withLock { count in
+            count.total -= 1
+            if let account {
+                let left = count.byClient[account, default: 1] - 1
+                count.byClient[account] = left > 0 ? left : nil
+            }
+        }
+    }
+
+    /// Upstream fetches now in flight (metrics, tests).
+    var fetchesInFlight: Int { inFlight.withLock { $0.total } }
+
+    /// The refusal for a fetch over the cap.
+    func busy(_ request: Request) -> Refusal {
+        Refusal(
+            .notReady,
+            "\(limits.upstreamInFlight) upstream fetches in flight here, or \(limits.upstreamInFlightPerClient) for \(account(of: request).map { "\($0)" } ?? "this client"); ask again shortly",
+            slip: false)
+    }
+}
+
+private struct InFlightCount {
+    var total = 0
+    var byClient: [AddressPrefix: Int] = [:]
+}
+
+/// One upstream fetch's place under the cap; `done()` gives it back (exactly once).
+struct FetchTicket: Sendable {
+    fileprivate let spending: Spending
+    fileprivate let account: AddressPrefix?
+
+    func done() { spending.finish(account) }
+}
+
+/// What makes two fetches the same: the same question to the same neighbour for the same
+/// requester address.
+struct FetchKey: Hashable, Sendable {
+    let target: DomainName
+    let signer: DomainName
+    let ip: IPAddress
+    let peer: DomainName
+}
+
+/// Concurrent callers with the same key share one run of the work.
+final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let pending = Mutex<[Key: Task<Value, Never>]>([:])
+
+    func run(_ key: Key, _ work: @escaping @Sendable () async -> Value) async -> Value {
+        let task = pending.withLock { table in
+            if let running = table[key] { return running }
+            // The task removes itself under the same lock, so never before it was added.
+            let task = Task { [self] in
+                let value = await work()
+                _ = pending.withLock { $0.removeValue(forKey: key) }
+                return value
+            }
+            table[key] = task
+            return task
+        }
+        return await task.value
+    }
+
+    var count: Int { pending.withLock { $0.count } }
+}
+
+/// Names a neighbour said are unresolved, remembered for `ttl` seconds, in a bounded table.
+final class NegativeCache: Sendable {
+    let ttl: Double
+    let capacity: Int
+    private let entries = Mutex<[DomainName: UInt64]>([:])
+
+    init(ttl: Double, capacity: Int = 100_000) {
+        self.ttl = ttl
+        self.capacity = capacity
+    }
+
+    func contains(_ name: DomainName, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
+        entries.withLock { table in
+            guard let expiry = table[name] else { return false }
+            if expiry > now { return true }
+            table.removeValue(forKey: name)
+            return false
+        }
+    }
+
+    func insert(_ name: DomainName, now: UInt64 = NIODeadline.now().uptimeNanoseconds) {
+        entries.withLock { table in
+            if table.count >= capacity {
+                table = table.filter { $0.value > now }
+                var kept = 0
+                if table.count >= capacity / 2 { table = table.filter { _ in kept += 1; return kept < capacity / 2 } }
+            }
+            table[name] = now + UInt64(ttl * 1e9)
+        }
+    }
+
+    func clear() { entries.withLock { $0.removeAll() } }
+}

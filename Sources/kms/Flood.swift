@@ -1,0 +1,84 @@
+import ArgumentParser
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import KMSProtocol
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The hostile traffic `kms bench --flood` sends beside its measured load, from its own source
+/// address, at a fixed rate: what a node must survive without starving its real clients.
+enum FloodKind: String, ExpressibleByArgument, CaseIterable {
+    /// Signed inquiries that name a registered host as sender, with a signature by another
+    /// key and a fresh nonce each: every one would cost a verify.
+    case badSignature = "bad-signature"
+    /// Anonymous TXT queries for random names below --flood-zone: every one would cost a
+    /// fetch through the hierarchy and signatures at every hop.
+    case randomNames = "random-names"
+}
+
+/// Sends precomputed packets from one UDP socket at `rate` per second until stopped; replies
+/// are read and dropped.
+final class Flood: Sendable {
+    let channel: any Channel
+    let sent = NIOLockedValueBox(0)
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    /// Builds `count` distinct packets of `kind` (signing costs happen here, before the clock).
+    static func packets(_ kind: FloodKind, count: Int, host: HostConfiguration?, zone: DomainName?, target: DomainName) throws -> [[UInt8]] {
+        var packets: [[UInt8]] = []
+        switch kind {
+        case .badSignature:
+            guard let host else { throw ValidationError("--flood bad-signature needs --host (the sender it impersonates)") }
+            let impostor = try PrivateKey(generating: host.key.algorithm)
+            let signer = host.anchors.closest(covering: target)?.name ?? target
+            for _ in 0..<count {
+                let record = try Inquiry(
+                    target: target, signer: signer, ip: host.address, from: host.name, nonce: try Nonce.random(),
+                    time: UnixTime(Date().timeIntervalSince1970)
+                ).record().signed(by: impostor)
+                packets.append(try DNSMessage.kmsQuery(id: UInt16.random(in: 0...UInt16.max), target: target, record: record).wire())
+            }
+        case .randomNames:
+            guard let zone else { throw ValidationError("--flood random-names needs --flood-zone (whose random names to ask for)") }
+            for _ in 0..<count {
+                let label = String((0..<12).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
+                let name = try DomainName(label + "." + zone.text)
+                packets.append(try DNSMessage.query(id: UInt16.random(in: 0...UInt16.max), name: name, type: .txt).wire())
+            }
+        }
+        return packets
+    }
+
+    /// Starts sending `packets` round-robin to `server` from `source` at `rate` per second.
+    static func start(packets: [[UInt8]], from source: String, to server: SocketAddress, rate: Int) async throws -> Flood {
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: source, port: 0).get()
+        let flood = Flood(channel: channel)
+        let perTick = max(1, rate / 1000)
+        let tick = TimeAmount.nanoseconds(Int64(1_000_000_000 * perTick / max(rate, 1)))
+        let allocator = channel.allocator
+        channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: tick) { task in
+            guard channel.isActive else { return task.cancel() }
+            let first = flood.sent.withLockedValue { sent in
+                defer { sent += perTick }
+                return sent
+            }
+            for index in first..<(first + perTick) {
+                let buffer = allocator.buffer(bytes: packets[index % packets.count])
+                channel.write(AddressedEnvelope(remoteAddress: server, data: buffer), promise: nil)
+            }
+            channel.flush()
+        }
+        return flood
+    }
+
+    func stop() async {
+        try? await channel.close()
+    }
+}
