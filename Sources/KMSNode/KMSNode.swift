@@ -174,6 +174,9 @@ public final class KMSNode: Sendable {
         logger.info("reloaded policy", metadata: ["file": "\(policy.path)"])
     }
 
+    /// Upstream fetches waiting for a neighbour now.
+    public var upstreamFetchesInFlight: Int { spending.fetchesInFlight }
+
     public var registeredHosts: [RegisteredHost] { registry.all.sorted { $0.name.text < $1.name.text } }
 }
 

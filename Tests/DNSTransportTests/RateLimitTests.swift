@@ -1,0 +1,43 @@
+import DNSTransport
+import DNSWire
+import Testing
+
+@Suite struct RateLimitTests {
+    @Test func prefixesKeepOnlyTheNetworkBits() {
+        let lengths = PrefixLengths(v4: 24, v6: 56)
+        #expect(lengths.prefix(of: IPAddress("192.0.2.200")!) == lengths.prefix(of: IPAddress("192.0.2.1")!))
+        #expect(lengths.prefix(of: IPAddress("192.0.3.1")!) != lengths.prefix(of: IPAddress("192.0.2.1")!))
+        #expect("\(lengths.prefix(of: IPAddress("192.0.2.200")!))" == "192.0.2.0/24")
+        #expect("\(lengths.prefix(of: IPAddress("2001:db8:1:2ff:1::9")!))" == "2001:db8:1:200::/56")
+        #expect(lengths.prefix(of: IPAddress("2001:db8:1:2ff::1")!) == lengths.prefix(of: IPAddress("2001:db8:1:200::")!))
+        // An odd length masks inside a byte; the families never collide.
+        #expect("\(AddressPrefix(IPAddress("10.1.255.1")!, v4: 17, v6: 64))" == "10.1.128.0/17")
+        #expect(AddressPrefix(IPAddress("0.0.0.0")!, v4: 32, v6: 128) != AddressPrefix(IPAddress("::")!, v4: 32, v6: 128))
+    }
+
+    @Test func aBucketRefillsAtItsRateUpToItsBurst() {
+        let limiter = RateLimiter<Int>(rate: Rate(perSecond: 10, burst: 3))
+        let second: UInt64 = 1_000_000_000
+        #expect((0..<5).map { _ in limiter.take(for: 1, now: second) } == [true, true, true, false, false])
+        #expect(limiter.take(for: 2, now: second), "each key has its own bucket")
+        #expect(limiter.take(for: 1, now: second + second / 10), "one token back after 0.1 s")
+        #expect(!limiter.take(for: 1, now: second + second / 10))
+        #expect((0..<5).map { _ in limiter.take(for: 1, now: 100 * second) } == [true, true, true, false, false], "never above the burst")
+    }
+
+    @Test func aPenaltyMustBeEarnedBack() {
+        let limiter = RateLimiter<Int>(rate: Rate(perSecond: 1, burst: 2))
+        let second: UInt64 = 1_000_000_000
+        for _ in 0..<4 { limiter.charge(for: 7, now: second) }
+        #expect(!limiter.allows(7, now: second))
+        #expect(!limiter.allows(7, now: 3 * second), "-2 + 2 tokens is still short of one")
+        #expect(limiter.allows(7, now: 4 * second))
+    }
+
+    @Test func theTableStaysBoundedUnderManySources() {
+        let limiter = RateLimiter<Int>(rate: Rate(perSecond: 1, burst: 5), capacity: 1000)
+        for source in 0..<50_000 { _ = limiter.take(for: source, now: 1) }
+        #expect(limiter.count <= 1000)
+        #expect(limiter.count >= 500, "evicts half at a time, not everything")
+    }
+}

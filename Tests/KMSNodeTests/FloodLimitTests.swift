@@ -1,0 +1,149 @@
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSCrypto
+import KMSNode
+import KMSProtocol
+import KMSTestSupport
+import NIOCore
+import Synchronization
+import Testing
+
+/// What a flood may cost a node: budgets checked before the verify, the signature or the
+/// upstream fetch they guard (`Spending`), and what a real client sees meanwhile.
+@Suite struct FloodLimitTests {
+    /// A signed inquiry that names host A as its sender but is signed by another key.
+    func impostorQuery(_ hierarchy: TestHierarchy, impostor: PrivateKey) throws -> [UInt8] {
+        let record = try Inquiry(
+            target: "hostb.c.a.xx.", signer: "xx.", ip: IPAddress("127.0.0.11")!, from: "hosta.b.a.xx.",
+            nonce: try Nonce.random(), time: UnixTime(Date().timeIntervalSince1970)
+        ).record().signed(by: impostor)
+        return try DNSMessage.kmsQuery(id: UInt16.random(in: 1...UInt16.max), target: "hostb.c.a.xx.", record: record).wire()
+    }
+
+    /// Bad signatures from one source use up that source's verifies; past its failure budget it
+    /// is told TC=1 without any verify. A real host of the same /24 still gets its key: its
+    /// UDP query is also told TC=1, and over TCP (its own, proven address) it is served.
+    @Test func badSignaturesCostTheirSourceItsVerifiesAndNobodyElseTheirKeys() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "verify-failures 0.5 4"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let impostor = try PrivateKey(generating: .ed25519)
+            let server = hierarchy.servers["b.a.xx."]!.address
+            var replies: [DNSMessage] = []
+            for _ in 0..<10 {
+                let bytes = try await RawUDP.exchange(try impostorQuery(hierarchy, impostor: impostor), with: server, from: "127.0.0.9")
+                replies.append(try DNSMessage(wire: try #require(bytes, "the node went silent")))
+            }
+            // The first four cost a verify each and say why they failed.
+            for reply in replies.prefix(4) {
+                #expect(reply.rcode == .refused)
+                #expect(reply.extendedErrors.first?.infoCode == .dnssecBogus, "\(reply.extendedErrors)")
+                #expect(!reply.header.isTruncated)
+            }
+            // The rest were not verified: TC=1, empty, "ask again over TCP".
+            for reply in replies.dropFirst(4) {
+                #expect(reply.header.isTruncated, "\(reply.rcode) \(reply.extendedErrors)")
+                #expect(reply.rcode == .noError && reply.answers.isEmpty && reply.extendedErrors.isEmpty)
+            }
+            // Host A writes from 127.0.0.1, in the flooded 127.0.0.0/24: its key arrives,
+            // through TCP for the hop that is over budget.
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
+            #expect(fetched.countersignature.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+            // Over TCP the budget is the address's own, and a bad signature is still named.
+            let overTCP = try await hierarchy.client.queryOverTCP(
+                try DNSMessage(wire: try impostorQuery(hierarchy, impostor: impostor)), server: server, timeout: .seconds(5))
+            #expect(overTCP.rcode == .refused && overTCP.extendedErrors.first?.infoCode == .dnssecBogus)
+        }
+    }
+
+    /// Anonymous answers (each one signed) are limited per client prefix: over budget the
+    /// UDP client is told TC=1, and over TCP it is answered.
+    @Test func anonymousAnswersOverBudgetAreSentToTCP() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.5 3"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt)
+            var replies: [DNSMessage] = []
+            for _ in 0..<5 {
+                // RawUDP: DNSClient would follow TC=1 over TCP by itself.
+                let bytes = try await RawUDP.exchange(try query.wire(), with: hierarchy.servers["c.a.xx."]!.address)
+                replies.append(try DNSMessage(wire: try #require(bytes)))
+            }
+            #expect(replies.prefix(3).allSatisfy { $0.rcode == .noError && $0.answers.count == 1 && !$0.header.isTruncated })
+            #expect(replies.dropFirst(3).allSatisfy { $0.header.isTruncated && $0.answers.isEmpty })
+            let overTCP = try await hierarchy.client.queryOverTCP(query, server: hierarchy.servers["c.a.xx."]!.address, timeout: .seconds(5))
+            #expect(overTCP.rcode == .noError && overTCP.answers.count == 1)
+        }
+    }
+
+    /// A parent that never answers, counting what it is asked.
+    final class SilentParent: DNSResponder {
+        let asked = Mutex<[DomainName]>([])
+        func respond(to request: DNSRequest) -> DNSReply {
+            asked.withLock { $0.append(request.question.name) }
+            return .drop
+        }
+    }
+
+    /// Twenty clients asking for the same missing key at once cost one upstream query; and one
+    /// client cannot have more than its share of fetches waiting: the rest are answered
+    /// SERVFAIL "Not Ready" at once, without a fetch.
+    @Test func upstreamWorkIsSharedAndCapped() async throws {
+        let hierarchy = try await TestHierarchy(upstreamTimeout: "600ms", extra: ["a.xx.": "upstream-inflight 100 3"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let silent = SilentParent()
+            hierarchy.boxes["xx."]!.responder = silent
+            let server = hierarchy.servers["a.xx."]!.address
+            // The same name, twenty times at once, from twenty sockets of 127.0.0.1: the
+            // per-client cap is 3, so 3 wait and the rest are turned away, but the 3 share one query.
+            let same = await withTaskGroup(of: DNSMessage?.self) { group in
+                for id in 0..<20 {
+                    group.addTask {
+                        let query = DNSMessage.query(id: UInt16(id), name: "ghost.d.xx.", type: .txt)
+                        return (try? await RawUDP.exchange(try query.wire(), with: server)).flatMap { $0.flatMap { try? DNSMessage(wire: $0) } }
+                    }
+                }
+                var replies: [DNSMessage] = []
+                for await reply in group { if let reply { replies.append(reply) } }
+                return replies
+            }
+            #expect(same.count == 20)
+            let busy = same.filter { $0.extendedErrors.first?.infoCode == .notReady }
+            let silentAnswers = same.filter { $0.extendedErrors.first?.infoCode == .noReachableAuthority }
+            #expect(busy.count == 17, "\(same.map { "\($0.rcode) \($0.extendedErrors)" })")
+            #expect(silentAnswers.count == 3)
+            #expect(same.allSatisfy { $0.rcode == .serverFailure })
+            #expect(silent.asked.withLock { $0 } == ["ghost.d.xx."], "identical fetches were not shared")
+            // After they finished, the share is free again.
+            let again = try await hierarchy.send(DNSMessage.query(id: 99, name: "other.d.xx.", type: .txt), to: "a.xx.")
+            #expect(again.extendedErrors.first?.infoCode == .noReachableAuthority)
+            #expect(hierarchy.nodes["a.xx."]!.upstreamFetchesInFlight == 0)
+        }
+    }
+
+    /// The hop trace shows internal addresses and cache state: only loopback, the node's
+    /// neighbours and `trace-allow` prefixes get it.
+    @Test func theHopTraceGoesOnlyToAllowedAddresses() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "trace-allow 198.51.100.0/24\ndefault-signer c.a.xx."])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            var query = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt)
+            query.edns = EDNS(options: [HopTrace.option])
+            let bytes = ByteBuffer(bytes: try query.wire())
+            func traced(from address: String) throws -> Bool {
+                let request = DNSRequest(
+                    message: query, question: query.question!, client: try SocketAddress(ipAddress: address, port: 4000),
+                    transport: .udp, bytes: bytes)
+                guard case .reply(let reply) = hierarchy.nodes["c.a.xx."]!.respond(to: request) else {
+                    Issue.record("expected an answer now")
+                    return false
+                }
+                #expect(reply.message.answers.count == 1)
+                return !HopTrace.records(in: reply.message).isEmpty
+            }
+            #expect(try traced(from: "127.0.0.1"))
+            #expect(try traced(from: "::1"))
+            #expect(try traced(from: "198.51.100.7"))
+            #expect(try !traced(from: "192.0.2.7"))
+            #expect(try !traced(from: "2001:db8::7"))
+        }
+    }
+}
