@@ -6,7 +6,8 @@ public import NIOCore
 ///
 ///   1. shorter than a DNS header                      -> drop
 ///   2. a response (QR=1)                              -> drop: never answer a response (reflection)
-///   3. the responder's reply cache knows these bytes  -> that reply
+///   3. a UDP client in the responder's penalty box    -> TC=1, undecoded (`Replies.truncated(raw:)`)
+///      the responder's reply cache knows these bytes  -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///   5. opcode other than QUERY                        -> NOTIMP
 ///   6. not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
@@ -21,6 +22,8 @@ public enum Admission {
         case overloaded
         /// Answered from the reply cache.
         case cached([UInt8])
+        /// A UDP client in the penalty box, sent to TCP undecoded.
+        case penalised
     }
 
     public static func process(
@@ -36,7 +39,12 @@ public enum Admission {
             responder.admissionTurnedAway(.response)
             return .drop
         }
-        // 3. The same bytes as a query answered before.
+        // 3. A client that must earn its budget back: to TCP, at the cost of a header copy.
+        if transport == .udp, responder.isPenalised(client), let truncated = Replies.truncated(raw: bytes) {
+            responder.admissionTurnedAway(.penalised)
+            return .wire(truncated)
+        }
+        // The same bytes as a query answered before.
         if let cached = responder.cachedReply(to: bytes, over: transport) {
             responder.admissionTurnedAway(.cached(cached))
             return .wire(cached)

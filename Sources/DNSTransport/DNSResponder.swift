@@ -66,11 +66,17 @@ public protocol DNSResponder: Sendable {
     /// (a reply cache). The default keeps none.
     func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]?
 
+    /// Before decoding: whether this client is in the penalty box (it spent a budget it must
+    /// earn back), so that a UDP query from it is sent to TCP without being decoded. The
+    /// default: nobody is.
+    func isPenalised(_ client: SocketAddress) -> Bool
+
     /// Admission answered or dropped a query itself (for the responder's metrics).
     func admissionTurnedAway(_ outcome: Admission.Outcome)
 }
 
 extension DNSResponder {
     public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? { nil }
+    public func isPenalised(_ client: SocketAddress) -> Bool { false }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
 }

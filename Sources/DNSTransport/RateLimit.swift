@@ -111,6 +111,16 @@ public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
         update(key, now: now) { $0.tokens >= 1 }
     }
 
+    /// Whether the key has a bucket now short of one token. Adds no bucket: a key never
+    /// charged is not limited, and asking about it costs no memory.
+    public func isLimited(_ key: Key, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> Bool {
+        table.withLock { table in
+            guard let bucket = table[key] else { return false }
+            let elapsed = Double(now &- bucket.updated) / 1e9
+            return bucket.tokens + max(0, elapsed) * rate.perSecond < 1
+        }
+    }
+
     /// How many keys are tracked (for metrics and tests).
     public var count: Int { table.withLock { $0.count } }
 
@@ -155,5 +165,34 @@ extension Replies {
         message.authorities = []
         message.additionals = []
         return Reply(message, udpLimit: 512)
+    }
+
+    /// The same, built from the query's bytes without decoding them: header and question
+    /// copied, QR and TC set, no other section. Nil unless the bytes hold exactly one
+    /// question with an uncompressed name, which any real query has; the caller then takes
+    /// the ordinary path.
+    public static func truncated(raw query: ByteBuffer) -> [UInt8]? {
+        let bytes = query.readableBytesView
+        guard bytes.count >= DNSMessage.headerSize + 5 else { return nil }
+        let start = bytes.startIndex
+        guard bytes[start + 4] == 0, bytes[start + 5] == 1 else { return nil }  // QDCOUNT = 1
+        var index = start + DNSMessage.headerSize
+        var nameLength = 0
+        while true {
+            guard index < bytes.endIndex else { return nil }
+            let length = Int(bytes[index])
+            guard length < 64 else { return nil }  // a pointer or an extended label type
+            index += 1 + length
+            nameLength += 1 + length
+            guard nameLength <= 255 else { return nil }
+            if length == 0 { break }
+        }
+        let questionEnd = index + 4
+        guard questionEnd <= bytes.endIndex else { return nil }
+        var reply = Array(bytes[start..<questionEnd])
+        reply[2] = (reply[2] & 0x79) | 0x80 | 0x02  // QR, opcode and RD kept, AA cleared, TC
+        reply[3] = 0  // RA, Z, AD, CD and RCODE cleared: NOERROR
+        for offset in 6..<12 { reply[offset] = 0 }  // ANCOUNT, NSCOUNT, ARCOUNT
+        return reply
     }
 }

@@ -85,6 +85,7 @@ extension KMSNode {
             spending.verifyFailed(request)
             return .failure(Refusal(.dnssecBogus, "bad signature: the \(record.tag) is not signed by \(from)'s key"))
         }
+        if isHost { spending.verified(host: from) }
         if let refusal = refusal(replay.admit(sender: from, nonce: nonce, time: time, now: now, overTCP: overTCP), from: from) {
             return .failure(refusal)
         }

@@ -30,7 +30,8 @@ extension KMSNode {
 /// Admission (DNSTransport's `Admission`, shared with the proxy) comes first:
 ///
 ///   1. shorter than a header, or a response (QR=1)      -> drop
-///   2. byte-identical to a query answered before from the address table -> that reply (`ReplyCache`)
+///   2. a UDP client out of its failed-verify budget      -> TC=1, undecoded (`Spending`)
+///      byte-identical to a query answered before from the address table -> that reply (`ReplyCache`)
 ///   3. does not decode (RFC 6891 OPT rules included)    -> FORMERR, EDE Invalid Data
 ///   4. opcode other than QUERY                          -> NOTIMP
 ///   5. not exactly one question                         -> FORMERR
@@ -85,6 +86,12 @@ extension KMSNode: DNSResponder {
         policy == nil ? replies.reply(to: query, over: transport) : nil
     }
 
+    /// Stage 3: a UDP client out of failed-verify budget is sent to TCP undecoded.
+    public func isPenalised(_ client: SocketAddress) -> Bool {
+        guard let address = client.ipAddress.flatMap({ IPAddress($0) }) else { return false }
+        return spending.isPenalised(address)
+    }
+
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {
         switch outcome {
@@ -99,6 +106,8 @@ extension KMSNode: DNSResponder {
         case .notQuery:
             metrics.count(.other)
             metrics.count(RCode.notImplemented)
+        case .penalised:
+            metrics.throttled.increment()
         case .overloaded:
             metrics.dropped.increment()
             logger.debug("dropped: too many replies waiting for the network")

@@ -52,13 +52,28 @@ final class Spending: Sendable {
             return Refusal(
                 .prohibited, "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now", slip: true)
         }
-        if let verifies, !verifies.take(for: account) {
+        // A neighbour KMS carries the traffic of a whole zone: only failures limit it.
+        if isHost, let verifies, !verifies.take(for: account) {
             return Refusal(.prohibited, "signed requests from \(account) over \(verifies.rate)", slip: true)
         }
-        if isHost, let senders, !senders.take(for: sender) {
+        // The sender's budget is checked here but charged only once its signature verified,
+        // so an impostor naming a host cannot spend that host's budget.
+        if isHost, let senders, !senders.allows(sender) {
             return Refusal(.prohibited, "signed requests from \(sender) over \(senders.rate)", slip: true)
         }
         return nil
+    }
+
+    /// A host's signature verified: it pays for it.
+    func verified(host: DomainName) {
+        senders?.charge(for: host)
+    }
+
+    /// Whether a UDP client's prefix is out of failed-verify budget: its queries are sent to
+    /// TCP before they are even decoded (`Admission`, step 3).
+    func isPenalised(_ address: IPAddress) -> Bool {
+        guard let failures else { return false }
+        return failures.isLimited(limits.prefix.prefix(of: address))
     }
 
     /// A signature did not verify: the source pays for it.

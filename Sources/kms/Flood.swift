@@ -60,16 +60,19 @@ final class Flood: Sendable {
             .channelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
             .bind(host: source, port: 0).get()
         let flood = Flood(channel: channel)
-        let perTick = max(1, rate / 1000)
-        let tick = TimeAmount.nanoseconds(Int64(1_000_000_000 * perTick / max(rate, 1)))
+        // Paced by the clock, not by the tick count: a tick that runs late (the machine is
+        // busy) sends what the rate owes since the start, up to a bounded catch-up.
         let allocator = channel.allocator
-        channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: tick) { task in
+        let start = NIODeadline.now()
+        channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
             guard channel.isActive else { return task.cancel() }
-            let first = flood.sent.withLockedValue { sent in
-                defer { sent += perTick }
-                return sent
+            let owed = Int(Double((NIODeadline.now() - start).nanoseconds) / 1e9 * Double(rate))
+            let (first, count) = flood.sent.withLockedValue { sent -> (Int, Int) in
+                let count = min(max(0, owed - sent), max(64, rate / 100))
+                defer { sent += count }
+                return (sent, count)
             }
-            for index in first..<(first + perTick) {
+            for index in first..<(first + count) {
                 let buffer = allocator.buffer(bytes: packets[index % packets.count])
                 channel.write(AddressedEnvelope(remoteAddress: server, data: buffer), promise: nil)
             }

@@ -1,5 +1,6 @@
 import DNSTransport
 import DNSWire
+import NIOCore
 import Testing
 
 @Suite struct RateLimitTests {
@@ -39,5 +40,34 @@ import Testing
         for source in 0..<50_000 { _ = limiter.take(for: source, now: 1) }
         #expect(limiter.count <= 1000)
         #expect(limiter.count >= 500, "evicts half at a time, not everything")
+    }
+}
+
+@Suite struct RawTruncationTests {
+    @Test func theTruncatedReplyIsTheQuestionWithQRAndTC() throws {
+        var query = DNSMessage.query(id: 0xBEEF, name: "Host.Example.", type: .txt)
+        query.header.recursionDesired = true
+        query.edns = EDNS()
+        let bytes = try query.wire()
+        let raw = try #require(Replies.truncated(raw: ByteBuffer(bytes: bytes)))
+        #expect(raw.count < bytes.count, "never larger than the query")
+        let reply = try DNSMessage(wire: raw)
+        #expect(reply.header.id == 0xBEEF)
+        #expect(reply.header.isResponse && reply.header.isTruncated && reply.header.recursionDesired)
+        #expect(!reply.header.isAuthoritative)
+        #expect(reply.rcode == .noError)
+        #expect(reply.questions == query.questions, "the name keeps its case")
+        #expect(reply.answers.isEmpty && reply.authorities.isEmpty && reply.additionals.isEmpty && reply.edns == nil)
+    }
+
+    @Test func anythingButOnePlainQuestionTakesTheOrdinaryPath() throws {
+        let good = try DNSMessage.query(id: 1, name: "a.example.", type: .a).wire()
+        var twoQuestions = good
+        twoQuestions[5] = 2
+        var pointer = Array(good.prefix(12)) + [0xC0, 12, 0, 1, 0, 1]
+        pointer[5] = 1
+        for bytes in [twoQuestions, pointer, Array(good.prefix(12 + 5)), Array(good.prefix(12 + 13)), Array(good.prefix(12))] {
+            #expect(Replies.truncated(raw: ByteBuffer(bytes: bytes)) == nil)
+        }
     }
 }

@@ -45,6 +45,12 @@ import Testing
                 #expect(reply.header.isTruncated, "\(reply.rcode) \(reply.extendedErrors)")
                 #expect(reply.rcode == .noError && reply.answers.isEmpty && reply.extendedErrors.isEmpty)
             }
+            // While the prefix is in the penalty box, any UDP query from it goes to TCP, undecoded.
+            let plain = try await RawUDP.exchange(
+                try DNSMessage.query(id: 4242, name: "hosta.b.a.xx.", type: .a).wire(), with: server, from: "127.0.0.9")
+            let sentAway = try DNSMessage(wire: try #require(plain))
+            #expect(sentAway.header.isTruncated && sentAway.header.id == 4242 && sentAway.answers.isEmpty)
+            #expect(sentAway.question == Question(name: "hosta.b.a.xx.", type: .a))
             // Host A writes from 127.0.0.1, in the flooded 127.0.0.0/24: its key arrives,
             // through TCP for the hop that is over budget.
             let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
