@@ -36,10 +36,13 @@ struct Refusal: Error {
         self.slip = slip
     }
 
-    /// The reply: REFUSED with the reason, or TC=1 for a budget over UDP.
-    func reply(to request: Request) -> Reply {
-        if slip && request.transport == .udp { return Replies.truncated(to: request.message) }
-        return Replies.error(to: request.message, .refused, error, querySize: request.size)
+    /// The reply: REFUSED with the reason, or, for a budget over UDP, TC=1 copied from the
+    /// query's header and question (no encoding: a flood is answered at the cost of a copy).
+    func step(for request: Request) -> Step {
+        if slip && request.transport == .udp, let truncated = Replies.truncated(raw: request.bytes) {
+            return .wire(truncated)
+        }
+        return .reply(Replies.error(to: request.message, .refused, error, querySize: request.size))
     }
 }
 

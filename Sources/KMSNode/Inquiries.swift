@@ -18,7 +18,7 @@ extension KMSNode {
         case .success(let who): sender = who
         case .failure(let refusal):
             logger.debug("refused inquiry", metadata: ["from": "\(inquiry.from)", "reason": "\(refusal.error.text)"])
-            return .reply(refusal.reply(to: request))
+            return refusal.step(for: request)
         }
         let route = router.route(inquiry.target)
         if loopsBack(route, to: sender) {

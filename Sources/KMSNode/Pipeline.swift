@@ -120,6 +120,9 @@ extension KMSNode: DNSResponder {
         case .reply(let reply):
             metrics.count(reply.message.rcode)
             return .reply(reply)
+        case .wire(let bytes):
+            metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
+            return .wire(bytes)
         case .cacheable(let reply, let query, let transport):
             metrics.count(reply.message.rcode)
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
@@ -138,6 +141,8 @@ extension KMSNode: DNSResponder {
 /// A reply now, or one that needs the network first.
 enum Step: Sendable {
     case reply(Reply)
+    /// A reply already encoded (a TC=1 copied from the query).
+    case wire([UInt8])
     /// A reply that any byte-identical query will get again (see `ReplyCache`).
     case cacheable(Reply, query: ByteBuffer, transport: DNSTransportKind)
     case later(@Sendable () async -> Reply)

@@ -47,7 +47,7 @@ extension KMSNode {
         }
         if let overBudget = spending.mayAnswerAnonymously(request) {
             metrics.throttledAnonymous.increment()
-            return .reply(overBudget.reply(to: request))
+            return overBudget.step(for: request)
         }
         let client = IPAddress(request.client.ipAddress ?? "") ?? configuration.listen.address
         var hops = Hops(node: zone, enabled: traceAllowed(request))

@@ -68,6 +68,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Address the flood is sent from (any 127.x.y.z works on loopback).")
     var floodSource: String = "127.0.1.1"
 
+    @Option(help: "Send the flood here instead of to the server: a closed port measures what the flood costs this machine alone.")
+    var floodTo: String?
+
     @Option(help: "Zone whose random names the random-names flood asks for.")
     var floodZone: String?
 
@@ -108,13 +111,18 @@ struct Bench: AsyncParsableCommand {
             let zone = try floodZone.map { try DomainName($0.hasSuffix(".") ? $0 : $0 + ".") }
             let packets = try Flood.packets(flood, count: 4096, host: hostConfiguration, zone: zone, target: target)
             let rssBefore = serverPid.flatMap(Self.residentKiB)
-            let sender = try await Flood.start(packets: packets, from: floodSource, to: address, rate: floodRate)
+            let floodAddress = try floodTo.map { text in
+                guard let endpoint = Endpoint(text) else { throw ValidationError("--flood-to: '\(text)' is not ADDRESS:PORT") }
+                return try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
+            } ?? address
+            let sender = try await Flood.start(packets: packets, from: floodSource, to: floodAddress, rate: floodRate)
             let flooded = await measure(query, clients: clients, address: address)
+            let floodRate = sender.rate
             await sender.stop()
             let sent = sender.sent.withLockedValue { $0 }
-            print("\nunder a \(flood.rawValue) flood from \(floodSource), \(sent) packets sent (\(Int(Double(sent) / flooded.seconds))/s):")
+            print("\nunder a \(flood.rawValue) flood from \(floodSource) to \(floodAddress), \(sent) packets sent (\(floodRate)/s):")
             print(flooded.report(elapsed: flooded.elapsed))
-            let share = baseline.answers > 0 ? Double(flooded.answers) / flooded.seconds / (Double(baseline.answers) / baseline.seconds) : 0
+            let share = baseline.rate > 0 ? flooded.rate / baseline.rate : 0
             print(String(format: "kept         %.0f%% of the rate without the flood", share * 100))
             if let rssBefore, let rssAfter = serverPid.flatMap(Self.residentKiB) {
                 print("server RSS   \(rssBefore / 1024) MiB before the flood, \(rssAfter / 1024) MiB after")
@@ -144,7 +152,8 @@ struct Bench: AsyncParsableCommand {
                         let sent = ContinuousClock.now
                         do {
                             let reply = try await client.query(try query.make(), server: address, timeout: timeout)
-                            tally.record(reply.rcode, latency: ContinuousClock.now - sent)
+                            let received = ContinuousClock.now
+                            tally.record(reply.rcode, latency: received - sent, inWindow: received <= deadline)
                         } catch let error as DNSClientError where error.code == .timeout {
                             tally.timeouts += 1
                         } catch {
@@ -160,6 +169,7 @@ struct Bench: AsyncParsableCommand {
         }
         var measured = results
         measured.elapsed = ContinuousClock.now - started
+        measured.window = duration
         return measured
     }
 }
@@ -208,17 +218,24 @@ struct Tally: Sendable {
     var errors = 0
     var elapsed: Duration = .zero
 
-    var answers: Int { latencies.count }
-    var seconds: Double { Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18 }
+    /// The run's duration (what the rate is over).
+    var window: Double = 0
+    var rate: Double { window > 0 ? Double(inWindow) / window : 0 }
 
-    mutating func record(_ rcode: RCode, latency: Duration) {
+    /// Answers that arrived before the deadline: the rate counts only these, over the run's
+    /// duration, so queries still waiting for a time-out at the end do not stretch it.
+    var inWindow = 0
+
+    mutating func record(_ rcode: RCode, latency: Duration, inWindow: Bool) {
         byRcode[rcode.rawValue, default: 0] += 1
         latencies.append(latency)
+        if inWindow { self.inWindow += 1 }
     }
 
     mutating func merge(_ other: Tally) {
         for (rcode, count) in other.byRcode { byRcode[rcode, default: 0] += count }
         latencies += other.latencies
+        inWindow += other.inWindow
         timeouts += other.timeouts
         errors += other.errors
     }
@@ -232,7 +249,7 @@ struct Tally: Sendable {
         }
         let codes = byRcode.sorted { $0.key < $1.key }.map { "\(RCode(rawValue: $0.key)) \($0.value)" }.joined(separator: "  ")
         return """
-            answers      \(answers) in \(String(format: "%.2f", seconds)) s = \(String(format: "%.0f", Double(answers) / seconds)) answers/s
+            answers      \(inWindow) in \(String(format: "%.2f", window)) s = \(String(format: "%.0f", rate)) answers/s (\(latencies.count - inWindow) more after the end)
             rcodes       \(codes.isEmpty ? "-" : codes)
             timeouts     \(timeouts)   errors \(errors)
             latency      p50 \(percentile(0.50))   p99 \(percentile(0.99))   max \(percentile(1.0))

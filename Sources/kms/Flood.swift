@@ -24,8 +24,15 @@ enum FloodKind: String, ExpressibleByArgument, CaseIterable {
 final class Flood: Sendable {
     let channel: any Channel
     let sent = NIOLockedValueBox(0)
+    let started = NIODeadline.now()
 
     private init(channel: any Channel) { self.channel = channel }
+
+    /// Packets per second since the start.
+    var rate: Int {
+        let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+        return seconds > 0 ? Int(Double(sent.withLockedValue { $0 }) / seconds) : 0
+    }
 
     /// Builds `count` distinct packets of `kind` (signing costs happen here, before the clock).
     static func packets(_ kind: FloodKind, count: Int, host: HostConfiguration?, zone: DomainName?, target: DomainName) throws -> [[UInt8]] {
@@ -63,7 +70,7 @@ final class Flood: Sendable {
         // Paced by the clock, not by the tick count: a tick that runs late (the machine is
         // busy) sends what the rate owes since the start, up to a bounded catch-up.
         let allocator = channel.allocator
-        let start = NIODeadline.now()
+        let start = flood.started
         channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
             guard channel.isActive else { return task.cancel() }
             let owed = Int(Double((NIODeadline.now() - start).nanoseconds) / 1e9 * Double(rate))
