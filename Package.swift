@@ -225,7 +225,7 @@ let package = Package(
         .testTarget(
             name: "KMSNodeTests",
             dependencies: [
-                "KMSTestSupport", "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto",
+                "KMSTestSupport", "KMSNode", "KMSClient", "KMSProtocol", "KMSSettings", "DNSTransport", "DNSWire", "KMSCrypto", "ControlSocket",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

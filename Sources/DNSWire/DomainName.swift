@@ -42,7 +42,12 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
     /// Takes wire-form bytes that libldns produced or validated.
     init(wire: [UInt8]) {
         self.wire = wire
-        self.canonicalWire = wire.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+        // A name already in lower case (most are) shares one buffer for both forms.
+        if wire.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) {
+            self.canonicalWire = wire.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
+        } else {
+            self.canonicalWire = wire
+        }
     }
 
     /// True when every letter is lower case, as KMS1 requires of names inside values.
@@ -69,21 +74,28 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
         LDNS.withName(wire) { Int(ldns_dname_label_count($0)) }
     }
 
-    /// The name with its leftmost label removed; nil for the root.
+    /// The name with its leftmost label removed; nil for the root. (The wire form is
+    /// uncompressed and validated, so this is the bytes after the first label.)
     public var parent: DomainName? {
-        guard labelCount > 0 else { return nil }
-        return LDNS.withName(wire) { rdf in
-            guard let chopped = ldns_dname_left_chop(rdf) else { return nil }
-            defer { ldns_rdf_deep_free(chopped) }
-            return DomainName(wire: LDNS.bytes(of: chopped))
-        }
+        guard let first = wire.first, first != 0 else { return nil }
+        return DomainName(wire: Array(wire[(1 + Int(first))...]))
     }
 
     /// True when this name lies strictly below `ancestor`.
+    /// Compares label boundaries of the canonical wire forms, without allocating: it runs for
+    /// every request (routing), where libldns's version built two names each time.
     public func isSubdomain(of ancestor: DomainName) -> Bool {
-        LDNS.withName(canonicalWire) { me in
-            LDNS.withName(ancestor.canonicalWire) { other in ldns_dname_is_subdomain(me, other) != 0 }
+        let mine = canonicalWire
+        let theirs = ancestor.canonicalWire
+        guard mine.count > theirs.count else { return false }
+        var index = 0
+        while index < mine.count, mine[index] != 0 {
+            index += 1 + Int(mine[index])
+            let left = mine.count - index
+            if left == theirs.count { return mine[index...].elementsEqual(theirs) }
+            if left < theirs.count { return false }
         }
+        return false
     }
 
     /// True when this name equals `ancestor` or lies below it ("in bailiwick").

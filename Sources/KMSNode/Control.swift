@@ -35,22 +35,28 @@ public enum Control {
             guard let nameText = request.name, let keyText = request.key else {
                 return Response(ok: false, message: "register needs name and key")
             }
-            let name: DomainName
-            do { name = try DomainName(canonical: nameText) } catch {
-                return Response(ok: false, message: "name: \(error.reason)")
+            let host: NodeControl.Host = .init(name: nameText, key: keyText, addresses: request.addresses ?? [])
+            switch parse(host) {
+            case .failure(let refused): return Response(ok: false, message: refused.message)
+            case .success(let parsed):
+                do {
+                    try node.register([parsed])
+                    return Response(ok: true, message: "registered \(parsed.name) in \(node.zone)")
+                } catch {
+                    return Response(ok: false, message: "\(error)")
+                }
             }
-            let key: KMSCrypto.PublicKey
-            do { key = try KeyField.decode(keyText) } catch {
-                return Response(ok: false, message: "key: \(error)")
-            }
-            var addresses: [IPAddress] = []
-            for text in request.addresses ?? [] {
-                guard let address = IPAddress(text) else { return Response(ok: false, message: "addresses: '\(text)' is not an IP address") }
-                addresses.append(address)
+        case "register-batch":
+            var batch: [KMSNode.Registration] = []
+            for (index, host) in (request.hosts ?? []).enumerated() {
+                switch parse(host) {
+                case .success(let parsed): batch.append(parsed)
+                case .failure(let refused): return Response(ok: false, message: refused.message, index: index)
+                }
             }
             do {
-                try node.register(name: name, key: key, addresses: addresses)
-                return Response(ok: true, message: "registered \(name) in \(node.zone)")
+                try node.register(batch)
+                return Response(ok: true, message: "registered \(batch.count) hosts in \(node.zone)")
             } catch {
                 return Response(ok: false, message: "\(error)")
             }
@@ -68,7 +74,27 @@ public enum Control {
                 ok: true, message: "\(node.registeredHosts.count) hosts",
                 hosts: node.registeredHosts.map { "\($0.name) \(KeyField.encode($0.key)) \($0.addresses.map(\.description).joined(separator: " "))" })
         default:
-            return Response(ok: false, message: "unknown op '\(request.op)' (register, hosts, reload, reload-policy)")
+            return Response(ok: false, message: "unknown op '\(request.op)' (register, register-batch, hosts, reload, reload-policy)")
         }
+    }
+
+    private struct Refused: Error { let message: String }
+
+    /// A host of a request, checked: canonical name, a key that decodes, IP addresses.
+    private static func parse(_ host: NodeControl.Host) -> Result<KMSNode.Registration, Refused> {
+        let name: DomainName
+        do { name = try DomainName(canonical: host.name) } catch {
+            return .failure(Refused(message: "name: \(error.reason)"))
+        }
+        let key: KMSCrypto.PublicKey
+        do { key = try KeyField.decode(host.key) } catch {
+            return .failure(Refused(message: "key: \(error)"))
+        }
+        var addresses: [IPAddress] = []
+        for text in host.addresses {
+            guard let address = IPAddress(text) else { return .failure(Refused(message: "addresses: '\(text)' is not an IP address")) }
+            addresses.append(address)
+        }
+        return .success(KMSNode.Registration(name: name, key: key, addresses: addresses))
     }
 }

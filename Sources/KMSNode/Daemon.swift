@@ -43,7 +43,7 @@ public struct KMSDaemon: Service {
                 let node = server.node
                 report(
                     "\(node.zone.text.padding(toLength: 10, withPad: " ", startingAt: 0)) listening on \(configuration.listen) (UDP, TCP)"
-                        + "  hosts: \(node.registeredHosts.count)  control: \(configuration.control)")
+                        + "  hosts: \(node.registeredHostCount)  control: \(configuration.control)")
             }
             if let metrics {
                 metricsChannel = try await MetricsEndpoint.serve(

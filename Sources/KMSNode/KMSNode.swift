@@ -51,20 +51,18 @@ public final class KMSNode: Sendable {
             throw configuration.error("database", "cannot open \(configuration.database): \(error)")
         }
         let now = Self.now()
-        let stored: [RegisteredHost]
         do {
-            var (hosts, unreadable) = try store.hosts()
+            registry = Registry(zone: configuration.zone)
+            let unreadable = try registry.load(from: store)
             for name in unreadable { logger.warning("skipping unreadable host row", metadata: ["host": "\(name)"]) }
-            for seed in configuration.hosts where !hosts.contains(where: { $0.name == seed.name }) {
+            for seed in configuration.hosts where !registry.contains(seed.name) {
                 let host = RegisteredHost(name: seed.name, addresses: seed.addresses, key: seed.key, registeredAt: now)
-                try store.register(host)
-                hosts.append(host)
+                try store.register([host])
+                registry.set(host)
             }
-            stored = hosts
         } catch {
             throw configuration.error("database", "cannot read \(configuration.database): \(error)")
         }
-        registry = Registry(stored)
         cache = KeyCache(maximumAge: UnixTime(configuration.cacheMaxAge))
         replay = ReplayGuard(window: Int64(configuration.replayWindow), capacity: configuration.replayMemory)
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
@@ -108,28 +106,60 @@ public final class KMSNode: Sendable {
 
     // MARK: Registration
 
+    /// A host to register: its name, key and addresses.
+    public struct Registration: Sendable {
+        public let name: DomainName
+        public let key: PublicKey
+        public let addresses: [IPAddress]
+
+        public init(name: DomainName, key: PublicKey, addresses: [IPAddress]) {
+            self.name = name
+            self.key = key
+            self.addresses = addresses
+        }
+    }
+
     /// Adds or replaces a host in this zone. Durable when it returns; from then on the node
     /// serves the new key and never a countersignature over the old one.
     public func register(name: DomainName, key: PublicKey, addresses: [IPAddress]) throws(NodeError) {
-        guard name.isSubdomain(of: zone) else {
-            throw NodeError(nil, field: "name", "\(name) is not in zone \(zone)")
+        try register([Registration(name: name, key: key, addresses: addresses)])
+    }
+
+    /// Adds or replaces hosts in this zone, all or none, in one transaction: durable when it
+    /// returns (one fsync for the whole batch, which is what makes bulk loading fast).
+    public func register(_ batch: [Registration]) throws(NodeError) {
+        let now = Self.now()
+        var hosts: [RegisteredHost] = []
+        hosts.reserveCapacity(batch.count)
+        for (index, registration) in batch.enumerated() {
+            let name = registration.name
+            let place = batch.count > 1 ? "host \(index + 1) (\(name))" : "name"
+            guard name.isSubdomain(of: zone) else {
+                throw NodeError(nil, field: place, "\(name) is not in zone \(zone)")
+            }
+            if case .child(let child) = router.route(name) {
+                throw NodeError(nil, field: place, "\(name) is in the child zone \(child.name); register it there")
+            }
+            hosts.append(RegisteredHost(name: name.lowercased, addresses: registration.addresses, key: registration.key, registeredAt: now))
         }
-        if case .child(let child) = router.route(name) {
-            throw NodeError(nil, field: "name", "\(name) is in the child zone \(child.name); register it there")
-        }
-        let host = RegisteredHost(name: name.lowercased, addresses: addresses, key: key, registeredAt: Self.now())
         let result: Result<Void, NodeError> = registrationOrder.withLock { _ in
-            do { try store.register(host) } catch {
+            do { try store.register(hosts) } catch {
                 return .failure(NodeError(configuration.database, field: nil, "cannot store the registration: \(error)"))
             }
-            let rotated = registry[host.name].map { $0.key != key } ?? false
-            registry.set(host)
+            for host in hosts {
+                let rotated = registry[host.name].map { $0.key != host.key } ?? false
+                registry.set(host)
+                if rotated { cache.purge(target: host.name) }
+            }
             replies.clear()
-            if rotated { cache.purge(target: host.name) }
             return .success(())
         }
         try result.get()
-        logger.info("registered host", metadata: ["host": "\(host.name)", "key": "\(KeyField.encode(key).prefix(24))…"])
+        if let host = hosts.first, hosts.count == 1 {
+            logger.info("registered host", metadata: ["host": "\(host.name)", "key": "\(KeyField.encode(host.key).prefix(24))…"])
+        } else {
+            logger.info("registered hosts", metadata: ["count": "\(hosts.count)"])
+        }
     }
 
     /// What SIGHUP (and the `reload` control op) does, as Unbound and Knot do on theirs: reads
@@ -149,12 +179,11 @@ public final class KMSNode: Sendable {
         }
         let result: Result<Int, any Error> = registrationOrder.withLock { _ in
             do {
-                let (hosts, _) = try store.hosts()
-                registry.replaceAll(hosts)
+                _ = try registry.load(from: store)
                 cache.clear()
                 replies.clear()
                 spending.unresolved.clear()
-                return .success(hosts.count)
+                return .success(registry.count)
             } catch {
                 return .failure(error)
             }
@@ -177,7 +206,11 @@ public final class KMSNode: Sendable {
     /// Upstream fetches waiting for a neighbour now.
     public var upstreamFetchesInFlight: Int { spending.fetchesInFlight }
 
+    /// Every registered host, keys decoded, sorted by name (for listings).
     public var registeredHosts: [RegisteredHost] { registry.all.sorted { $0.name.text < $1.name.text } }
+
+    /// How many hosts are registered (counted, not listed).
+    public var registeredHostCount: Int { registry.count }
 }
 
 /// A node that cannot start or cannot do what it was asked: says which file, line and field.

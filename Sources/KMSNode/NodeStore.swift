@@ -67,38 +67,57 @@ public final class NodeStore: Sendable {
         return migrator
     }
 
-    /// Adds or replaces a host. Durable when it returns.
-    public func register(_ host: RegisteredHost) throws {
+    /// Adds or replaces hosts, all in one transaction. Durable when it returns.
+    public func register(_ hosts: [RegisteredHost]) throws {
         try database.write { db in
-            try db.execute(
+            let statement = try db.makeStatement(
                 sql: """
                     INSERT INTO host (name, addresses, key, registered_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT(name) DO UPDATE SET addresses = excluded.addresses, key = excluded.key,
                         registered_at = excluded.registered_at
-                    """,
-                arguments: [
+                    """)
+            for host in hosts {
+                try statement.execute(arguments: [
                     host.name.lowercased.text, host.addresses.map(\.description).joined(separator: " "),
                     KeyField.encode(host.key), host.registeredAt,
                 ])
+            }
         }
     }
 
-    /// Every registered host. Rows that no longer parse are skipped and reported.
-    public func hosts() throws -> (hosts: [RegisteredHost], unreadable: [String]) {
+    /// Hands every registered host to `visit`, in the registry's compact form, read with a
+    /// cursor (a million rows are never all in memory as rows). Rows whose name, addresses or
+    /// key text no longer parse are skipped and returned; the key itself is decoded by OpenSSL
+    /// on first use. `expecting` is told the row count first.
+    func forEachHost(
+        expecting: (Int) -> Void, _ visit: (DomainName, HostEntry) -> Void
+    ) throws -> (count: Int, unreadable: [String]) {
         try database.read { db in
-            var hosts: [RegisteredHost] = []
+            expecting(try Int.fetchOne(db, sql: "SELECT count(*) FROM host") ?? 0)
             var unreadable: [String] = []
-            for row in try Row.fetchAll(db, sql: "SELECT name, addresses, key, registered_at FROM host") {
-                let name: String = row["name"]
-                let addressText: String = row["addresses"]
-                guard let domain = try? DomainName(canonical: name), let key = try? KeyField.decode(row["key"]) else {
+            var count = 0
+            let rows = try Row.fetchCursor(db, sql: "SELECT name, addresses, key, registered_at FROM host")
+            while let row = try rows.next() {
+                let name: String = row[0]
+                let addressText: String = row[1]
+                let keyText: String = row[2]
+                // Written by `register` in canonical form; checked cheaply, not re-printed.
+                guard name.hasSuffix("."), let domain = try? DomainName(name), domain.isLowerCase,
+                    let colon = keyText.firstIndex(of: ":"), KeyAlgorithm(rawValue: String(keyText[..<colon])) != nil,
+                    let der = try? Base64.decode(String(keyText[keyText.index(after: colon)...]), field: "key")
+                else {
                     unreadable.append(name)
                     continue
                 }
-                let addresses = addressText.split(separator: " ").compactMap { IPAddress(String($0)) }
-                hosts.append(RegisteredHost(name: domain, addresses: addresses, key: key, registeredAt: row["registered_at"]))
+                var addresses: [IPAddress] = []
+                for text in addressText.split(separator: " ") {
+                    guard let address = IPAddress(String(text)) else { continue }
+                    addresses.append(address)
+                }
+                visit(domain, HostEntry(addresses: addresses, key: der, registeredAt: row[3]))
+                count += 1
             }
-            return (hosts, unreadable)
+            return (count, unreadable)
         }
     }
 

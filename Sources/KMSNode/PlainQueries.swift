@@ -33,7 +33,7 @@ extension KMSNode {
         let ordinary = (configuration.txt[name] ?? []).map {
             ResourceRecord(name: name, ttl: 300, data: .txt([$0]))
         }
-        let isHost = route == .local && registry[name] != nil
+        let isHost = route == .local && registry.contains(name)
         if !ordinary.isEmpty && !isHost {
             var message = request.message.response(rcode: .noError)
             message.answers = ordinary
@@ -63,13 +63,11 @@ extension KMSNode {
         let question = request.question
         switch route {
         case .local:
-            guard let host = registry[question.name] else {
+            guard let addresses = registry.addresses(of: question.name, ipv6: question.type == .aaaa) else {
                 return .reply(nameExists(question.name) ? nodata(request) : nxdomain(request))
             }
             var message = request.message.response(rcode: .noError)
-            message.answers = host.addresses.filter { $0.isIPv6 == (question.type == .aaaa) }.map {
-                ResourceRecord(name: question.name, ttl: 300, data: $0.rdata)
-            }
+            message.answers = addresses.map { ResourceRecord(name: question.name, ttl: 300, data: $0.rdata) }
             guard policy == nil else {
                 addVerdict(to: &message, for: request)
                 return .reply(Reply(message, answering: request.message))

@@ -4,6 +4,7 @@ import Foundation
 import KMSCrypto
 import KMSNode
 import KMSProtocol
+import ControlSocket
 import NIOPosix
 import Testing
 
@@ -38,6 +39,44 @@ import Testing
                 #expect(!answer.ok)
                 #expect(answer.message.contains(expected), "\(answer.message)")
             }
+        }
+    }
+
+    /// `kms register --file`'s path: a batch is stored in one transaction, all or none, and a
+    /// refusal names the host that was wrong.
+    @Test func aBatchIsRegisteredWholeOrNotAtAll() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let path = hierarchy.directory.appendingPathComponent("c.control").path
+            let channel = try await Control.serve(hierarchy.nodes["c.a.xx."]!, at: path, group: MultiThreadedEventLoopGroup.singleton)
+            defer { channel.close(promise: nil) }
+            let keys = try (0..<3).map { _ in try PrivateKey(generating: .ed25519).publicKey }
+            var hosts = (0..<3).map { index in
+                NodeControl.Host(name: "batch\(index).c.a.xx.", key: KeyField.encode(keys[index]), addresses: ["127.0.1.\(index)"])
+            }
+            // A bad second host: refused with its index, and the first is not stored either.
+            var bad = hosts
+            bad[1].name = "batch1.b.a.xx."
+            let refused = try await Control.send(Control.Request(op: "register-batch", hosts: bad), to: path, group: MultiThreadedEventLoopGroup.singleton)
+            #expect(!refused.ok && refused.message.contains("not in zone c.a.xx."), "\(refused.message)")
+            bad[1] = NodeControl.Host(name: "batch1.c.a.xx.", key: "ed25519:AAAA", addresses: [])
+            let badKey = try await Control.send(Control.Request(op: "register-batch", hosts: bad), to: path, group: MultiThreadedEventLoopGroup.singleton)
+            #expect(!badKey.ok && badKey.index == 1 && badKey.message.hasPrefix("key:"), "\(badKey.message)")
+            try hierarchy.startNode("c.a.xx.")
+            #expect(!hierarchy.nodes["c.a.xx."]!.registeredHosts.contains { $0.name == "batch0.c.a.xx." })
+
+            // The good batch: acknowledged means stored, and served at once.
+            hosts[2].addresses.append("::2")
+            let channel2 = try await Control.serve(hierarchy.nodes["c.a.xx."]!, at: path + "2", group: MultiThreadedEventLoopGroup.singleton)
+            defer { channel2.close(promise: nil) }
+            let response = try await Control.send(Control.Request(op: "register-batch", hosts: hosts), to: path + "2", group: MultiThreadedEventLoopGroup.singleton)
+            #expect(response.ok, "\(response.message)")
+            let aaaa = try await hierarchy.send(DNSMessage.query(id: 1, name: "batch2.c.a.xx.", type: .aaaa), to: "c.a.xx.")
+            #expect(aaaa.answers.map(\.data) == [.aaaa(IPAddress("::2")!.bytes)])
+            try hierarchy.startNode("c.a.xx.")
+            let stored = hierarchy.nodes["c.a.xx."]!.registeredHosts.filter { $0.name.text.hasPrefix("batch") }
+            #expect(stored.map(\.key) == keys)
+            #expect(try await hierarchy.fetcher("hosta.b.a.xx.").fetch("batch1.c.a.xx.").key == keys[1])
         }
     }
 }

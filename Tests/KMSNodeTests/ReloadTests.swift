@@ -17,8 +17,8 @@ import Testing
             // An operator rewrites the store behind the node's back (another process, sqlite3).
             let rotated = try PrivateKey(generating: .ed25519).publicKey
             let store = try NodeStore(path: node.configuration.database)
-            try store.register(RegisteredHost(name: "hostb.c.a.xx.", addresses: [IPAddress("127.0.0.12")!], key: rotated, registeredAt: 1))
-            try store.register(RegisteredHost(name: "hostz.c.a.xx.", addresses: [IPAddress("127.0.0.26")!], key: rotated, registeredAt: 1))
+            try store.register([RegisteredHost(name: "hostb.c.a.xx.", addresses: [IPAddress("127.0.0.12")!], key: rotated, registeredAt: 1)])
+            try store.register([RegisteredHost(name: "hostz.c.a.xx.", addresses: [IPAddress("127.0.0.26")!], key: rotated, registeredAt: 1)])
             #expect(!node.registeredHosts.contains { $0.name == "hostz.c.a.xx." })
             let lines = node.reload()
             #expect(lines.contains { $0.hasPrefix("hosts: 3 read from") }, "\(lines)")
