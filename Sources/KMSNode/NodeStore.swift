@@ -104,7 +104,7 @@ public final class NodeStore: Sendable {
                 // Written by `register` in canonical form; checked cheaply, not re-printed.
                 guard name.hasSuffix("."), let domain = try? DomainName(name), domain.isLowerCase,
                     let colon = keyText.firstIndex(of: ":"), KeyAlgorithm(rawValue: String(keyText[..<colon])) != nil,
-                    let der = try? Base64.decode(String(keyText[keyText.index(after: colon)...]), field: "key")
+                    let der = Data(base64Encoded: String(keyText[keyText.index(after: colon)...])).map(Array.init)
                 else {
                     unreadable.append(name)
                     continue
