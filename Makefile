@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind
                    iproute2 tcpdump curl nftables nsd
 SWIFT ?= swift
 
-.PHONY: run test build deps demo-keys
+.PHONY: run test build deps demo-keys bench
 
 deps:
 	@missing=""; \
@@ -43,3 +43,10 @@ test: deps demo-keys
 
 run: build
 	@scripts/run-hierarchy
+
+# Benchmarks side by side with NSD and Knot (docs/BENCHMARKS.md): release build, dnsperf.
+BENCH_PACKAGES := dnsperf knot nsd
+bench: deps demo-keys
+	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
+	$(SWIFT) build -c release
+	scripts/bench

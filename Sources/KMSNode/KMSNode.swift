@@ -20,7 +20,7 @@ public final class KMSNode: Sendable {
     let cache: KeyCache
     let anonymousAnswers = PerSecondCache<Countersignature>()
     let verdicts = PerSecondCache<CUGVerdict>()
-    let replies = ReplyCache()
+    let replies: ReplyCache
     let policy: PolicySource?
     let replay: ReplayGuard
     let router: Router
@@ -45,6 +45,7 @@ public final class KMSNode: Sendable {
         self.logger = logger
         warnings = LogLimiter(logger)
         spending = Spending(configuration.limits)
+        replies = ReplyCache(capacity: configuration.replyCache)
         do {
             store = try NodeStore(path: configuration.database)
         } catch {

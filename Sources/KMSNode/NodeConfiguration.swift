@@ -33,6 +33,8 @@ public struct NodeConfiguration: Sendable {
     public var replayMemory: Int
     /// The CUG setting database (second embodiment), if this node keeps one.
     public var policy: String?
+    /// Encoded replies kept for byte-identical queries (`ReplyCache`); 0: none.
+    public var replyCache: Int
     /// Flood limits (docs/OPERATING.md, "limits"): what one client may make this node spend.
     public var limits: Limits
     /// The line of each directive (its first, where it repeats), so that errors found after
@@ -44,7 +46,7 @@ public struct NodeConfiguration: Sendable {
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
         "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
-        "negative-ttl", "trace-allow",
+        "negative-ttl", "trace-allow", "reply-cache",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -146,6 +148,16 @@ public struct NodeConfiguration: Sendable {
             replayMemory = count
         }
         limits = try Limits(file: file)
+        replyCache = 10_000
+        if let directive = try file.one("reply-cache", required: false) {
+            let value = try file.values(directive, count: 1, usage: "COUNT | off")[0]
+            if value == "off" {
+                replyCache = 0
+            } else {
+                guard let count = Int(value), count >= 1 else { throw file.error(directive, "expected a count of replies, or off") }
+                replyCache = count
+            }
+        }
     }
 
     /// The highest zone above `zone` short of the DNS root: the root of a KMS hierarchy

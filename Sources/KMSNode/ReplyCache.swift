@@ -20,7 +20,7 @@ final class ReplyCache: Sendable {
 
     /// The cached reply to `query`, with the query's ID, if there is one.
     func reply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? {
-        guard var reply = entries.withLock({ $0[Self.key(query, transport)] }),
+        guard capacity > 0, var reply = entries.withLock({ $0[Self.key(query, transport)] }),
             let high = query.getInteger(at: query.readerIndex, as: UInt8.self),
             let low = query.getInteger(at: query.readerIndex + 1, as: UInt8.self)
         else { return nil }
@@ -30,6 +30,7 @@ final class ReplyCache: Sendable {
     }
 
     func store(_ reply: [UInt8], for query: ByteBuffer, over transport: DNSTransportKind) {
+        guard capacity > 0 else { return }
         entries.withLock { table in
             if table.count >= capacity { table.removeAll(keepingCapacity: true) }
             table[Self.key(query, transport)] = reply

@@ -19,6 +19,10 @@ struct Bench: AsyncParsableCommand {
               signed      signed kms1:inquiry queries as host --host, each with a fresh nonce
                           and signature (the full verification path on the server)
               address     plain A queries for NAME (the unsigned path)
+              fetch       key fetches as `kms fetch` makes them, every answer verified (no host
+                          cache): cold, each for a name no KMS has cached yet (NAME with {i}
+                          is numbered 0, 1, 2...; the example hierarchy's h{i}.c.a.xx. after
+                          `kms register --file`), then warm, NAME with i=0 again and again
 
             With --flood KIND the run is made twice, without and then with a flood of KIND \
             sent at --flood-rate from --flood-source beside the measured load, and the share \
@@ -33,7 +37,7 @@ struct Bench: AsyncParsableCommand {
                   --flood bad-signature --flood-rate 40000
             """)
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case anonymous, signed, address }
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case anonymous, signed, address, fetch }
 
     @Argument(help: "The name to ask for.")
     var name: String
@@ -82,7 +86,7 @@ struct Bench: AsyncParsableCommand {
         guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be 1...4096") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
         guard sockets >= 1, sockets <= 64 else { throw ValidationError("--sockets must be 1...64") }
-        if mode == .signed && host == nil { throw ValidationError("signed mode needs --host (who signs)") }
+        if (mode == .signed || mode == .fetch) && host == nil { throw ValidationError("\(mode) mode needs --host (who signs)") }
         if server == nil && host == nil { throw ValidationError("give --server ADDRESS:PORT or --host CONFIG") }
     }
 
@@ -98,6 +102,10 @@ struct Bench: AsyncParsableCommand {
             endpoint = parsed
         } else {
             endpoint = hostConfiguration!.home.endpoint
+        }
+        if mode == .fetch {
+            try await fetchLatency(hostConfiguration!)
+            return
         }
         let target = try DomainName(name.hasSuffix(".") ? name : name + ".").lowercased
         let address = try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
@@ -129,6 +137,51 @@ struct Bench: AsyncParsableCommand {
             }
         }
         for client in clients { await client.close() }
+    }
+
+    /// `--mode fetch`: one fetch at a time, verified as `kms fetch` verifies, timed.
+    private func fetchLatency(_ configuration: HostConfiguration) async throws {
+        var configuration = configuration
+        configuration.cache = nil  // the KMSs' caches are what is measured, not the host's
+        let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
+        let fetcher = try KeyFetcher(configuration: configuration, client: client)
+        func named(_ index: Int) throws -> DomainName {
+            let text = name.replacingOccurrences(of: "{i}", with: "\(index)")
+            return try DomainName(text.hasSuffix(".") ? text : text + ".")
+        }
+        func timed(_ target: DomainName) async throws -> Duration {
+            let started = ContinuousClock.now
+            _ = try await fetcher.fetch(target, useCache: false)
+            return ContinuousClock.now - started
+        }
+        print("kms bench: verified key fetches for \(name) by \(configuration.name) via \(configuration.home.name), one at a time")
+        let half = ContinuousClock.Duration.milliseconds(Int64(duration * 500))
+        var cold: [Duration] = []
+        var deadline = ContinuousClock.now + half
+        if name.contains("{i}") {
+            var index = 1
+            while ContinuousClock.now < deadline {
+                cold.append(try await timed(try named(index)))
+                index += 1
+            }
+        } else {
+            cold.append(try await timed(try named(0)))
+        }
+        var warm: [Duration] = []
+        _ = try await timed(try named(0))
+        deadline = ContinuousClock.now + half
+        while ContinuousClock.now < deadline { warm.append(try await timed(try named(0))) }
+        await client.close()
+        func summary(_ label: String, _ values: [Duration]) -> String {
+            let sorted = values.sorted()
+            func ms(_ p: Double) -> String {
+                let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+                return String(format: "%.3f", Double(value.components.attoseconds) / 1e15 + Double(value.components.seconds) * 1000)
+            }
+            return "\(label) p50 \(ms(0.5)) ms   p99 \(ms(0.99)) ms   (\(values.count) fetches)"
+        }
+        print(summary("cold", cold))
+        print(summary("warm", warm))
     }
 
     /// VmRSS of a process, in KiB.
@@ -199,6 +252,8 @@ struct QueryMaker: Sendable {
         switch mode {
         case .anonymous: return .query(id: 0, name: target, type: .txt)
         case .address: return .query(id: 0, name: target, type: .a)
+        case .fetch:
+            preconditionFailure("fetch mode does not build queries")
         case .signed:
             let host = host!
             let record = try Inquiry(
