@@ -1,3 +1,4 @@
+public import DNSWire
 public import NIOCore
 import Glibc
 
@@ -20,6 +21,16 @@ extension SocketAddress {
 }
 
 extension SocketAddress {
+    /// The IP address, read from the socket address's bytes (no text round trip: this runs for
+    /// every query that a limit or a policy looks at). Nil for a Unix-domain address.
+    public var ip: IPAddress? {
+        switch self {
+        case .v4(let v4): return IPAddress(bytes: withUnsafeBytes(of: v4.address.sin_addr) { Array($0) })
+        case .v6(let v6): return IPAddress(bytes: withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) })
+        case .unixDomainSocket: return nil
+        }
+    }
+
     /// `127.0.0.1:53` or `[::1]:53`, as configuration files and operators write addresses.
     public var endpointText: String {
         guard let ip = ipAddress, let port else { return pathname ?? "\(self)" }

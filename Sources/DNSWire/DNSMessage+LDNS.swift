@@ -98,9 +98,20 @@ extension DNSMessage {
     }
 
     /// Encodes the message to wire format.
+    ///
+    /// A message that is small without name compression (most answers: one question and a
+    /// record or two) is written without it: libldns's compression builds a tree of every name
+    /// per message, which was a quarter of the cost of an address answer. A larger one is
+    /// written again with compression (RFC 1035 section 4.1.4), so nothing that fits a UDP
+    /// reply compressed is sent truncated for want of it.
     public func wire() throws(WireError) -> [UInt8] {
         let packet = try toLDNS()
         defer { ldns_pkt_free(packet) }
+        guard let plain = ldns_buffer_new(512) else { throw WireError(.encodingFailed, "out of memory") }
+        defer { ldns_buffer_free(plain) }
+        if ldns_pkt2buffer_wire_compress(plain, packet, nil) == LDNS_STATUS_OK, ldns_buffer_position(plain) <= Self.uncompressedLimit {
+            return Array(UnsafeBufferPointer(start: ldns_buffer_begin(plain), count: ldns_buffer_position(plain)))
+        }
         var buffer: UnsafeMutablePointer<UInt8>?
         var size = 0
         let status = ldns_pkt2wire(&buffer, packet, &size)
@@ -110,6 +121,9 @@ extension DNSMessage {
         defer { free(buffer) }
         return Array(UnsafeBufferPointer(start: buffer, count: size))
     }
+
+    /// Up to this size a message is sent without name compression (the classic UDP limit).
+    static let uncompressedLimit = 512
 
     /// The message as libldns prints it (the `dig`-like presentation), for logs and traces.
     public var presentation: String {

@@ -12,7 +12,7 @@ extension KMSNode {
     /// node's parent and children, and the `trace-allow` prefixes.
     func traceAllowed(_ request: Request) -> Bool {
         guard HopTrace.isRequested(by: request.message),
-            let client = request.client.ipAddress.flatMap({ IPAddress($0) })
+            let client = request.client.ip
         else { return false }
         if client.isLoopback { return true }
         if configuration.parent?.endpoint.address == client { return true }
@@ -88,7 +88,7 @@ extension KMSNode: DNSResponder {
 
     /// Stage 3: a UDP client out of failed-verify budget is sent to TCP undecoded.
     public func isPenalised(_ client: SocketAddress) -> Bool {
-        guard let address = client.ipAddress.flatMap({ IPAddress($0) }) else { return false }
+        guard let address = client.ip else { return false }
         return spending.isPenalised(address)
     }
 

@@ -49,7 +49,7 @@ extension KMSNode {
             metrics.throttledAnonymous.increment()
             return overBudget.step(for: request)
         }
-        let client = IPAddress(request.client.ipAddress ?? "") ?? configuration.listen.address
+        let client = request.client.ip ?? configuration.listen.address
         var hops = Hops(node: zone, enabled: traceAllowed(request))
         hops.note("anonymous query from \(client) for \(name), signer \(configuration.defaultSigner)")
         let step = resolveKey(target: name.lowercased, signer: configuration.defaultSigner, ip: client, route: route, hops: hops)
@@ -116,7 +116,7 @@ extension KMSNode {
     /// nonce option is malformed gets no verdict, which a proxy refuses.
     private func addVerdict(to message: inout DNSMessage, for request: Request) {
         guard let policy, message.rcode == .noError, !message.answers.isEmpty,
-            let client = request.client.ipAddress.flatMap({ IPAddress($0) }),
+            let client = request.client.ip,
             let nonce = try? VerdictNonce.nonce(in: request.message)
         else { return }
         let name = request.question.name.lowercased

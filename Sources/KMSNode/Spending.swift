@@ -25,6 +25,7 @@ final class Spending: Sendable {
     private let failures: RateLimiter<AddressPrefix>?
     private let anonymous: RateLimiter<AddressPrefix>?
     private let inFlight = Mutex(InFlightCount())
+    private let failuresCharged = Atomic(false)
     let unresolved: NegativeCache
     let fetches = Coalescer<FetchKey, (KeyOutcome, Hops)>()
 
@@ -39,7 +40,7 @@ final class Spending: Sendable {
 
     /// The bucket a request is charged to: its prefix over UDP, its address over TCP.
     func account(of request: Request) -> AddressPrefix? {
-        guard let address = request.client.ipAddress.flatMap({ IPAddress($0) }) else { return nil }
+        guard let address = request.client.ip else { return nil }
         return request.transport == .tcp
             ? AddressPrefix(address, v4: 32, v6: 128)
             : limits.prefix.prefix(of: address)
@@ -72,13 +73,15 @@ final class Spending: Sendable {
     /// Whether a UDP client's prefix is out of failed-verify budget: its queries are sent to
     /// TCP before they are even decoded (`Admission`, step 3).
     func isPenalised(_ address: IPAddress) -> Bool {
-        guard let failures else { return false }
+        // No failure charged yet (the usual state): no lock, no hash.
+        guard let failures, failuresCharged.load(ordering: .relaxed) else { return false }
         return failures.isLimited(limits.prefix.prefix(of: address))
     }
 
     /// A signature did not verify: the source pays for it.
     func verifyFailed(_ request: Request) {
         guard let failures, let account = account(of: request) else { return }
+        failuresCharged.store(true, ordering: .relaxed)
         failures.charge(for: account)
     }
 
