@@ -1,4 +1,5 @@
 internal import COpenSSL
+import Synchronization
 
 /// A public key: Ed25519 or ECDSA P-256, known by its DER SubjectPublicKeyInfo.
 ///
@@ -20,7 +21,21 @@ public struct PublicKey: Hashable, Sendable {
     }
 
     /// Reads a DER SubjectPublicKeyInfo.
+    ///
+    /// Keys arrive in every answer, and the same few keys again and again, so decoded keys are
+    /// kept by their bytes (`DecodedKeys`): OpenSSL's generic decoder and the canonical-form
+    /// check were a third of a host's cost per fetch.
     public init(subjectPublicKeyInfo der: [UInt8]) throws(CryptoError) {
+        if let known = DecodedKeys.shared.key(for: der) {
+            self = known
+            return
+        }
+        let key = try Self.decode(der)
+        DecodedKeys.shared.keep(key)
+        self = key
+    }
+
+    private static func decode(_ der: [UInt8]) throws(CryptoError) -> PublicKey {
         let parsed = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
             var cursor = buffer.baseAddress
             guard let key = d2i_PUBKEY(nil, &cursor, buffer.count) else { return nil }
@@ -32,10 +47,11 @@ public struct PublicKey: Hashable, Sendable {
             return key
         }
         guard let parsed else { throw CryptoError(.malformedKey, "not a DER SubjectPublicKeyInfo") }
-        try self.init(EVPKey(taking: parsed))
-        guard subjectPublicKeyInfo == der else {
+        let key = try PublicKey(EVPKey(taking: parsed))
+        guard key.subjectPublicKeyInfo == der else {
             throw CryptoError(.malformedKey, "SubjectPublicKeyInfo is not in canonical DER")
         }
+        return key
     }
 
     /// Reads a PEM `PUBLIC KEY` (what `openssl pkey -pubout` writes).
@@ -70,4 +86,28 @@ public struct PublicKey: Hashable, Sendable {
     }
 
     public func hash(into hasher: inout Hasher) { hasher.combine(subjectPublicKeyInfo) }
+}
+
+/// Public keys already decoded, by their DER bytes: a bounded table (emptied when full), safe
+/// to share because an `EVP_PKEY` is only read once built, and every verify makes its own
+/// context. Only keys that decoded and re-encoded to the same bytes are kept.
+final class DecodedKeys: Sendable {
+    static let shared = DecodedKeys(capacity: 4096)
+
+    private let table: Mutex<[[UInt8]: PublicKey]>
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        table = Mutex([:])
+    }
+
+    func key(for der: [UInt8]) -> PublicKey? { table.withLock { $0[der] } }
+
+    func keep(_ key: PublicKey) {
+        table.withLock { table in
+            if table.count >= capacity { table.removeAll(keepingCapacity: true) }
+            table[key.subjectPublicKeyInfo] = key
+        }
+    }
 }

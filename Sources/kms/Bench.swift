@@ -75,6 +75,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Send the flood here instead of to the server: a closed port measures what the flood costs this machine alone.")
     var floodTo: String?
 
+    @Option(help: "With --mode fetch and a NAME with {i}: the first number of the cold fetches (names no KMS has cached yet).")
+    var start: Int = 1
+
     @Option(help: "Zone whose random names the random-names flood asks for.")
     var floodZone: String?
 
@@ -159,7 +162,7 @@ struct Bench: AsyncParsableCommand {
         var cold: [Duration] = []
         var deadline = ContinuousClock.now + half
         if name.contains("{i}") {
-            var index = 1
+            var index = start
             while ContinuousClock.now < deadline {
                 cold.append(try await timed(try named(index)))
                 index += 1
