@@ -12,7 +12,7 @@ DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind
                    iproute2 tcpdump curl nftables nsd
 SWIFT ?= swift
 
-.PHONY: run test build deps demo-keys bench
+.PHONY: run test build deps demo-keys bench fuzz
 
 deps:
 	@missing=""; \
@@ -36,6 +36,10 @@ build: deps demo-keys
 test: deps demo-keys
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	.build/debug/FuzzDNSMessage Fuzz/corpus/dns-message
+	.build/debug/FuzzKMSRecord Fuzz/corpus/kms-record
+	.build/debug/FuzzConfig Fuzz/corpus/config
+	.build/debug/FuzzTunnelHeader Fuzz/corpus/tunnel-header
 	Tests/e2e/hierarchy.sh
 	Tests/e2e/proxy-netns.sh
 	Tests/e2e/kernel-netns.sh
@@ -50,3 +54,8 @@ bench: deps demo-keys
 	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
 	$(SWIFT) build -c release
 	scripts/bench
+
+# libFuzzer over the decoders and parsers (docs/FUZZING.md); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) scripts/fuzz

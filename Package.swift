@@ -183,6 +183,23 @@ let package = Package(
             swiftSettings: executableSettings),
 
         // Tests.
+        // Fuzz targets (docs/FUZZING.md): libFuzzer entry points when built by `make fuzz`
+        // (-sanitize=fuzzer,address -D FUZZING), corpus replayers otherwise (`make test`).
+        .target(name: "CFuzzer", path: "Fuzz/CFuzzer"),
+        .target(name: "FuzzReplay", dependencies: ["CFuzzer"], path: "Fuzz/FuzzReplay", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "FuzzDNSMessage", dependencies: ["DNSWire", "FuzzReplay"], path: "Fuzz/FuzzDNSMessage",
+            swiftSettings: executableSettings),
+        .executableTarget(
+            name: "FuzzKMSRecord", dependencies: ["DNSWire", "KMSCrypto", "KMSProtocol", "FuzzReplay"], path: "Fuzz/FuzzKMSRecord",
+            swiftSettings: executableSettings),
+        .executableTarget(
+            name: "FuzzConfig", dependencies: ["KMSSettings", "FuzzReplay"], path: "Fuzz/FuzzConfig",
+            swiftSettings: executableSettings),
+        .executableTarget(
+            name: "FuzzTunnelHeader", dependencies: ["KMSProtocol", "FuzzReplay"], path: "Fuzz/FuzzTunnelHeader",
+            swiftSettings: executableSettings),
+
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DNSTransportTests",

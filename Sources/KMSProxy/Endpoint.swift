@@ -2,6 +2,7 @@ import DNSWire
 import Foundation
 import KMSClient
 import KMSCrypto
+import KMSProtocol
 import Logging
 import NIOCore
 import NIOPosix

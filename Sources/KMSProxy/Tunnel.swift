@@ -8,22 +8,6 @@ import NIOPosix
 import Synchronization
 import TLSTransport
 
-/// The first line a tunnel carries inside TLS: which of the peer's local ports to reach.
-enum TunnelHeader {
-    static let prefix = "kms1-tunnel "
-    static let maximumLength = 32
-
-    static func line(port: Int) -> ByteBuffer { ByteBuffer(string: "\(prefix)\(port)\n") }
-
-    static func parse(_ bytes: [UInt8]) -> Int? {
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard text.hasPrefix(prefix), let port = Int(text.dropFirst(prefix.count)), (1...65535).contains(port) else {
-            return nil
-        }
-        return port
-    }
-}
-
 /// A tunnel session, for `kms-proxy status`.
 public struct Session: Codable, Sendable {
     public let id: Int
@@ -177,7 +161,7 @@ final class TunnelSender: Sendable {
             logger.info("tunnel open", metadata: ["peer": "\(mapping.peer)", "intercept": "\(ip):\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
             try await application.executeThenClose { appIn, appOut in
                 try await tunnel.channel.executeThenClose { tunnelIn, tunnelOut in
-                    try await tunnelOut.write(TunnelHeader.line(port: port))
+                    try await tunnelOut.write(ByteBuffer(bytes: TunnelHeader.line(port: port)))
                     await Relay.run(appIn.makeAsyncIterator(), appOut, tunnelIn.makeAsyncIterator(), tunnelOut)
                 }
             }

@@ -1,0 +1,1 @@
+// Only the header matters: LLVMFuzzerRunDriver comes from compiler-rt when fuzzing.
