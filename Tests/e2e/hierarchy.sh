@@ -78,6 +78,25 @@ check "kms register acknowledges" test $? -eq 0
 expected_e="ed25519:$(openssl pkey -pubin -in "$WORK/hoste.pub.pem" -outform DER | base64 -w0)"
 check "a registered host's key is served at once" test "$("$BIN/kms" fetch hoste.b.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_e"
 
+# Bulk registration from a CSV file: every host served at once; a bad line is named by file:line.
+{
+  echo "# name,key,addresses"
+  echo "bulk1.b.a.xx.,$expected_e,127.0.0.21"
+  echo "bulk2.b.a.xx.,$expected_e,127.0.0.22,::22"
+} > "$WORK/hosts.csv"
+check "kms register --file registers every line" \
+  "$BIN/kms" register --file "$WORK/hosts.csv" --node "$WORK/hierarchy/b.a.xx.conf"
+check "a host registered from the file answers A and AAAA" \
+  test "$(dig +short -p 15303 @127.0.0.1 bulk2.b.a.xx. A)$(dig +short -p 15303 @127.0.0.1 bulk2.b.a.xx. AAAA)" = "127.0.0.22::22"
+printf 'bulk3.b.a.xx.,%s,127.0.0.23\nbulk4.b.a.xx.,ed25519:AAAA,127.0.0.24\n' "$expected_e" > "$WORK/bad.csv"
+bad_file_named() {
+  local out
+  out=$("$BIN/kms" register --file "$WORK/bad.csv" --node "$WORK/hierarchy/b.a.xx.conf" 2>&1)
+  [ $? -eq 65 ] && [[ "$out" == "kms register: $WORK/bad.csv:2: key: "* ]] \
+    && [ -z "$(dig +short -p 15303 @127.0.0.1 bulk3.b.a.xx. A)" ]
+}
+check "a bad line fails the batch, named by file:line, and registers none of it" bad_file_named
+
 # A crash right after an acknowledged registration loses nothing.
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
 "$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
