@@ -9,6 +9,7 @@ public import NIOCore
 ///   3. a UDP client in the responder's penalty box    -> TC=1, undecoded (`Replies.truncated(raw:)`)
 ///      the responder's reply cache knows these bytes  -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
+///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
 ///   5. opcode other than QUERY                        -> NOTIMP
 ///   6. not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
 ///   7. the responder
@@ -17,7 +18,7 @@ public import NIOCore
 public enum Admission {
     /// Why admission answered or dropped a query itself.
     public enum Outcome: Sendable {
-        case tooShort, response, malformed, notQuery, questionCount
+        case tooShort, response, malformed, badVersion, notQuery, questionCount
         /// Needed the network while the server's deferred replies were at their limit: dropped.
         case overloaded
         /// Answered from the reply cache.
@@ -56,6 +57,13 @@ public enum Admission {
         } catch {
             responder.admissionTurnedAway(.malformed)
             return .reply(Replies.formatError(raw: bytes, reason: error.reason))
+        }
+        // An EDNS version we do not implement.
+        if let edns = message.edns, edns.version != 0 {
+            responder.admissionTurnedAway(.badVersion)
+            return .reply(Replies.error(
+                to: message, .badVersion, ExtendedDNSError(.notSupported, "EDNS version \(edns.version) is not implemented; use 0"),
+                querySize: bytes.readableBytes))
         }
         // 5. Opcode.
         guard message.header.opcode == .query else {

@@ -9,6 +9,8 @@ public struct RCode: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let nameError = RCode(rawValue: 3)
     public static let notImplemented = RCode(rawValue: 4)
     public static let refused = RCode(rawValue: 5)
+    /// BADVERS (RFC 6891 section 6.1.3): an EDNS version this responder does not implement.
+    public static let badVersion = RCode(rawValue: 16)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public struct RCode: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         case .nameError: "NXDOMAIN"
         case .notImplemented: "NOTIMP"
         case .refused: "REFUSED"
+        case .badVersion: "BADVERS"
         default: "RCODE\(rawValue)"
         }
     }

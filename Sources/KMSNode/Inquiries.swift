@@ -70,8 +70,12 @@ extension KMSNode {
             guard let record = try? unresolved.record().signed(by: configuration.key) else {
                 return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign the answer"), querySize: request.size)
             }
-            message = request.message.response(rcode: .nameError)
+            let isLocal = router.route(request.question.name) == .local
+            message = request.message.response(rcode: .nameError, authoritative: isLocal)
             message.authorities = [record.resourceRecord()]
+            // An anonymous answer about this zone is also an ordinary negative answer: the SOA
+            // follows (RFC 2308). Signed answers stay exactly as PROTOCOL.md section 3 shows.
+            if nonce.isEmpty && isLocal { message.authorities.append(dnsZone.negativeSOA) }
         case .refused(let error):
             var reply = Replies.error(to: request.message, .refused, error, querySize: request.size)
             reply.message.additionals += hops.records

@@ -24,6 +24,8 @@ public final class KMSNode: Sendable {
     let policy: PolicySource?
     let replay: ReplayGuard
     let router: Router
+    /// SOA, NS, delegations and the serial (`Zone`).
+    let dnsZone: Zone
     let upstream: Upstream
     let logger: Logger
     /// Warnings a flood could repeat, rate-limited.
@@ -67,6 +69,7 @@ public final class KMSNode: Sendable {
         cache = KeyCache(maximumAge: UnixTime(configuration.cacheMaxAge))
         replay = ReplayGuard(window: Int64(configuration.replayWindow), capacity: configuration.replayMemory)
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
+        dnsZone = Zone(configuration: configuration, now: now)
         upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
         metrics = NodeMetrics(zone: configuration.zone)
         do { policy = try configuration.policy.map { (path) throws(ConfigError) in try PolicySource(path: path) } } catch {
@@ -153,6 +156,7 @@ public final class KMSNode: Sendable {
                 if rotated { cache.purge(target: host.name) }
             }
             replies.clear()
+            dnsZone.bump(now: now)
             return .success(())
         }
         try result.get()

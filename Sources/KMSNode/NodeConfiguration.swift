@@ -33,6 +33,10 @@ public struct NodeConfiguration: Sendable {
     public var replayMemory: Int
     /// The CUG setting database (second embodiment), if this node keeps one.
     public var policy: String?
+    /// The zone's name servers (NS at the apex; addresses served and given as glue).
+    public var nameServers: [(name: DomainName, addresses: [IPAddress])]
+    /// The SOA MINIMUM, seconds: how long resolvers may cache a negative answer (RFC 2308).
+    public var negativeAnswerTTL: Double
     /// Encoded replies kept for byte-identical queries (`ReplyCache`); 0: none.
     public var replyCache: Int
     /// Flood limits (docs/OPERATING.md, "limits"): what one client may make this node spend.
@@ -46,7 +50,7 @@ public struct NodeConfiguration: Sendable {
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
         "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
-        "negative-ttl", "trace-allow", "reply-cache",
+        "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -148,6 +152,24 @@ public struct NodeConfiguration: Sendable {
             replayMemory = count
         }
         limits = try Limits(file: file)
+        var nameServers: [(name: DomainName, addresses: [IPAddress])] = []
+        for directive in file.all("nameserver") {
+            let values = try file.values(directive, count: 1, maximum: 17, usage: "NAME [ADDRESS...]")
+            let name = try file.name(values[0], directive)
+            var addresses: [IPAddress] = []
+            for text in values.dropFirst() { addresses.append(try file.address(text, directive)) }
+            if name.isEqualOrSubdomain(of: zone) && addresses.isEmpty {
+                throw file.error(directive, "\(name) is in \(zone): give its addresses (they are the zone's glue)")
+            }
+            nameServers.append((name, addresses))
+        }
+        if nameServers.isEmpty {
+            // kms.<zone> at the listening address, unless that is the wildcard.
+            let unspecified = listen.address.bytes.allSatisfy { $0 == 0 }
+            nameServers = [(Zone.defaultNameServer(of: zone), unspecified ? [] : [listen.address])]
+        }
+        self.nameServers = nameServers
+        negativeAnswerTTL = try file.one("soa-minimum", required: false).map(file.duration) ?? 60
         replyCache = 10_000
         if let directive = try file.one("reply-cache", required: false) {
             let value = try file.values(directive, count: 1, usage: "COUNT | off")[0]

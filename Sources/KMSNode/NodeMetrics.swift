@@ -25,7 +25,7 @@ struct NodeMetrics: Sendable {
         }
         self.requests = requests
         var responses: [UInt16: Counter] = [:]
-        for rcode in [RCode.noError, .formatError, .serverFailure, .nameError, .notImplemented, .refused] {
+        for rcode in [RCode.noError, .formatError, .serverFailure, .nameError, .notImplemented, .refused, .badVersion] {
             responses[rcode.rawValue] = Counter(
                 label: "kms_responses_total", dimensions: [zoneLabel, ("rcode", rcode.description)])
         }

@@ -38,22 +38,32 @@ extension KMSNode {
 ///
 /// Then this node:
 ///
-///   6. a KMS record that does not parse                 -> FORMERR, with the reason
-///   7. dispatch:
+///   6. a class other than IN                            -> REFUSED, extended error Not Supported
+///   7. a KMS record that does not parse                 -> FORMERR, with the reason
+///   8. dispatch:
 ///        kms1:inquiry   -> `answer(inquiry:)`            (Inquiries.swift)
 ///             authenticate (Authentication.swift) -> cache -> route -> countersign / forward / sigreq
 ///             -> accept what came back (`CountersignaturePolicy`) -> sign the answer
 ///        kms1:sigreq    -> `answer(signatureRequest:)`   (SignatureRequests.swift)
 ///             authenticate -> countersign, or pass up and accept (`CountersignaturePolicy`) -> sign
 ///        no KMS record  -> `answer(plain:)`              (PlainQueries.swift)
-///   8. count the response code (`finish`)
+///             RD=0 about a child zone -> referral; SOA/NS at the apex; negatives with the SOA (`Zone`)
+///   9. count the response code (`finish`)
 ///
 /// Outcomes (NXDOMAIN, REFUSED, unresolved) are values all the way; nothing below this file
 /// throws into it, and the server turns an unencodable reply into SERVFAIL in one place
 /// (`ReplyEncoder`).
 extension KMSNode: DNSResponder {
     public func respond(to request: DNSRequest) -> DNSReply {
-        // 6. The KMS record, if any.
+        // 6. The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
+        guard request.question.rrClass == .internet else {
+            metrics.count(.other)
+            return finish(.reply(Replies.error(
+                to: request.message, .refused,
+                ExtendedDNSError(.notSupported, "class \(request.question.rrClass.rawValue) is not served here; \(zone) is in class IN"),
+                querySize: request.size)))
+        }
+        // 7. The KMS record, if any.
         let record: KMSRecord?
         do {
             record = try request.message.kmsRecord()
@@ -62,7 +72,7 @@ extension KMSNode: DNSResponder {
             return finish(.reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
         }
-        // 7. Dispatch.
+        // 8. Dispatch.
         switch record?.tag {
         case .inquiry?:
             metrics.count(.inquiry)
@@ -100,7 +110,7 @@ extension KMSNode: DNSResponder {
         case .cached(let reply):
             metrics.count(.address)
             metrics.count(RCode(rawValue: UInt16(reply[3] & 0x0F)))
-        case .malformed, .questionCount:
+        case .malformed, .questionCount, .badVersion:
             metrics.count(.malformed)
             metrics.count(RCode.formatError)
         case .notQuery:
@@ -114,7 +124,7 @@ extension KMSNode: DNSResponder {
         }
     }
 
-    /// 8. Counts the response code and hands the reply to the server.
+    /// 9. Counts the response code and hands the reply to the server.
     private func finish(_ step: Step) -> DNSReply {
         switch step {
         case .reply(let reply):

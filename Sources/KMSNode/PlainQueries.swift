@@ -5,12 +5,20 @@ import KMSSettings
 import NIOCore
 
 extension KMSNode {
-    /// A query without a KMS record: A/AAAA from the zone's address table, TXT through the
-    /// key path as an anonymous inquiry (plus any ordinary TXT data), other types by existence.
+    /// A query without a KMS record, answered as an authoritative server answers (docs/DESIGN.md,
+    /// "The zone"): a question about a child zone asked without RD gets the delegation; A/AAAA
+    /// come from the zone's address table (or a neighbour, with RD); TXT follows the key path
+    /// as an anonymous inquiry (plus any ordinary TXT data); SOA and NS at the apex; every
+    /// negative answer of this zone carries its SOA (RFC 2308).
     func answer(plain request: Request) -> Step {
         let name = request.question.name
         let route = router.route(name)
-        switch request.question.type {
+        let type = request.question.type
+        if case .child(let peer) = route, !request.message.header.recursionDesired || ![.a, .aaaa, .txt].contains(type) {
+            metrics.count(.other)
+            return .reply(referral(request, to: peer.name))
+        }
+        switch type {
         case .txt:
             metrics.count(.anonymous)
             return answerAnonymous(request, route: route)
@@ -20,10 +28,52 @@ extension KMSNode {
         default:
             metrics.count(.other)
             guard case .local = route else {
-                return refuse(request, ExtendedDNSError(.notSupported, "only A, AAAA and TXT are served for names outside \(zone)"))
+                return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not in \(zone); this is not an open resolver"))
             }
-            return .reply(nameExists(name) ? nodata(request) : nxdomain(request))
+            return .reply(answerZoneData(request))
         }
+    }
+
+    /// SOA, NS and other types for a name of this zone: the apex's SOA and NS (with glue), the
+    /// name servers' addresses for ANY, otherwise NODATA or NXDOMAIN with the SOA.
+    private func answerZoneData(_ request: Request) -> Reply {
+        let name = request.question.name
+        var message = request.message.response(rcode: .noError, authoritative: true)
+        switch request.question.type {
+        case .soa where name == zone:
+            message.answers = [dnsZone.soa]
+        case .ns where name == zone:
+            message.answers = dnsZone.apexNS
+            message.additionals = dnsZone.addresses(of: dnsZone.nameServers.filter { $0.name.isEqualOrSubdomain(of: zone) })
+        case .any:
+            // RFC 8482: one answer is enough for ANY; the apex gives its SOA, a host its addresses.
+            if name == zone {
+                message.answers = [dnsZone.soa]
+            } else if let addresses = registry.addresses(of: name, ipv6: false), let v6 = registry.addresses(of: name, ipv6: true) {
+                message.answers = (addresses + v6).map { ResourceRecord(name: name, ttl: 300, data: $0.rdata) }
+            }
+        default:
+            break
+        }
+        return message.answers.isEmpty ? negative(request) : Reply(message, answering: request.message)
+    }
+
+    /// The delegation to a child zone (RFC 1034 section 4.3.2, step 3b): NOERROR, not
+    /// authoritative, the child's NS in the authority section and their glue.
+    private func referral(_ request: Request, to child: DomainName) -> Reply {
+        var message = request.message.response(rcode: .noError, authoritative: false)
+        let (authority, glue) = dnsZone.referral(to: child)
+        message.authorities = authority
+        message.additionals = glue
+        return Reply(message, answering: request.message)
+    }
+
+    /// NODATA or NXDOMAIN for a name of this zone, with the SOA (RFC 2308 sections 2.1, 2.2).
+    func negative(_ request: Request) -> Reply {
+        let exists = nameExists(request.question.name)
+        var message = request.message.response(rcode: exists ? .noError : .nameError, authoritative: true)
+        message.authorities = [dnsZone.negativeSOA]
+        return Reply(message, answering: request.message)
     }
 
     /// PROTOCOL.md section 4: a plain TXT query follows the inquiry path with an empty nonce and
@@ -38,6 +88,12 @@ extension KMSNode {
             var message = request.message.response(rcode: .noError)
             message.answers = ordinary
             return .reply(Reply(message, answering: request.message))
+        }
+        // A name of this zone that exists but is no host (the apex, an empty non-terminal, a
+        // name server): it has no key, and no TXT here, so NODATA (RFC 8020: NXDOMAIN would
+        // say nothing exists below it).
+        if route == .local && !isHost && nameExists(name) {
+            return .reply(negative(request))
         }
         guard configuration.allowAnonymous else {
             return refuse(request, ExtendedDNSError(.prohibited, "anonymous key queries are refused here; send a signed kms1:inquiry"))
@@ -57,15 +113,21 @@ extension KMSNode {
     }
 
     /// A and AAAA: the zone's own hosts from memory; other names of the hierarchy from the
-    /// child or parent, as a stub resolver would get them. Queries only go up while RD is set,
-    /// and this node asks upward with RD set and downward without, so nothing loops.
+    /// child or parent when RD is set, as a stub resolver would get them (without RD, a child's
+    /// name got its referral in `answer(plain:)`, and a name above is refused).
     private func answerAddress(_ request: Request, route: Route) -> Step {
         let question = request.question
         switch route {
         case .local:
-            guard let addresses = registry.addresses(of: question.name, ipv6: question.type == .aaaa) else {
-                return .reply(nameExists(question.name) ? nodata(request) : nxdomain(request))
+            if let server = dnsZone.nameServer(named: question.name), registry.addresses(of: question.name, ipv6: false) == nil {
+                var message = request.message.response(rcode: .noError)
+                message.answers = dnsZone.addresses(of: [server], type: question.type)
+                return .reply(message.answers.isEmpty ? negative(request) : Reply(message, answering: request.message))
             }
+            guard let addresses = registry.addresses(of: question.name, ipv6: question.type == .aaaa) else {
+                return .reply(negative(request))
+            }
+            guard !addresses.isEmpty else { return .reply(negative(request)) }
             var message = request.message.response(rcode: .noError)
             message.answers = addresses.map { ResourceRecord(name: question.name, ttl: 300, data: $0.rdata) }
             guard policy == nil else {
@@ -78,22 +140,24 @@ extension KMSNode {
         case .parent(let peer) where !request.message.header.recursionDesired:
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
         case .child(let peer), .parent(let peer):
-            let upward = route == .parent(peer)
             guard let ticket = spending.startFetch(for: request) else {
                 metrics.throttledUpstream.increment()
                 return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))
             }
             return .later { [self] in
-                let reply = await forwardAddress(request, to: peer, recursionDesired: upward)
+                let reply = await forwardAddress(request, to: peer)
                 ticket.done()
                 return reply
             }
         }
     }
 
-    private func forwardAddress(_ request: Request, to peer: Peer, recursionDesired: Bool) async -> Reply {
+    /// Asks the neighbour with RD set: below it, a child answers or asks its own child instead
+    /// of referring; above, the parent looks the name up. A query never goes back the way it
+    /// came (a name below a node is never routed to its parent), so nothing loops.
+    private func forwardAddress(_ request: Request, to peer: Peer) async -> Reply {
         var query = DNSMessage.query(id: 0, name: request.question.name, type: request.question.type)
-        query.header.recursionDesired = recursionDesired
+        query.header.recursionDesired = true
         do {
             let answer = try await upstream.client.query(query, server: .from(peer.endpoint), timeout: upstream.timeout)
             var message = request.message.response(rcode: answer.rcode, authoritative: false)
@@ -130,16 +194,8 @@ extension KMSNode {
     }
 
     /// Whether a name of this zone exists: the apex, a registered host, a name with TXT data,
-    /// or an ancestor of one of them (an empty non-terminal).
+    /// a name server, or an ancestor of a host (an empty non-terminal).
     private func nameExists(_ name: DomainName) -> Bool {
-        name == zone || registry.exists(name) || configuration.txt[name] != nil
-    }
-
-    private func nodata(_ request: Request) -> Reply {
-        Reply(request.message.response(rcode: .noError), answering: request.message)
-    }
-
-    private func nxdomain(_ request: Request) -> Reply {
-        Reply(request.message.response(rcode: .nameError), answering: request.message)
+        name == zone || registry.exists(name) || configuration.txt[name] != nil || dnsZone.nameServer(named: name) != nil
     }
 }

@@ -305,7 +305,9 @@ import Testing
             let refused = try await hierarchy.send(DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt), to: "b.a.xx.")
             #expect(refused.rcode == .refused)
             #expect(refused.extendedErrors.first?.text.contains("anonymous") == true)
-            let answered = try await hierarchy.send(DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt), to: "a.xx.")
+            var recursive = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt)
+            recursive.header.recursionDesired = true  // as dig asks: a.xx. fetches below itself
+            let answered = try await hierarchy.send(recursive, to: "a.xx.")
             #expect(answered.rcode == .noError)
             let record = try #require(try answered.kmsRecord())
             #expect(record.value("nonce") == "")
@@ -347,6 +349,7 @@ import Testing
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {
             var query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt, payloadSize: 512)
+            query.header.recursionDesired = true
             query.edns?.options.append(HopTrace.option)
             let server = hierarchy.servers["a.xx."]!.address
             let udp = try await hierarchy.client.query(query, server: server, timeout: .seconds(5), tcpFallback: false)
