@@ -6,10 +6,11 @@
 # Each target first installs the Debian packages the build links against when they are
 # missing (apt-get; as root, or through sudo).
 
-# Build: the C libraries. Tests also drive the real tools: openssl (key files), dig, and a
-# stock NSD (the proxy as a host's only resolver).
+# Build: the C libraries. Tests also drive the real tools: openssl (key files), dig, kdig and
+# drill (three DNS libraries that are not ours), and a stock NSD (the proxy as a host's only
+# resolver).
 DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind9-dnsutils \
-                   iproute2 tcpdump curl nftables nsd
+                   iproute2 tcpdump curl nftables nsd knot-dnsutils ldnsutils
 SWIFT ?= swift
 
 .PHONY: run test build deps demo-keys bench fuzz

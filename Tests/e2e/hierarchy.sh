@@ -72,6 +72,39 @@ check "dig A resolves host B through the hierarchy" test "$a" = "127.0.0.12"
 status=$(dig +time=3 +tries=1 @127.0.0.1 -p 15303 A www.example.com. | grep -o 'status: [A-Z]*')
 check "dig for a name outside the hierarchy is REFUSED" test "$status" = "status: REFUSED"
 
+# The zones as stock DNS tools see them: SOA and NS at each apex, RFC 2308 negative answers,
+# referrals without RD, BADVERS (dig, kdig and drill: three DNS libraries, none of them ours).
+soa_at_apex() {
+  local out
+  out=$(dig +norec +time=3 +tries=1 @127.0.0.1 -p 15304 SOA c.a.xx.)
+  grep -q "flags: qr aa;" <<<"$out" && grep -qE "^c\.a\.xx\.\s+[0-9]+\s+IN\s+SOA\s+kms\.c\.a\.xx\. hostmaster\.c\.a\.xx\. [0-9]+ 3600 900 604800 60" <<<"$out"
+}
+check "dig: the apex of c.a.xx. has its SOA, authoritatively" soa_at_apex
+check "kdig: the apex of a.xx. has its NS, with glue" \
+  bash -c "kdig +norec @127.0.0.1 -p 15302 NS a.xx. | grep -q 'kms.a.xx.*A.*127.0.0.1'"
+nxdomain_with_soa() {
+  local out
+  out=$(drill -p 15304 nothing.c.a.xx. A @127.0.0.1)
+  grep -q "rcode: NXDOMAIN" <<<"$out" && grep -A2 "AUTHORITY SECTION" <<<"$out" | grep -q "IN\s*SOA"
+}
+check "drill: a missing name is NXDOMAIN with the SOA" nxdomain_with_soa
+nodata_at_apex() {
+  local out
+  out=$(dig +time=3 +tries=1 @127.0.0.1 -p 15304 TXT c.a.xx.)
+  grep -q "status: NOERROR" <<<"$out" && grep -q "ANSWER: 0," <<<"$out" && grep -A1 "AUTHORITY SECTION" <<<"$out" | grep -q SOA
+}
+check "dig: TXT at the apex is NODATA with the SOA, not NXDOMAIN" nodata_at_apex
+referral() {
+  local out
+  out=$(dig +norec +time=3 +tries=1 @127.0.0.1 -p 15302 A hostb.c.a.xx.)
+  grep -q "flags: qr;" <<<"$out" && grep -A1 "AUTHORITY SECTION" <<<"$out" | grep -q "c.a.xx.*NS.*kms.c.a.xx."
+}
+check "dig +norec below a.xx. gets the delegation to c.a.xx." referral
+check "dig +edns=1 gets BADVERS" \
+  bash -c "dig +edns=1 +noednsneg +time=3 +tries=1 @127.0.0.1 -p 15304 A hostb.c.a.xx. | grep -q 'status: BADVERS'"
+check "a CH query is REFUSED" \
+  bash -c "dig +time=3 +tries=1 @127.0.0.1 -p 15304 CH TXT version.bind. | grep -q 'status: REFUSED'"
+
 "$BIN/kms" keygen --out "$WORK/hoste" >/dev/null
 "$BIN/kms" register hoste.b.a.xx. --key "$WORK/hoste.pub.pem" --address 127.0.0.15 --node "$WORK/hierarchy/b.a.xx.conf" >/dev/null
 check "kms register acknowledges" test $? -eq 0
