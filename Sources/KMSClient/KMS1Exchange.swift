@@ -38,13 +38,17 @@ public struct KMS1Exchange: Sendable {
         self.timeout = timeout
     }
 
-    /// Asks `kms`; returns the outcome and the reply's hop-trace records (if asked for).
+    /// Asks `kms`, waiting `wait` (default: the exchange's time-out) and telling it so
+    /// (`TimeBudget`); returns the outcome and the reply's hop-trace records (if asked for).
     public func ask(
         _ kms: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag,
-        trace: Bool = false, overTCP: Bool = false, accept: (@Sendable (KMSRecord) throws -> KeyAnswer)? = nil
+        trace: Bool = false, overTCP: Bool = false, wait: TimeAmount? = nil,
+        accept: (@Sendable (KMSRecord) throws -> KeyAnswer)? = nil
     ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
+        let timeout = wait ?? self.timeout
         var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
         if trace { query.edns?.options.append(HopTrace.option) }
+        query.edns?.options.append(TimeBudget.option(milliseconds: UInt32(clamping: timeout.nanoseconds / 1_000_000)))
         let reply: DNSMessage
         do {
             let server = try SocketAddress(ipAddress: kms.endpoint.address.description, port: kms.endpoint.port)

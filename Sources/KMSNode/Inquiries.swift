@@ -3,6 +3,7 @@ import DNSWire
 import KMSCrypto
 import KMSProtocol
 import KMSSettings
+import NIOCore
 
 extension KMSNode {
     /// A `kms1:inquiry` (PROTOCOL.md section 4): authenticate, then resolve the key, then
@@ -32,7 +33,8 @@ extension KMSNode {
         if case .host = sender { ip = configuration.listen.address } else { ip = inquiry.ip }
         var hops = Hops(node: zone, enabled: traceAllowed(request))
         hops.note("inquiry from \(sender.name) for \(inquiry.target), signer \(inquiry.signer)")
-        let step = resolveKey(target: inquiry.target, signer: inquiry.signer, ip: ip, route: route, hops: hops)
+        let step = resolveKey(
+            target: inquiry.target, signer: inquiry.signer, ip: ip, route: route, hops: hops, wait: upstream.wait(for: request))
         return keyReply(step, to: request, nonce: inquiry.nonce)
     }
 
@@ -102,7 +104,7 @@ extension KMSNode {
     }
 
     /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.
-    func resolveKey(target: DomainName, signer: DomainName, ip: IPAddress, route: Route, hops: Hops) -> KeyStep {
+    func resolveKey(target: DomainName, signer: DomainName, ip: IPAddress, route: Route, hops: Hops, wait: TimeAmount) -> KeyStep {
         var hops = hops
         let now = Self.now()
         // Step 2: cached or stored with a valid countersignature.
@@ -126,11 +128,11 @@ extension KMSNode {
             hops.note("cache miss; forwarding to \(peer)")
             // A traced request carries its own notes, so only untraced ones share a fetch.
             guard !hops.enabled else {
-                return .later { [self, hops] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops) }
+                return .later { [self, hops] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait) }
             }
             let key = FetchKey(target: target, signer: signer, ip: ip, peer: peer.name)
             return .later { [self, hops] in
-                await spending.fetches.run(key) { [self] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops) }
+                await spending.fetches.run(key) { [self] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait) }
             }
         case .local:
             guard let host = registry[target] else {
@@ -146,7 +148,7 @@ extension KMSNode {
             }
             hops.note("\(target) registered here; asking \(parent.name) for \(signer)'s countersignature")
             return .later { [self, hops] in
-                await requestCountersignature(for: host, signer: signer, ip: ip, via: parent, hops: hops)
+                await requestCountersignature(for: host, signer: signer, ip: ip, via: parent, hops: hops, wait: wait)
             }
         }
     }
@@ -177,7 +179,9 @@ extension KMSNode {
     }
 
     /// Step 3, forwarding: ask the child or the parent with an inquiry signed by this node.
-    private func forward(target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops) async -> (KeyOutcome, Hops) {
+    private func forward(
+        target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops, wait: TimeAmount
+    ) async -> (KeyOutcome, Hops) {
         var hops = hops
         let now = Self.now()
         guard let nonce = try? Nonce.random(),
@@ -185,7 +189,7 @@ extension KMSNode {
                 .record().signed(by: configuration.key)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
         let (answer, upstreamHops) = await upstream.ask(
-            peer, target: target, record: record, nonce: nonce, expecting: .answer, trace: hops.enabled)
+            peer, target: target, record: record, nonce: nonce, expecting: .answer, trace: hops.enabled, wait: wait)
         hops.append(upstreamHops)
         switch answer {
         case .key(let key):
@@ -206,7 +210,7 @@ extension KMSNode {
 
     /// Step 3, the target is ours but the signer is above: a sigreq up the parent chain.
     private func requestCountersignature(
-        for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops
+        for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops, wait: TimeAmount
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
         let now = Self.now()
@@ -216,7 +220,7 @@ extension KMSNode {
             ).record().signed(by: configuration.key)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
         let (answer, upstreamHops) = await upstream.ask(
-            parent, target: host.name, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled)
+            parent, target: host.name, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled, wait: wait)
         hops.append(upstreamHops)
         switch answer {
         case .key(let key):

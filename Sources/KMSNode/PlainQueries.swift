@@ -108,7 +108,9 @@ extension KMSNode {
         let client = request.client.ip ?? configuration.listen.address
         var hops = Hops(node: zone, enabled: traceAllowed(request))
         hops.note("anonymous query from \(client) for \(name), signer \(configuration.defaultSigner)")
-        let step = resolveKey(target: name.lowercased, signer: configuration.defaultSigner, ip: client, route: route, hops: hops)
+        let step = resolveKey(
+            target: name.lowercased, signer: configuration.defaultSigner, ip: client, route: route, hops: hops,
+            wait: upstream.wait(for: request))
         return keyReply(step, to: request, nonce: .empty, extra: ordinary)
     }
 

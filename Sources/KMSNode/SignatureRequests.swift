@@ -54,7 +54,8 @@ extension KMSNode {
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size)
         }
         let (answer, upstreamHops) = await upstream.ask(
-            parent, target: sigreq.target, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled)
+            parent, target: sigreq.target, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled,
+            wait: upstream.wait(for: request))
         hops.append(upstreamHops)
         let failure: (RCode, ExtendedDNSError)
         switch answer {

@@ -21,11 +21,19 @@ struct Upstream: Sendable {
     let client: DNSClient
     let timeout: TimeAmount
 
+    /// How long to wait upstream for `request`: the configured time-out, or less when the
+    /// requester said it waits less (`TimeBudget`).
+    func wait(for request: DNSRequest) -> TimeAmount {
+        let configured = UInt32(clamping: timeout.nanoseconds / 1_000_000)
+        return .milliseconds(Int64(TimeBudget.wait(configured: configured, received: TimeBudget.milliseconds(in: request.message))))
+    }
+
     func ask(
-        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag, trace: Bool
+        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag, trace: Bool, wait: TimeAmount
     ) async -> (UpstreamAnswer, hops: [ResourceRecord]) {
         let exchange = KMS1Exchange(client: client, timeout: timeout)
-        let (outcome, hops) = await exchange.ask(peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace)
+        let (outcome, hops) = await exchange.ask(
+            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait)
         switch outcome {
         case .key(let answer):
             return (.key(answer), hops)
@@ -35,7 +43,7 @@ struct Upstream: Sendable {
             return (.error(rcode, errors), hops)
         case .timeout:
             return (.failed(ExtendedDNSError(
-                .noReachableAuthority, "\(peer.name) (\(peer.endpoint)) did not answer within \(timeout.nanoseconds / 1_000_000) ms")), hops)
+                .noReachableAuthority, "\(peer.name) (\(peer.endpoint)) did not answer within \(wait.nanoseconds / 1_000_000) ms")), hops)
         case .unreachable(let reason):
             return (.failed(ExtendedDNSError(.networkError, "\(peer.name) (\(peer.endpoint)) unreachable: \(reason)")), hops)
         case .rejected(let reason):

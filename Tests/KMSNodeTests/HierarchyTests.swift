@@ -93,6 +93,29 @@ import Testing
         }
     }
 
+    /// A KMS that never answers, as a hung process does (a stopped one would be refused at once).
+    final class Silent: DNSResponder {
+        func respond(to request: DNSRequest) -> DNSReply { .drop }
+    }
+
+    /// Equal time-outs everywhere and a silent root two hops behind c.a.xx.'s sigreq (c.a.xx.
+    /// -> a.xx. -> xx.): the SERVFAIL must name xx., not a.xx., which did answer. Each request
+    /// carries what its sender waits (`TimeBudget`), so every hop waits less than the one
+    /// before it and the KMS next to the silent one speaks first.
+    @Test func aSilentRootTwoHopsAwayIsTheOneNamed() async throws {
+        let hierarchy = try await TestHierarchy(upstreamTimeout: "1500ms")
+        try await afterwards({ await hierarchy.shutdown() }) {
+            hierarchy.boxes["xx."]!.responder = Silent()
+            do {
+                _ = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
+                Issue.record("fetched a key countersigned by a silent root")
+            } catch let error as FetchError {
+                #expect(error.message.contains("xx. (127.0.0.1:\(hierarchy.endpoints["xx."]!.port)) did not answer"), "\(error)")
+                #expect(!error.message.contains("a.xx. (127.0.0.1"), "\(error)")
+            }
+        }
+    }
+
     @Test func registrationsSurviveARestart() async throws {
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {

@@ -242,3 +242,28 @@ import Testing
         #expect(code { _ = try DNSMessage(wire: twice.wire()).kmsRecord() } == .multipleRecords)
     }
 }
+
+@Suite struct TimeBudgetTests {
+    @Test func theOptionRoundTripsAndAMalformedOneIsIgnored() throws {
+        var message = DNSMessage.query(id: 1, name: "hostb.c.a.xx.", type: .txt)
+        message.edns?.options.append(TimeBudget.option(milliseconds: 2500))
+        #expect(TimeBudget.milliseconds(in: try DNSMessage(wire: try message.wire())) == 2500)
+        message.edns?.options = [EDNS.Option(code: TimeBudget.optionCode, data: [1, 2, 3])]
+        #expect(TimeBudget.milliseconds(in: message) == nil)
+    }
+
+    @Test func eachHopWaitsLessThanTheOneBefore() {
+        #expect(TimeBudget.wait(configured: 2000, received: nil) == 2000)
+        #expect(TimeBudget.wait(configured: 2000, received: 5000) == 2000)
+        #expect(TimeBudget.wait(configured: 2000, received: 2000) == 1600)
+        #expect(TimeBudget.wait(configured: 2000, received: 100) == 50, "at least 50 ms of margin")
+        #expect(TimeBudget.wait(configured: 2000, received: 40) == 20, "a budget under the margin: half of it")
+        // Down a chain of equal time-outs the waits shrink strictly.
+        var budget: UInt32 = 2000
+        for _ in 0..<5 {
+            let next = TimeBudget.wait(configured: 2000, received: budget)
+            #expect(next < budget)
+            budget = next
+        }
+    }
+}
