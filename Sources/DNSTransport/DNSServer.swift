@@ -167,6 +167,11 @@ final class DatagramHandler: ChannelInboundHandler {
             context.write(
                 wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
                 promise: nil)
+        case .messages(let replies):
+            guard let first = replies.first, let bytes = ReplyEncoder.encode(first, over: .udp) else { return }
+            context.write(
+                wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
+                promise: nil)
         case .reply(let reply):
             guard let bytes = ReplyEncoder.encode(reply, over: .udp) else { return }
             // Flushed once per read burst (channelReadComplete), so NIO sends the replies of
@@ -217,6 +222,12 @@ final class StreamHandler: ChannelInboundHandler {
         case .reply(let reply):
             guard let bytes = ReplyEncoder.encode(reply, over: .tcp) else { return }
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        case .messages(let replies):
+            for reply in replies {
+                guard let bytes = ReplyEncoder.encode(reply, over: .tcp) else { break }
+                context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+            }
+            context.flush()
         case .later(let work):
             let channel = context.channel
             let submitted = deferred.submit {

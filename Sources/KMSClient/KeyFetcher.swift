@@ -4,7 +4,7 @@ import Foundation
 public import KMSCrypto
 public import KMSProtocol
 import KMSSettings
-import NIOCore
+public import NIOCore
 
 /// Why a fetch gave no key. `kind` decides the exit code of `kms fetch`.
 public struct FetchError: Error, Sendable, CustomStringConvertible {
@@ -167,6 +167,73 @@ public final class KeyFetcher: Sendable {
         case .rejected(let reason):
             throw FetchError(kind: .verificationFailed, message: "answer from \(home.name) discarded: \(reason)")
         }
+    }
+
+    /// Fetches `target`'s key from DNS alone (docs/PROTOCOL.md, "Countersignatures in the
+    /// zone"): asks `resolver` (any resolver or secondary, RD set) for `_kms1.<target>` TXT and
+    /// accepts a record only if its countersignature verifies with the closest trust anchor's
+    /// key (or `signer`'s), by that signer, and is valid now. No KMS is needed on the way; the
+    /// anchor is what makes the answer trustworthy, not the server that gave it.
+    public func fetchViaDNS(
+        _ target: DomainName, signer requested: DomainName? = nil, resolver: SocketAddress
+    ) async throws(FetchError) -> FetchResult {
+        let target = target.lowercased
+        let anchor: TrustAnchors.Anchor
+        if let requested {
+            guard let found = configuration.anchors.anchor(named: requested) else {
+                throw FetchError(kind: .noAnchor, message: "\(requested) is not one of this host's trust anchors")
+            }
+            anchor = found
+        } else {
+            guard let found = configuration.anchors.closest(covering: target) else {
+                throw FetchError(kind: .noAnchor, message: "no trust anchor covers \(target)")
+            }
+            anchor = found
+        }
+        guard let owner = StaticCountersignature.owner(of: target) else {
+            throw FetchError(kind: .notFound, message: "\(target) is too long to have static records")
+        }
+        var query = DNSMessage.query(id: 0, name: owner, type: .txt)
+        query.header.recursionDesired = true
+        let reply: DNSMessage
+        do {
+            reply = try await client.query(query, server: resolver, timeout: .milliseconds(Int64(configuration.timeout * 1000)))
+        } catch {
+            throw FetchError(kind: .timeout, message: "resolver \(resolver.endpointText): \((error as? DNSClientError)?.reason ?? "\(error)")")
+        }
+        guard reply.rcode == .noError else {
+            if reply.rcode == .nameError {
+                throw FetchError(kind: .notFound, message: "\(owner) does not exist (NXDOMAIN from \(resolver.endpointText))")
+            }
+            throw FetchError(kind: .refused, message: "resolver \(resolver.endpointText) answered \(reply.rcode)")
+        }
+        let now = UnixTime(Date().timeIntervalSince1970)
+        var reasons: [String] = []
+        var accepted: [Countersignature] = []
+        for record in reply.answers where record.name == owner {
+            guard case .txt(let strings) = record.data else { continue }
+            do {
+                guard let published = try StaticCountersignature(owner: owner, strings: strings) else { continue }
+                let countersignature = published.countersignature
+                guard countersignature.signer == anchor.name else {
+                    reasons.append("a record by \(countersignature.signer), not \(anchor.name)")
+                    continue
+                }
+                try CountersignaturePolicy(target: target, signer: anchor.name, signerKey: anchor.key).check(countersignature, at: now)
+                accepted.append(countersignature)
+            } catch {
+                reasons.append("\(error)")
+            }
+        }
+        // The latest of those that verify (a rotation may leave two for a while).
+        guard let best = accepted.max(by: { $0.notBefore < $1.notBefore }) else {
+            let why = reasons.isEmpty ? "no \(StaticCountersignature.tag) record" : reasons.joined(separator: "; ")
+            throw FetchError(
+                kind: reasons.isEmpty ? .notFound : .verificationFailed,
+                message: "\(owner) from \(resolver.endpointText): nothing countersigned by \(anchor.name) verifies (\(why))")
+        }
+        try? cache?.store(best, at: now)
+        return FetchResult(countersignature: best, fromCache: false, trace: [])
     }
 
     static func date(_ time: UnixTime) -> String {

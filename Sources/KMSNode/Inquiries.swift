@@ -209,7 +209,7 @@ extension KMSNode {
     }
 
     /// Step 3, the target is ours but the signer is above: a sigreq up the parent chain.
-    private func requestCountersignature(
+    func requestCountersignature(
         for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops, wait: TimeAmount
     ) async -> (KeyOutcome, Hops) {
         var hops = hops

@@ -26,6 +26,8 @@ public final class KMSNode: Sendable {
     let router: Router
     /// SOA, NS, delegations and the serial (`Zone`).
     let dnsZone: Zone
+    /// Countersignatures published as zone data (`_kms1.<host>` TXT).
+    let staticRecords = StaticRecords()
     let upstream: Upstream
     let logger: Logger
     /// Warnings a flood could repeat, rate-limited.
@@ -70,6 +72,7 @@ public final class KMSNode: Sendable {
         replay = ReplayGuard(window: Int64(configuration.replayWindow), capacity: configuration.replayMemory)
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
         dnsZone = Zone(configuration: configuration, now: now)
+        if !configuration.staticSigners.isEmpty { staticRecords.queue(registry.names) }
         upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
         metrics = NodeMetrics(zone: configuration.zone)
         do { policy = try configuration.policy.map { (path) throws(ConfigError) in try PolicySource(path: path) } } catch {
@@ -153,7 +156,13 @@ public final class KMSNode: Sendable {
             for host in hosts {
                 let rotated = registry[host.name].map { $0.key != host.key } ?? false
                 registry.set(host)
-                if rotated { cache.purge(target: host.name) }
+                if rotated {
+                    cache.purge(target: host.name)
+                    // Its static records speak for the old key: withdrawn now, republished later.
+                    _ = staticRecords.withdraw(host.name)
+                } else if !configuration.staticSigners.isEmpty {
+                    staticRecords.queue([host.name])
+                }
             }
             replies.clear()
             dnsZone.bump(now: now)
@@ -185,6 +194,8 @@ public final class KMSNode: Sendable {
         let result: Result<Int, any Error> = registrationOrder.withLock { _ in
             do {
                 _ = try registry.load(from: store)
+                staticRecords.retain { registry[$0.target]?.key == $0.key }
+                if !configuration.staticSigners.isEmpty { staticRecords.queue(registry.names) }
                 cache.clear()
                 replies.clear()
                 spending.unresolved.clear()

@@ -35,6 +35,13 @@ public struct NodeConfiguration: Sendable {
     public var policy: String?
     /// The zone's name servers (NS at the apex; addresses served and given as glue).
     public var nameServers: [(name: DomainName, addresses: [IPAddress])]
+    /// Who may transfer the zone (AXFR/IXFR): addresses or prefixes.
+    public var secondaries: [(address: IPAddress, length: Int)]
+    /// Where to send NOTIFY when the serial moves (RFC 1996).
+    public var notify: [Endpoint]
+    /// Signers whose countersignatures of every registered host this node publishes as zone
+    /// data (`_kms1.<host>` TXT, docs/PROTOCOL.md).
+    public var staticSigners: [DomainName]
     /// The SOA MINIMUM, seconds: how long resolvers may cache a negative answer (RFC 2308).
     public var negativeAnswerTTL: Double
     /// Encoded replies kept for byte-identical queries (`ReplyCache`); 0: none.
@@ -51,6 +58,7 @@ public struct NodeConfiguration: Sendable {
         "replay-window", "replay-memory", "policy",
         "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
         "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum",
+        "secondary", "notify", "static-signers",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -170,6 +178,38 @@ public struct NodeConfiguration: Sendable {
         }
         self.nameServers = nameServers
         negativeAnswerTTL = try file.one("soa-minimum", required: false).map(file.duration) ?? 60
+        var secondaries: [(address: IPAddress, length: Int)] = []
+        for directive in file.all("secondary") {
+            for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH] ...") {
+                secondaries.append(try Self.prefix(text, directive, in: file))
+            }
+        }
+        self.secondaries = secondaries
+        var notify: [Endpoint] = []
+        for directive in file.all("notify") {
+            for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS:PORT ...") {
+                notify.append(try file.endpoint(text, directive))
+            }
+        }
+        self.notify = notify
+        if let directive = try file.one("static-signers", required: false) {
+            let values = try file.values(directive, count: 1, maximum: 16, usage: "NAME... | none")
+            if values == ["none"] {
+                staticSigners = []
+            } else {
+                var signers: [DomainName] = []
+                for text in values {
+                    let signer = try file.name(text, directive)
+                    guard zone.isEqualOrSubdomain(of: signer) else {
+                        throw file.error(directive, "\(signer) is not \(zone) or above it: only KMSs on the path to the root countersign its hosts")
+                    }
+                    signers.append(signer)
+                }
+                staticSigners = signers
+            }
+        } else {
+            staticSigners = [defaultSigner]
+        }
         replyCache = 10_000
         if let directive = try file.one("reply-cache", required: false) {
             let value = try file.values(directive, count: 1, usage: "COUNT | off")[0]
@@ -180,6 +220,17 @@ public struct NodeConfiguration: Sendable {
                 replyCache = count
             }
         }
+    }
+
+    /// `ADDRESS` or `ADDRESS/LENGTH`.
+    static func prefix(_ text: String, _ directive: ConfigFile.Directive, in file: ConfigFile) throws(ConfigError) -> (IPAddress, Int) {
+        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        let address = try file.address(parts[0], directive)
+        let most = address.isIPv6 ? 128 : 32
+        guard let length = parts.count == 2 ? Int(parts[1]) : most, (0...most).contains(length) else {
+            throw file.error(directive, "'\(text)' is not ADDRESS/LENGTH with a length of 0-\(most)")
+        }
+        return (address, length)
     }
 
     /// The highest zone above `zone` short of the DNS root: the root of a KMS hierarchy

@@ -18,7 +18,14 @@ extension KMSNode {
             metrics.count(.other)
             return .reply(referral(request, to: peer.name))
         }
+        if type == Self.axfr || type == Self.ixfr {
+            metrics.count(.other)
+            return answerTransfer(request)
+        }
         switch type {
+        case .txt where route == .local && StaticCountersignature.target(ofOwner: name) != nil:
+            metrics.count(.other)
+            return .reply(answerStatic(request))
         case .txt:
             metrics.count(.anonymous)
             return answerAnonymous(request, route: route)
@@ -54,6 +61,18 @@ extension KMSNode {
             }
         default:
             break
+        }
+        return message.answers.isEmpty ? negative(request) : Reply(message, answering: request.message)
+    }
+
+    /// `_kms1.<host>` TXT: the host's published countersignatures (`StaticRecords`), as
+    /// ordinary authoritative zone data.
+    private func answerStatic(_ request: Request) -> Reply {
+        let now = Self.now()
+        guard let target = StaticCountersignature.target(ofOwner: request.question.name) else { return negative(request) }
+        var message = request.message.response(rcode: .noError, authoritative: true)
+        message.answers = staticRecords.countersignatures(of: target).compactMap {
+            StaticCountersignature($0).record(ttl: staticTTL($0, now: now))
         }
         return message.answers.isEmpty ? negative(request) : Reply(message, answering: request.message)
     }
@@ -199,5 +218,6 @@ extension KMSNode {
     /// a name server, or an ancestor of a host (an empty non-terminal).
     private func nameExists(_ name: DomainName) -> Bool {
         name == zone || registry.exists(name) || configuration.txt[name] != nil || dnsZone.nameServer(named: name) != nil
+            || StaticCountersignature.target(ofOwner: name).map { !staticRecords.countersignatures(of: $0).isEmpty } ?? false
     }
 }

@@ -6,6 +6,7 @@ import KMSClient
 import KMSCrypto
 import KMSProtocol
 import KMSSettings
+import NIOCore
 import NIOPosix
 
 struct Fetch: AsyncParsableCommand {
@@ -17,8 +18,14 @@ struct Fetch: AsyncParsableCommand {
             and the validity all check out. The countersigner is the trust anchor closest above \
             NAME unless --signer says otherwise. Verified keys are cached in the host's store.
 
-            Example (after `make run`):
+            With --via-dns the key is read from DNS instead, as static zone data \
+            (_kms1.NAME TXT, published by the authoritative KMS and held by any secondary or \
+            resolver): from --resolver, or the first nameserver of /etc/resolv.conf. Only \
+            the countersignature by the trust anchor makes it trustworthy; no KMS is asked.
+
+            Examples (after `make run`):
               kms fetch hostb.c.a.xx. --host hierarchy/hosta.conf --trace
+              kms fetch hostb.c.a.xx. --host hierarchy/hosta.conf --via-dns --resolver 127.0.0.1:5304
 
             Exit codes: 0 key printed; 1 no such host (unresolved); 2 verification failed \
             (nothing is printed); 3 time-out (home KMS or one behind it silent); 4 refused or \
@@ -43,6 +50,12 @@ struct Fetch: AsyncParsableCommand {
 
     @Option(help: "Output: field (alg:base64, as on the wire), pem, or json.")
     var format: Format = .field
+
+    @Flag(help: "Read the key from DNS (_kms1.NAME TXT) through --resolver instead of asking the home KMS.")
+    var viaDNS = false
+
+    @Option(help: "The resolver or secondary for --via-dns, ADDRESS[:PORT]. Default: the first nameserver in /etc/resolv.conf.")
+    var resolver: String?
 
     @Flag(help: "Show each hop on standard error: who forwarded, who answered, who countersigned, validity, cache hits.")
     var trace = false
@@ -69,7 +82,11 @@ struct Fetch: AsyncParsableCommand {
         }
         let result: FetchResult
         do {
-            result = try await fetcher.fetch(target, signer: signerName, useCache: !noCache, trace: trace)
+            if viaDNS {
+                result = try await fetcher.fetchViaDNS(target, signer: signerName, resolver: resolverAddress())
+            } else {
+                result = try await fetcher.fetch(target, signer: signerName, useCache: !noCache, trace: trace)
+            }
         } catch {
             if trace { Self.printTrace(error.trace) }
             let code: Int32
@@ -84,6 +101,24 @@ struct Fetch: AsyncParsableCommand {
         }
         if trace { Self.printTrace(result.trace) }
         print(try render(result))
+    }
+
+    /// --resolver, or the first nameserver of /etc/resolv.conf; port 53 unless given.
+    func resolverAddress() -> SocketAddress {
+        var text = resolver
+        if text == nil {
+            let conf = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
+            text = conf.split(separator: "\n").compactMap { line -> String? in
+                let words = line.split(separator: " ", omittingEmptySubsequences: true)
+                return words.count >= 2 && words[0] == "nameserver" ? String(words[1]) : nil
+            }.first
+        }
+        guard let text else { Self.exit("--via-dns: no --resolver, and no nameserver in /etc/resolv.conf", code: 64) }
+        let endpoint = Endpoint(text) ?? IPAddress(text).map { Endpoint(address: $0, port: 53) }
+        guard let endpoint, let address = try? SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port) else {
+            Self.exit("--resolver: '\(text)' is not ADDRESS[:PORT]", code: 64)
+        }
+        return address
     }
 
     func render(_ result: FetchResult) throws -> String {

@@ -1,0 +1,62 @@
+import DNSWire
+import KMSProtocol
+import KMSSettings
+
+extension KMSNode {
+    /// Publishes the countersignatures of up to `limit` waiting hosts as zone data
+    /// (`StaticRecords`): from the key cache when one there is fresh, issued here when this
+    /// node is the signer, otherwise asked of the signer with a sigreq up the parent chain.
+    /// When the zone changed, the serial moves and the secondaries are notified. Returns how
+    /// many records changed. A host whose signer cannot be reached now waits for the next sweep.
+    @discardableResult
+    public func publishStaticRecords(limit: Int = 200) async -> Int {
+        guard !configuration.staticSigners.isEmpty else { return 0 }
+        var changed = 0
+        for target in staticRecords.take(limit) {
+            guard let host = registry[target] else { continue }
+            for signer in configuration.staticSigners {
+                let now = Self.now()
+                guard let countersignature = await staticCountersignature(for: host, signer: signer, now: now) else { continue }
+                // The key may have been rotated meanwhile: never publish the old one.
+                guard registry[target]?.key == countersignature.key else { continue }
+                if staticRecords.publish(countersignature) { changed += 1 }
+            }
+        }
+        if changed > 0 {
+            dnsZone.bump(now: Self.now())
+            replies.clear()
+            await notifySecondaries()
+        }
+        return changed
+    }
+
+    /// Queues every host whose static records have used half their validity (or lack one).
+    public func sweepStaticRecords() {
+        guard !configuration.staticSigners.isEmpty else { return }
+        staticRecords.queue(staticRecords.due(among: registry.names, signers: configuration.staticSigners, now: Self.now()))
+    }
+
+    /// Hosts waiting to be published.
+    public var staticRecordsPending: Int { staticRecords.pendingCount }
+
+    private func staticCountersignature(for host: RegisteredHost, signer: DomainName, now: UnixTime) async -> Countersignature? {
+        if let entry = cache.lookup(target: host.name, signer: signer, now: now), entry.countersignature.key == host.key {
+            let c = entry.countersignature
+            if now < c.notBefore + (c.notAfter - c.notBefore) / 2 { return c }
+        }
+        if signer == zone {
+            guard let countersignature = try? issue(target: host.name, key: host.key, now: now) else { return nil }
+            cache.store(countersignature, at: now)
+            return countersignature
+        }
+        guard let parent = configuration.parent else { return nil }
+        let (outcome, _) = await requestCountersignature(
+            for: host, signer: signer, ip: configuration.listen.address, via: parent, hops: Hops(node: zone, enabled: false),
+            wait: upstream.timeout)
+        guard case .key(let countersignature, _, _) = outcome else {
+            warnings.warning("cannot publish a static countersignature", metadata: ["host": "\(host.name)", "signer": "\(signer)"])
+            return nil
+        }
+        return countersignature
+    }
+}

@@ -1,0 +1,121 @@
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSClient
+import KMSCrypto
+import KMSNode
+import KMSProtocol
+import KMSTestSupport
+import NIOCore
+import Testing
+
+/// Countersignatures as static zone data: published by the authoritative KMS, readable from
+/// any DNS server, trusted only through the anchor; withdrawn at once on rotation; transferred
+/// only to listed secondaries.
+@Suite struct StaticRecordsTests {
+    static func resolver(_ hierarchy: TestHierarchy, _ zone: DomainName) -> SocketAddress {
+        hierarchy.servers[zone]!.address
+    }
+
+    static func serial(_ hierarchy: TestHierarchy, _ zone: DomainName) async throws -> UInt32 {
+        let reply = try await hierarchy.send(DNSMessage.query(id: 9, name: zone, type: .soa), to: zone)
+        return try #require(ZoneTests.soaFields(reply.answers.first)).serial
+    }
+
+    @Test func aPublishedKeyIsReadFromDNSAndVerifiedWithTheAnchorAlone() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "secondary 127.0.0.1"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let node = hierarchy.nodes["c.a.xx."]!
+            let before = try await Self.serial(hierarchy, "c.a.xx.")
+            // Both hosts of c.a.xx., countersigned by the default signer xx. (a sigreq up the chain).
+            #expect(await node.publishStaticRecords() == 2)
+            #expect(node.staticRecordsPending == 0)
+            #expect(try await Self.serial(hierarchy, "c.a.xx.") > before, "publishing moves the serial")
+
+            let reply = try await hierarchy.send(DNSMessage.query(id: 1, name: "_kms1.hostb.c.a.xx.", type: .txt), to: "c.a.xx.")
+            #expect(reply.rcode == .noError && reply.header.isAuthoritative && reply.answers.count == 1)
+            guard case .txt(let strings)? = reply.answers.first?.data else { throw Failure("no TXT") }
+            #expect(strings.first == Array("kms1-static".utf8))
+            // Host A reads it with --via-dns from the KMS's own DNS server as from any other,
+            // and trusts it because xx. signed it.
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolver: Self.resolver(hierarchy, "c.a.xx."))
+            #expect(fetched.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+            #expect(fetched.countersignature.signer == "xx.")
+
+            // The zone transfer carries it: SOA first (a listed secondary, over TCP).
+            let axfr = try await hierarchy.client.queryOverTCP(
+                DNSMessage.query(id: 2, name: "c.a.xx.", type: RRType(rawValue: 252)), server: Self.resolver(hierarchy, "c.a.xx."),
+                timeout: .seconds(5))
+            #expect(axfr.rcode == .noError && axfr.answers.first?.type == .soa)
+            #expect(axfr.answers.contains { $0.name == "_kms1.hostb.c.a.xx." && $0.type == .txt })
+            #expect(axfr.answers.contains { $0.name == "hostb.c.a.xx." && $0.data == .a([127, 0, 0, 12]) })
+        }
+    }
+
+    @Test func aRotationWithdrawsTheOldKeyAtOnceAndPublishesTheNewOne() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let node = hierarchy.nodes["c.a.xx."]!
+            await node.publishStaticRecords()
+            let rotated = try PrivateKey(generating: .ed25519).publicKey
+            let before = try await Self.serial(hierarchy, "c.a.xx.")
+            try node.register(name: "hostb.c.a.xx.", key: rotated, addresses: [IPAddress("127.0.0.12")!])
+            // Withdrawn before anything is published again: NODATA, never the old key.
+            let gone = try await hierarchy.send(DNSMessage.query(id: 1, name: "_kms1.hostb.c.a.xx.", type: .txt), to: "c.a.xx.")
+            #expect(gone.answers.isEmpty && gone.authorities.last?.type == .soa)
+            #expect(try await Self.serial(hierarchy, "c.a.xx.") > before)
+            #expect(await node.publishStaticRecords() == 1)
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolver: Self.resolver(hierarchy, "c.a.xx."))
+            #expect(fetched.key == rotated)
+        }
+    }
+
+    /// A server that answers `_kms1` questions with a record its operator forged: a key for
+    /// host B "countersigned by xx." with a key that is not xx.'s.
+    final class Forger: DNSResponder {
+        let record: ResourceRecord
+        init(record: ResourceRecord) { self.record = record }
+        func respond(to request: DNSRequest) -> DNSReply {
+            var message = request.message.response(rcode: .noError)
+            message.answers = [record]
+            return .reply(Reply(message, answering: request.message))
+        }
+    }
+
+    @Test func aForgedRecordFromAnyServerIsRefused() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let now = UnixTime(Date().timeIntervalSince1970)
+            let forged = try Countersignature.issue(
+                target: "hostb.c.a.xx.", key: try PrivateKey(generating: .ed25519).publicKey, signer: "xx.",
+                signerKey: try PrivateKey(generating: .ed25519), notBefore: now - 60, notAfter: now + 3600)
+            let box = ResponderBox(Forger(record: try #require(StaticCountersignature(forged).record(ttl: 60))))
+            let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: box)
+            defer { Task { await server.close() } }
+            let fetcher = try hierarchy.fetcher("hosta.b.a.xx.")
+            do {
+                _ = try await fetcher.fetchViaDNS("hostb.c.a.xx.", resolver: server.address)
+                Issue.record("accepted a forged static record")
+            } catch let error as FetchError {
+                #expect(error.kind == .verificationFailed, "\(error)")
+                #expect(error.message.contains("nothing countersigned by xx. verifies"), "\(error)")
+            }
+        }
+    }
+
+    @Test func anUnlistedAddressMayNotTransferTheZone() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            for type in [RRType(rawValue: 252), RRType(rawValue: 251)] {
+                let refused = try await hierarchy.client.queryOverTCP(
+                    DNSMessage.query(id: 3, name: "c.a.xx.", type: type), server: Self.resolver(hierarchy, "c.a.xx."), timeout: .seconds(5))
+                #expect(refused.rcode == .refused && refused.extendedErrors.first?.infoCode == .prohibited)
+            }
+        }
+    }
+
+    struct Failure: Error {
+        let text: String
+        init(_ text: String) { self.text = text }
+    }
+}
