@@ -42,6 +42,7 @@ test: deps demo-keys
 	.build/debug/FuzzConfig Fuzz/corpus/config
 	.build/debug/FuzzTunnelHeader Fuzz/corpus/tunnel-header
 	Tests/e2e/hierarchy.sh
+	Tests/e2e/secondary.sh
 	Tests/e2e/proxy-netns.sh
 	Tests/e2e/kernel-netns.sh
 	Tests/e2e/dualstack-netns.sh
