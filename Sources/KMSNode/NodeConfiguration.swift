@@ -222,7 +222,7 @@ public struct NodeConfiguration: Sendable {
         }
     }
 
-    /// `ADDRESS` or `ADDRESS/LENGTH`.
+    /// `ADDRESS` or `ADDRESS/LENGTH` (`trace-allow`, `secondary`).
     static func prefix(_ text: String, _ directive: ConfigFile.Directive, in file: ConfigFile) throws(ConfigError) -> (IPAddress, Int) {
         let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
         let address = try file.address(parts[0], directive)
@@ -306,13 +306,7 @@ public struct Limits: Sendable {
         negativeTTL = try file.one("negative-ttl", required: false).map(file.duration) ?? negativeTTL
         for directive in file.all("trace-allow") {
             for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH] ...") {
-                let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
-                let address = try file.address(parts[0], directive)
-                let most = address.isIPv6 ? 128 : 32
-                guard let length = parts.count == 2 ? Int(parts[1]) : most, (0...most).contains(length) else {
-                    throw file.error(directive, "'\(text)' is not ADDRESS/LENGTH with a length of 0-\(most)")
-                }
-                traceAllow.append((address, length))
+                traceAllow.append(try NodeConfiguration.prefix(text, directive, in: file))
             }
         }
     }

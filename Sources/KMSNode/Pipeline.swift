@@ -17,11 +17,7 @@ extension KMSNode {
         if client.isLoopback { return true }
         if configuration.parent?.endpoint.address == client { return true }
         if configuration.children.contains(where: { $0.endpoint.address == client }) { return true }
-        return configuration.limits.traceAllow.contains { allowed in
-            AddressPrefix(client, v4: allowed.length, v6: allowed.length)
-                == AddressPrefix(allowed.address, v4: allowed.length, v6: allowed.length)
-                && client.isIPv6 == allowed.address.isIPv6
-        }
+        return client.isIn(configuration.limits.traceAllow)
     }
 }
 
@@ -147,6 +143,17 @@ extension KMSNode: DNSResponder {
                 metrics.count(reply.message.rcode)
                 return reply
             }
+        }
+    }
+}
+
+extension IPAddress {
+    /// Whether the address lies in one of `prefixes` (address and length, as configured).
+    func isIn(_ prefixes: [(address: IPAddress, length: Int)]) -> Bool {
+        prefixes.contains { allowed in
+            isIPv6 == allowed.address.isIPv6
+                && AddressPrefix(self, v4: allowed.length, v6: allowed.length)
+                    == AddressPrefix(allowed.address, v4: allowed.length, v6: allowed.length)
         }
     }
 }

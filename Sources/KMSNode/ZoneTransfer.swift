@@ -37,12 +37,7 @@ extension KMSNode {
 
     /// Whether `request`'s client may transfer the zone (`secondary`).
     func mayTransfer(_ request: Request) -> Bool {
-        guard let client = request.client.ip else { return false }
-        return configuration.secondaries.contains { allowed in
-            client.isIPv6 == allowed.address.isIPv6
-                && AddressPrefix(client, v4: allowed.length, v6: allowed.length)
-                    == AddressPrefix(allowed.address, v4: allowed.length, v6: allowed.length)
-        }
+        request.client.ip?.isIn(configuration.secondaries) ?? false
     }
 
     /// AXFR (RFC 5936) and IXFR (RFC 1995): to listed secondaries only, over TCP. IXFR is
