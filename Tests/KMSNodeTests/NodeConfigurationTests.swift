@@ -1,3 +1,4 @@
+import DNSTransport
 import KMSTestSupport
 import Foundation
 import KMSCrypto
@@ -44,6 +45,10 @@ import Testing
         #expect(configuration.replayWindow == 300)
         #expect(configuration.database == directory.appendingPathComponent("store.sqlite").path)
         #expect(configuration.control == configuration.database + ".control")
+        #expect(configuration.limits.verifyFailures == Rate(perSecond: 10, burst: 50))
+        #expect(configuration.nameServers.map(\.name) == ["kms.b.a.xx."])
+        #expect(configuration.staticSigners == ["xx."])
+        #expect(configuration.secondaries.isEmpty && configuration.notify.isEmpty)
     }
 
     @Test func eachMistakeNamesFileLineAndField() {
@@ -56,6 +61,17 @@ import Testing
         #expect(error(base + ["anonymous maybe"]) == "node.conf:5: anonymous: 'maybe' is neither allow nor refuse")
         #expect(error(base + ["upstream-timeout fast"]).hasPrefix("node.conf:5: upstream-timeout: 'fast' is not a duration"))
         #expect(error(base + ["colour blue"]).hasPrefix("node.conf:5: colour: unknown directive"))
+        // Limits, zone and transfer settings.
+        #expect(error(base + ["verify-rate lots"]) == "node.conf:5: verify-rate: 'lots' is not a rate per second (a positive number, or off)")
+        #expect(error(base + ["anonymous-rate 10 0"]) == "node.conf:5: anonymous-rate: '0' is not a burst (a number of at least 1)")
+        #expect(error(base + ["rate-prefix 24 200"]).hasPrefix("node.conf:5: rate-prefix: expected an IPv4 prefix length 8-32"))
+        #expect(error(base + ["upstream-inflight 10 20"]).hasPrefix("node.conf:5: upstream-inflight: expected two counts"))
+        #expect(error(base + ["trace-allow 10.0.0.0/40"]) == "node.conf:5: trace-allow: '10.0.0.0/40' is not ADDRESS/LENGTH with a length of 0-32")
+        #expect(error(base + ["secondary nowhere"]) == "node.conf:5: secondary: 'nowhere' is not an IP address")
+        #expect(error(base + ["notify 192.0.2.1"]).hasPrefix("node.conf:5: notify: '192.0.2.1' is not ADDRESS:PORT"))
+        #expect(error(base + ["static-signers c.a.xx."]).hasPrefix("node.conf:5: static-signers: c.a.xx. is not b.a.xx. or above it"))
+        #expect(error(base + ["nameserver ns.b.a.xx."]).hasPrefix("node.conf:5: nameserver: ns.b.a.xx. is in b.a.xx.: give its addresses"))
+        #expect(error(base + ["reply-cache some"]) == "node.conf:5: reply-cache: expected a count of replies, or off")
         #expect(error(base + ["txt b.a.xx. \"kms1:answer\""]) == "node.conf:5: txt: ordinary TXT data may not start with the kms1: prefix")
         #expect(error(["zone b.a.xx.", "listen 127.0.0.1:5303", "key missing.pem", "database s"]).hasPrefix("node.conf:3: key: "))
         #expect(error(["zone B.a.xx.", "listen 127.0.0.1:5303", "key k.pem", "database s"]).hasPrefix("node.conf:1: zone: 'B.a.xx.' is not an absolute lower-case name"))
