@@ -68,14 +68,16 @@ public struct KMSDaemon: Service {
                     for node in nodes { _ = node.reload() }
                 }
             }
-            // Each node keeps its published countersignatures fresh: new and rotated hosts
-            // within a second, a sweep for renewals every minute.
+            // Each node keeps its published countersignatures fresh (new and rotated hosts
+            // within a second, a sweep for renewals every minute) and tells its secondaries
+            // whenever the serial moved (NOTIFY).
             for node in nodes {
                 group.addTask {
                     var round = 0
                     while !Task.isCancelled {
                         if round % 60 == 0 { node.sweepStaticRecords() }
                         await node.publishStaticRecords()
+                        await node.notifyIfChanged()
                         round += 1
                         try? await Task.sleep(for: .seconds(1))
                     }

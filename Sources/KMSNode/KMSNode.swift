@@ -28,6 +28,8 @@ public final class KMSNode: Sendable {
     let dnsZone: Zone
     /// Countersignatures published as zone data (`_kms1.<host>` TXT).
     let staticRecords = StaticRecords()
+    /// The serial the secondaries were last told about (`notifyIfChanged`).
+    let notifiedSerial: Atomic<UInt32>
     let upstream: Upstream
     let logger: Logger
     /// Warnings a flood could repeat, rate-limited.
@@ -72,6 +74,7 @@ public final class KMSNode: Sendable {
         replay = ReplayGuard(window: Int64(configuration.replayWindow), capacity: configuration.replayMemory)
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
         dnsZone = Zone(configuration: configuration, now: now)
+        notifiedSerial = Atomic(0)
         if !configuration.staticSigners.isEmpty { staticRecords.queue(registry.names) }
         upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
         metrics = NodeMetrics(zone: configuration.zone)

@@ -6,8 +6,8 @@ extension KMSNode {
     /// Publishes the countersignatures of up to `limit` waiting hosts as zone data
     /// (`StaticRecords`): from the key cache when one there is fresh, issued here when this
     /// node is the signer, otherwise asked of the signer with a sigreq up the parent chain.
-    /// When the zone changed, the serial moves and the secondaries are notified. Returns how
-    /// many records changed. A host whose signer cannot be reached now waits for the next sweep.
+    /// When the zone changed, the serial moves (`notifyIfChanged` tells the secondaries).
+    /// Returns how many records changed. A host whose signer cannot be reached now waits for the next sweep.
     @discardableResult
     public func publishStaticRecords(limit: Int = 200) async -> Int {
         guard !configuration.staticSigners.isEmpty else { return 0 }
@@ -25,9 +25,18 @@ extension KMSNode {
         if changed > 0 {
             dnsZone.bump(now: Self.now())
             replies.clear()
-            await notifySecondaries()
         }
         return changed
+    }
+
+    /// Sends NOTIFY when the serial moved since the last one sent (a registration, a rotation,
+    /// a publication). Returns whether it did.
+    @discardableResult
+    public func notifyIfChanged() async -> Bool {
+        let serial = dnsZone.serial
+        guard !configuration.notify.isEmpty, notifiedSerial.exchange(serial, ordering: .relaxed) != serial else { return false }
+        await notifySecondaries()
+        return true
     }
 
     /// Queues every host whose static records have used half their validity (or lack one).

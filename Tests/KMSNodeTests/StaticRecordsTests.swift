@@ -7,6 +7,8 @@ import KMSNode
 import KMSProtocol
 import KMSTestSupport
 import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
 /// Countersignatures as static zone data: published by the authoritative KMS, readable from
@@ -117,5 +119,66 @@ import Testing
     struct Failure: Error {
         let text: String
         init(_ text: String) { self.text = text }
+    }
+
+    /// Renewal: a sweep queues the hosts whose records have used half their validity, and only
+    /// those (xx. issues countersignatures valid one second past the replay window here).
+    @Test func aSweepQueuesWhatHasUsedHalfItsValidity() async throws {
+        let fresh = try await TestHierarchy()
+        try await afterwards({ await fresh.shutdown() }) {
+            await fresh.nodes["c.a.xx."]!.publishStaticRecords()
+            fresh.nodes["c.a.xx."]!.sweepStaticRecords()
+            #expect(fresh.nodes["c.a.xx."]!.staticRecordsPending == 0, "a day's validity: nothing due")
+        }
+        let shortLived = try await TestHierarchy(extra: ["xx.": "countersig-validity 1s"])
+        try await afterwards({ await shortLived.shutdown() }) {
+            let node = shortLived.nodes["c.a.xx."]!
+            #expect(await node.publishStaticRecords() == 2)
+            node.sweepStaticRecords()
+            #expect(node.staticRecordsPending == 2, "both past half their validity: queued for renewal")
+        }
+    }
+
+    /// NOTIFY follows every serial change (here a registration with no static signers), once.
+    @Test func aRegistrationAloneIsNotifiedOnce() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let secondary = NotifyCatcher()
+            let channel = try await DatagramBootstrap(group: hierarchy.group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(secondary) }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+            defer { channel.close(promise: nil) }
+            try hierarchy.writeConfiguration("c.a.xx.", extra: "static-signers none\nnotify 127.0.0.1:\(channel.localAddress!.port!)")
+            try hierarchy.startNode("c.a.xx.")
+            let node = hierarchy.nodes["c.a.xx."]!
+            #expect(await node.notifyIfChanged(), "the first serial is news")
+            #expect(await !node.notifyIfChanged(), "nothing changed since")
+            try node.register(name: "hostn.c.a.xx.", key: try PrivateKey(generating: .ed25519).publicKey, addresses: [IPAddress("127.0.0.40")!])
+            #expect(await node.notifyIfChanged())
+            let received = secondary.received.withLock { $0 }
+            #expect(received.count == 2, "one NOTIFY per change, answered at the first try")
+            #expect(received.allSatisfy { $0.header.opcode.rawValue == 4 && $0.question?.name == "c.a.xx." && $0.question?.type == .soa })
+        }
+    }
+
+    /// A secondary's NOTIFY port: answers each NOTIFY as RFC 1996 says, and remembers it.
+    final class NotifyCatcher: ChannelInboundHandler, Sendable {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+        let received = Mutex<[DNSMessage]>([])
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let envelope = unwrapInboundIn(data)
+            guard let message = try? DNSMessage(wire: Array(envelope.data.readableBytesView)) else { return }
+            received.withLock { $0.append(message) }
+            var reply = message.response(rcode: .noError)
+            reply.answers = []
+            guard let bytes = try? reply.wire() else { return }
+            context.writeAndFlush(
+                wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: context.channel.allocator.buffer(bytes: bytes))),
+                promise: nil)
+        }
     }
 }
