@@ -32,9 +32,9 @@ public enum DNSReply: Sendable {
     case wire([UInt8])
     /// The answer needs the network (an upstream KMS); send it when it is ready.
     case later(@Sendable () async -> Reply?)
-    /// Several messages in a row, as a zone transfer is (RFC 5936 section 2.2): over TCP all
-    /// of them, in order; over UDP only the first.
-    case messages([Reply])
+    /// Several messages in a row, already encoded (and signed, with TSIG), as a zone transfer
+    /// is (RFC 5936 section 2.2): over TCP all of them, in order; over UDP only the first.
+    case messages([[UInt8]])
 }
 
 /// One query that passed admission (`Admission`): decoded once, with exactly one question.

@@ -167,8 +167,8 @@ final class DatagramHandler: ChannelInboundHandler {
             context.write(
                 wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
                 promise: nil)
-        case .messages(let replies):
-            guard let first = replies.first, let bytes = ReplyEncoder.encode(first, over: .udp) else { return }
+        case .messages(let messages):
+            guard let bytes = messages.first else { return }
             context.write(
                 wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: context.channel.allocator.buffer(bytes: bytes))),
                 promise: nil)
@@ -222,9 +222,8 @@ final class StreamHandler: ChannelInboundHandler {
         case .reply(let reply):
             guard let bytes = ReplyEncoder.encode(reply, over: .tcp) else { return }
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-        case .messages(let replies):
-            for reply in replies {
-                guard let bytes = ReplyEncoder.encode(reply, over: .tcp) else { break }
+        case .messages(let messages):
+            for bytes in messages {
                 context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
             }
             context.flush()

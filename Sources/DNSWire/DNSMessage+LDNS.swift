@@ -209,7 +209,7 @@ extension DNSMessage {
 
     // MARK: Swift -> libldns
 
-    private func toLDNS() throws(WireError) -> LDNSPacket {
+    func toLDNS() throws(WireError) -> LDNSPacket {
         guard let packet = ldns_pkt_new() else {
             throw WireError(.encodingFailed, "out of memory")
         }

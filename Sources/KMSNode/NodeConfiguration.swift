@@ -1,3 +1,4 @@
+import Foundation
 public import DNSTransport
 public import DNSWire
 public import KMSCrypto
@@ -37,6 +38,8 @@ public struct NodeConfiguration: Sendable {
     public var nameServers: [(name: DomainName, addresses: [IPAddress])]
     /// Who may transfer the zone (AXFR/IXFR): addresses or prefixes.
     public var secondaries: [(address: IPAddress, length: Int)]
+    /// The TSIG key zone transfers must be signed with (`transfer-key FILE`), if any.
+    public var transferKey: TSIGKey?
     /// Where to send NOTIFY when the serial moves (RFC 1996).
     public var notify: [Endpoint]
     /// Signers whose countersignatures of every registered host this node publishes as zone
@@ -58,7 +61,7 @@ public struct NodeConfiguration: Sendable {
         "replay-window", "replay-memory", "policy",
         "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
         "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum",
-        "secondary", "notify", "static-signers",
+        "secondary", "notify", "static-signers", "transfer-key",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -185,6 +188,9 @@ public struct NodeConfiguration: Sendable {
             }
         }
         self.secondaries = secondaries
+        transferKey = try file.one("transfer-key", required: false).map { (directive) throws(ConfigError) in
+            try Self.tsigKey(file.resolve(try file.values(directive, count: 1, usage: "FILE")[0]), directive, in: file)
+        }
         var notify: [Endpoint] = []
         for directive in file.all("notify") {
             for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS:PORT ...") {
@@ -220,6 +226,26 @@ public struct NodeConfiguration: Sendable {
                 replyCache = count
             }
         }
+    }
+
+    /// A TSIG key file: one line `ALGORITHM:NAME:SECRET`, as `dig -y` takes it
+    /// (`hmac-sha256:xfr.c.a.xx.:base64…`); `#` lines are comments.
+    static func tsigKey(_ path: String, _ directive: ConfigFile.Directive, in file: ConfigFile) throws(ConfigError) -> TSIGKey {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw file.error(directive, "cannot read the key file \(path)")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let (index, line) = lines.enumerated().first(where: { !$0.element.trimmingCharacters(in: .whitespaces).isEmpty && !$0.element.hasPrefix("#") }) else {
+            throw file.error(directive, "\(path): no key in the file")
+        }
+        let parts = line.trimmingCharacters(in: .whitespaces).split(separator: ":", maxSplits: 2).map(String.init)
+        guard parts.count == 3, TSIGKey.algorithms.contains(parts[0]) else {
+            throw file.error(directive, "\(path):\(index + 1): expected ALGORITHM:NAME:SECRET with ALGORITHM one of \(TSIGKey.algorithms.joined(separator: ", "))")
+        }
+        guard let name = try? DomainName(parts[1].hasSuffix(".") ? parts[1] : parts[1] + "."), let secret = Data(base64Encoded: parts[2]), secret.count >= 16 else {
+            throw file.error(directive, "\(path):\(index + 1): the key needs a name and a base64 secret of at least 16 bytes")
+        }
+        return TSIGKey(name: name, algorithm: parts[0], secret: parts[2])
     }
 
     /// `ADDRESS` or `ADDRESS/LENGTH` (`trace-allow`, `secondary`).

@@ -129,9 +129,9 @@ extension KMSNode: DNSResponder {
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
             return .wire(bytes)
-        case .messages(let replies):
-            if let first = replies.first { metrics.count(first.message.rcode) }
-            return .messages(replies)
+        case .messages(let messages):
+            if let first = messages.first, first.count > 3 { metrics.count(RCode(rawValue: UInt16(first[3] & 0x0F))) }
+            return .messages(messages)
         case .cacheable(let reply, let query, let transport):
             metrics.count(reply.message.rcode)
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
@@ -163,8 +163,8 @@ enum Step: Sendable {
     case reply(Reply)
     /// A reply already encoded (a TC=1 copied from the query).
     case wire([UInt8])
-    /// A zone transfer: several messages (TCP).
-    case messages([Reply])
+    /// A zone transfer: several messages, encoded (and signed), for TCP.
+    case messages([[UInt8]])
     /// A reply that any byte-identical query will get again (see `ReplyCache`).
     case cacheable(Reply, query: ByteBuffer, transport: DNSTransportKind)
     case later(@Sendable () async -> Reply)

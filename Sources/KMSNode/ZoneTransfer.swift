@@ -40,36 +40,66 @@ extension KMSNode {
         request.client.ip?.isIn(configuration.secondaries) ?? false
     }
 
-    /// AXFR (RFC 5936) and IXFR (RFC 1995): to listed secondaries only, over TCP. IXFR is
-    /// always answered with the whole zone (RFC 1995 section 4 allows it); over UDP it gets the
-    /// SOA alone, which tells the secondary to come back over TCP.
+    /// AXFR (RFC 5936) and IXFR (RFC 1995): to listed secondaries only, over TCP, and signed
+    /// with the `transfer-key` when one is configured (RFC 8945; the request must be signed
+    /// with it too). IXFR is always answered with the whole zone (RFC 1995 section 4 allows
+    /// it); over UDP it gets the SOA alone, which tells the secondary to come back over TCP.
     func answerTransfer(_ request: Request) -> Step {
         guard mayTransfer(request) else {
             return refuse(request, ExtendedDNSError(.prohibited, "zone transfers of \(zone) are for its listed secondaries only"))
         }
+        var requestMAC: [UInt8]?
+        if let key = configuration.transferKey {
+            switch key.check(Array(request.bytes.readableBytesView)) {
+            case .valid(let mac): requestMAC = mac
+            case .missing:
+                return refuse(request, ExtendedDNSError(.prohibited, "zone transfers of \(zone) must be signed with TSIG key \(key.name)"))
+            case .invalid(let reason):
+                return refuse(request, ExtendedDNSError(.prohibited, "TSIG: \(reason)"))
+            }
+        }
         guard request.question.name == zone else {
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(request.question.name) is not the apex of \(zone)"))
         }
+        var messages: [DNSMessage] = []
         if request.transport == .udp {
             guard request.question.type == Self.ixfr else {
                 return refuse(request, ExtendedDNSError(.notSupported, "AXFR is served over TCP"))
             }
             var message = request.message.response(rcode: .noError, authoritative: true)
             message.answers = [dnsZone.soa]
-            return .reply(Reply(message, answering: request.message))
+            messages = [message]
+        } else {
+            let records = zoneRecords(now: Self.now()) + [dnsZone.soa]
+            var index = 0
+            while index < records.count {
+                var message = request.message.response(rcode: .noError, authoritative: true)
+                if index > 0 { message.questions = [] }  // RFC 5936 section 2.2.1: the first message only
+                message.answers = Array(records[index..<min(index + Self.recordsPerTransferMessage, records.count)])
+                messages.append(message)
+                index += Self.recordsPerTransferMessage
+            }
+            logger.info("zone transfer", metadata: [
+                "client": "\(request.client.endpointText)", "records": "\(records.count)", "serial": "\(dnsZone.serial)",
+                "tsig": "\(configuration.transferKey.map { "\($0.name)" } ?? "none")",
+            ])
         }
-        let records = zoneRecords(now: Self.now()) + [dnsZone.soa]
-        var replies: [Reply] = []
-        var index = 0
-        while index < records.count {
-            var message = request.message.response(rcode: .noError, authoritative: true)
-            if index > 0 { message.questions = [] }  // RFC 5936 section 2.2.1: the first message only
-            message.answers = Array(records[index..<min(index + Self.recordsPerTransferMessage, records.count)])
-            replies.append(Reply(message, udpLimit: 65535))
-            index += Self.recordsPerTransferMessage
+        var encoded: [[UInt8]] = []
+        var previousMAC = requestMAC
+        for (index, message) in messages.enumerated() {
+            do {
+                if let key = configuration.transferKey {
+                    let (wire, mac) = try message.wire(signedWith: key, previousMAC: previousMAC, timersOnly: index > 0)
+                    encoded.append(wire)
+                    previousMAC = mac
+                } else {
+                    encoded.append(try message.wire())
+                }
+            } catch {
+                return .reply(Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(error)"), querySize: request.size))
+            }
         }
-        logger.info("zone transfer", metadata: ["client": "\(request.client.endpointText)", "records": "\(records.count)", "serial": "\(dnsZone.serial)"])
-        return .messages(replies)
+        return .messages(encoded)
     }
 
     /// Keeps each transfer message well under the 65535 bytes TCP framing allows.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import DNSWire
@@ -125,5 +126,27 @@ import Testing
                 #expect(error.reason.contains("owner is not the root"), "\(error)")
             }
         }
+    }
+}
+
+@Suite struct TSIGTests {
+    let key = TSIGKey(name: "xfr.c.a.xx.", algorithm: "hmac-sha256", secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=")
+
+    @Test func aSignedMessageVerifiesAndATamperedOneDoesNot() throws {
+        let query = DNSMessage.query(id: 7, name: "c.a.xx.", type: RRType(rawValue: 252))
+        let (wire, mac) = try query.wire(signedWith: key, previousMAC: nil)
+        #expect(!mac.isEmpty)
+        #expect(key.check(wire) == .valid(mac: mac))
+        #expect(try DNSMessage(wire: wire).question == query.question, "the TSIG does not disturb decoding")
+        var tampered = wire
+        tampered[13] ^= 0x20  // one letter of the name changes case
+        guard case .invalid(let reason) = key.check(tampered) else { Issue.record("a tampered message verified"); return }
+        #expect(reason.contains("does not verify"))
+        let other = TSIGKey(name: "xfr.c.a.xx.", algorithm: "hmac-sha256", secret: "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXI=")
+        #expect(other.check(wire) != .valid(mac: mac))
+        #expect(key.check(try query.wire()) == .missing)
+        let stale = Date(timeIntervalSinceNow: 3600)
+        guard case .invalid(let late) = key.check(wire, now: stale) else { Issue.record("an hour-old signature verified"); return }
+        #expect(late.contains("fudge"))
     }
 }

@@ -46,7 +46,9 @@ eventually() {
 cp -r hierarchy trust "$WORK/"
 mkdir -p "$WORK/run" "$WORK/nsd"
 sed -i 's/127\.0\.0\.1:530\([1-4]\)/127.0.0.1:1630\1/g' "$WORK"/hierarchy/*.conf
-printf 'secondary 127.0.0.1\nnotify 127.0.0.1:16399\n' >> "$WORK/hierarchy/c.a.xx.conf"
+SECRET=$(openssl rand -base64 32)
+echo "hmac-sha256:xfr.c.a.xx.:$SECRET" > "$WORK/hierarchy/xfr.key"
+printf 'secondary 127.0.0.1\nnotify 127.0.0.1:16399\ntransfer-key xfr.key\n' >> "$WORK/hierarchy/c.a.xx.conf"
 HOSTA="$WORK/hierarchy/hosta.conf"
 KMS=127.0.0.1
 NSD_PORT=16399
@@ -81,26 +83,34 @@ server:
   verbosity: 2
 remote-control:
   control-enable: no
+key:
+  name: xfr.c.a.xx.
+  algorithm: hmac-sha256
+  secret: "$SECRET"
 zone:
   name: c.a.xx.
   zonefile: c.a.xx.zone
-  request-xfr: 127.0.0.1@16304 NOKEY
+  request-xfr: 127.0.0.1@16304 xfr.c.a.xx.
   allow-notify: 127.0.0.1 NOKEY
 NSD
 nsd -d -c "$WORK/nsd/nsd.conf" > "$WORK/nsd.out" 2>&1 &
 NSD_PID=$!
-check "NSD transfers c.a.xx. and serves its SOA" \
+check "NSD transfers c.a.xx., signed with the TSIG key, and serves its SOA" \
   eventually 30 bash -c "dig +short -p $NSD_PORT @$KMS SOA c.a.xx. | grep -q '^kms.c.a.xx. hostmaster.c.a.xx.'"
 check "NSD serves host B's static countersignature" eventually 15 bash -c "dig +short -p $NSD_PORT @$KMS TXT _kms1.hostb.c.a.xx. | grep -q 'key=$expected_b'"
 check "NSD serves host B's address" test "$(dig +short -p $NSD_PORT @$KMS A hostb.c.a.xx.)" = "127.0.0.12"
 
 axfr_whole() {
   local out
-  out=$(kdig -p 16304 @$KMS AXFR c.a.xx. 2>&1)
+  out=$(kdig -y "hmac-sha256:xfr.c.a.xx.:$SECRET" -p 16304 @$KMS AXFR c.a.xx. 2>&1)
   grep -q "Received .* messages" <<<"$out" && [ "$(grep -c 'IN\s*SOA' <<<"$out")" -eq 2 ] \
-    && grep -q "_kms1.hostb.c.a.xx." <<<"$out" && ! grep -qi "error\|failed" <<<"$out"
+    && grep -q "_kms1.hostb.c.a.xx." <<<"$out" && grep -q "TSIG.*NOERROR" <<<"$out" && ! grep -q ";; ERROR\|failed" <<<"$out"
 }
-check "kdig accepts a full AXFR: SOA first and last, the static records inside" axfr_whole
+check "kdig accepts a full AXFR, every message's TSIG verified: SOA first and last, the static records inside" axfr_whole
+check "an unsigned AXFR from a listed address is refused" \
+  bash -c "dig -p 16304 @$KMS AXFR c.a.xx. | grep -q 'Transfer failed'"
+check "an AXFR signed with another secret is refused" \
+  bash -c "kdig -y hmac-sha256:xfr.c.a.xx.:$(openssl rand -base64 32) -p 16304 @$KMS AXFR c.a.xx. 2>&1 | grep -qi 'REFUSED\|failed'"
 check "an unlisted address may not transfer the zone" \
   bash -c "dig -b 127.0.0.2 -p 16304 @$KMS AXFR c.a.xx. | grep -q 'Transfer failed'"
 
