@@ -14,6 +14,14 @@ extension KMSNode {
         let name = request.question.name
         let route = router.route(name)
         let type = request.question.type
+        // DS at a child's apex is the parent's data (RFC 4035 section 3.1.4.1): this zone has
+        // none, so NODATA with this zone's SOA, never a referral (validators ask it here).
+        if type == Self.ds, case .child(let peer) = route, peer.name == name {
+            metrics.count(.other)
+            var message = request.message.response(rcode: .noError, authoritative: true)
+            message.authorities = [dnsZone.negativeSOA]
+            return .reply(Reply(message, answering: request.message))
+        }
         if case .child(let peer) = route, !request.message.header.recursionDesired || ![.a, .aaaa, .txt].contains(type) {
             metrics.count(.other)
             return .reply(referral(request, to: peer.name))

@@ -7,6 +7,7 @@ import NIOCore
 extension KMSNode {
     static let axfr = RRType(rawValue: 252)
     static let ixfr = RRType(rawValue: 251)
+    static let ds = RRType(rawValue: 43)
     /// NOTIFY (RFC 1996).
     static let notifyOpcode = OpCode(rawValue: 4)
 

@@ -107,6 +107,11 @@ import Testing
                 #expect(steps.count <= 3)
             }
             #expect(steps == ["xx.", "a.xx.", "c.a.xx."])
+            // DS for the child is the parent's to answer (validators ask it there): NODATA, AA,
+            // with the parent's SOA, not a referral to the child.
+            let ds = try await hierarchy.send(Self.query("c.a.xx.", RRType(rawValue: 43)), to: "a.xx.")
+            #expect(ds.rcode == .noError && ds.header.isAuthoritative && ds.answers.isEmpty)
+            #expect(ds.authorities.map(\.name) == ["a.xx."] && ds.authorities.first?.type == .soa)
             // With RD the node asks below itself, and the answer is not its own: AA clear.
             let fetched = try await hierarchy.send(Self.query("hostb.c.a.xx.", .a, recursive: true), to: "xx.")
             #expect(fetched.answers.map(\.data) == [.a([127, 0, 0, 12])] && !fetched.header.isAuthoritative)
