@@ -6,7 +6,8 @@
 ///     {"ok":true,"message":"registered hostc.b.a.xx."}
 ///
 /// Ops: `register` (name, key, addresses), `register-batch` (hosts: many at once, stored in one
-/// transaction, all or none), `hosts`, `reload`, `reload-policy`.
+/// transaction, all or none), `remove` (name), `hosts`, `status`, `flush` (name, or none for all),
+/// `reload`, `reload-policy`. `kms ctl` speaks them.
 public enum NodeControl {
     public struct Request: Codable, Sendable {
         public var op: String
@@ -44,12 +45,15 @@ public enum NodeControl {
         public var hosts: [String]?
         /// `register-batch` refused: the index of the host that was wrong.
         public var index: Int?
+        /// `status`: name and value, in order.
+        public var fields: [[String]]?
 
-        public init(ok: Bool, message: String, hosts: [String]? = nil, index: Int? = nil) {
+        public init(ok: Bool, message: String, hosts: [String]? = nil, index: Int? = nil, fields: [[String]]? = nil) {
             self.ok = ok
             self.message = message
             self.hosts = hosts
             self.index = index
+            self.fields = fields
         }
     }
 }

@@ -60,6 +60,25 @@ public enum Control {
             } catch {
                 return Response(ok: false, message: "\(error)")
             }
+        case "remove":
+            guard let nameText = request.name else { return Response(ok: false, message: "remove needs name") }
+            let name: DomainName
+            do { name = try DomainName(canonical: nameText) } catch { return Response(ok: false, message: "name: \(error.reason)") }
+            do {
+                try node.remove(name: name)
+                return Response(ok: true, message: "removed \(name) from \(node.zone)")
+            } catch {
+                return Response(ok: false, message: "\(error)")
+            }
+        case "flush":
+            var name: DomainName?
+            if let nameText = request.name {
+                do { name = try DomainName(canonical: nameText) } catch { return Response(ok: false, message: "name: \(error.reason)") }
+            }
+            let dropped = node.flush(name: name)
+            return Response(ok: true, message: "flushed \(dropped) cached key\(dropped == 1 ? "" : "s")\(name.map { " of \($0)" } ?? "") in \(node.zone)")
+        case "status":
+            return Response(ok: true, message: "\(node.zone) serving", fields: node.status.map { [$0.0, $0.1] })
         case "reload":
             return Response(ok: true, message: node.reload().joined(separator: "\n"))
         case "reload-policy":
@@ -74,7 +93,7 @@ public enum Control {
                 ok: true, message: "\(node.registeredHosts.count) hosts",
                 hosts: node.registeredHosts.map { "\($0.name) \(KeyField.encode($0.key)) \($0.addresses.map(\.description).joined(separator: " "))" })
         default:
-            return Response(ok: false, message: "unknown op '\(request.op)' (register, register-batch, hosts, reload, reload-policy)")
+            return Response(ok: false, message: "unknown op '\(request.op)' (register, register-batch, remove, hosts, status, flush, reload, reload-policy)")
         }
     }
 

@@ -28,6 +28,8 @@ public final class KMSNode: Sendable {
     let dnsZone: Zone
     /// Countersignatures published as zone data (`_kms1.<host>` TXT).
     let staticRecords = StaticRecords()
+    /// When this node started (seconds since the epoch).
+    let startedAt = KMSNode.now()
     /// The serial the secondaries were last told about (`notifyIfChanged`).
     let notifiedSerial: Atomic<UInt32>
     let upstream: Upstream
@@ -63,6 +65,7 @@ public final class KMSNode: Sendable {
             let unreadable = try registry.load(from: store)
             for name in unreadable { logger.warning("skipping unreadable host row", metadata: ["host": "\(name)"]) }
             for seed in configuration.hosts where !registry.contains(seed.name) {
+                guard try !store.wasRemoved(seed.name) else { continue }
                 let host = RegisteredHost(name: seed.name, addresses: seed.addresses, key: seed.key, registeredAt: now)
                 try store.register([host])
                 registry.set(host)
@@ -177,6 +180,53 @@ public final class KMSNode: Sendable {
         } else {
             logger.info("registered hosts", metadata: ["count": "\(hosts.count)"])
         }
+    }
+
+    /// Removes a host from this zone: durable when it returns; from then on the node neither
+    /// serves its addresses nor countersigns or publishes its key, and its cached keys and
+    /// static records are gone (the serial moves, so secondaries follow).
+    public func remove(name: DomainName) throws(NodeError) {
+        let name = name.lowercased
+        let result: Result<Bool, NodeError> = registrationOrder.withLock { _ in
+            let stored: Bool
+            do { stored = try store.remove(name, at: Self.now()) } catch {
+                return .failure(NodeError(configuration.database, field: nil, "cannot remove \(name): \(error)"))
+            }
+            let known = registry.remove(name)
+            guard stored || known else { return .success(false) }
+            cache.purge(target: name)
+            _ = staticRecords.withdraw(name)
+            replies.clear()
+            dnsZone.bump(now: Self.now())
+            return .success(true)
+        }
+        guard try result.get() else { throw NodeError(nil, field: "name", "\(name) is not registered in \(zone)") }
+        logger.info("removed host", metadata: ["host": "\(name)"])
+    }
+
+    /// Forgets the cached keys of `name`, or all of them (and the reply cache): the next
+    /// answers are fetched and verified afresh. Returns how many entries were dropped.
+    @discardableResult
+    public func flush(name: DomainName?) -> Int {
+        let before = cache.count
+        if let name { cache.purge(target: name.lowercased) } else { cache.clear() }
+        replies.clear()
+        return before - cache.count
+    }
+
+    /// What `kms ctl status` shows.
+    public var status: [(String, String)] {
+        [
+            ("zone", zone.text), ("listen", "\(configuration.listen)"), ("serial", "\(dnsZone.serial)"),
+            ("hosts", "\(registry.count)"), ("cached keys", "\(cache.count)"),
+            ("static records", "\(staticRecords.all.count) published, \(staticRecords.pendingCount) waiting"),
+            ("upstream fetches in flight", "\(spending.fetchesInFlight)"),
+            ("parent", configuration.parent.map { "\($0.name) \($0.endpoint)" } ?? "none (root)"),
+            ("children", configuration.children.map { "\($0.name) \($0.endpoint)" }.joined(separator: ", ")),
+            ("secondaries", configuration.secondaries.map { "\($0.address)/\($0.length)" }.joined(separator: ", ")),
+            ("transfer key", configuration.transferKey.map { "\($0.name)" } ?? "none"),
+            ("started", "\(startedAt)"),
+        ]
     }
 
     /// What SIGHUP (and the `reload` control op) does, as Unbound and Knot do on theirs: reads

@@ -53,6 +53,9 @@ final class KeyCache: Sendable {
         }
     }
 
+    /// Entries held now (for `status`).
+    var count: Int { entries.withLock { $0.count } }
+
     /// Forgets everything (a reload).
     func clear() { entries.withLock { $0.removeAll() } }
 

@@ -64,6 +64,14 @@ public final class NodeStore: Sendable {
                 table.primaryKey(["target", "signer", "key", "origin"])
             }
         }
+        migrator.registerMigration("v2: removed hosts") { db in
+            // A removal is remembered, so a `host` line of the configuration does not bring the
+            // host back at the next start.
+            try db.create(table: "removed_host") { table in
+                table.primaryKey("name", .text)
+                table.column("removed_at", .integer).notNull()
+            }
+        }
         return migrator
     }
 
@@ -76,12 +84,35 @@ public final class NodeStore: Sendable {
                     ON CONFLICT(name) DO UPDATE SET addresses = excluded.addresses, key = excluded.key,
                         registered_at = excluded.registered_at
                     """)
+            let forget = try db.makeStatement(sql: "DELETE FROM removed_host WHERE name = ?")
             for host in hosts {
+                try forget.execute(arguments: [host.name.lowercased.text])
                 try statement.execute(arguments: [
                     host.name.lowercased.text, host.addresses.map(\.description).joined(separator: " "),
                     KeyField.encode(host.key), host.registeredAt,
                 ])
             }
+        }
+    }
+
+    /// Removes a host, and remembers that it was removed. Durable when it returns; false if
+    /// the store did not know it.
+    public func remove(_ name: DomainName, at now: UnixTime) throws -> Bool {
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM host WHERE name = ?", arguments: [name.lowercased.text])
+            let removed = db.changesCount > 0
+            if removed {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO removed_host (name, removed_at) VALUES (?, ?)", arguments: [name.lowercased.text, now])
+            }
+            return removed
+        }
+    }
+
+    /// Whether an operator removed `name` (and nobody registered it since).
+    public func wasRemoved(_ name: DomainName) throws -> Bool {
+        try database.read { db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM removed_host WHERE name = ?)", arguments: [name.lowercased.text]) ?? false
         }
     }
 

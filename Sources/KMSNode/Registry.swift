@@ -39,7 +39,8 @@ struct HostEntry: Sendable {
 final class Registry: Sendable {
     private struct State {
         var hosts: [DomainName: HostEntry] = [:]
-        var nonTerminals: Set<DomainName> = []
+        /// Names that exist only because hosts lie below them, with how many do.
+        var nonTerminals: [DomainName: Int] = [:]
         var decoded: [DomainName: PublicKey] = [:]
     }
 
@@ -98,16 +99,35 @@ final class Registry: Sendable {
     }
 
     private func add(_ name: DomainName, _ entry: HostEntry, to state: inout State) {
-        state.hosts[name] = entry
+        guard state.hosts.updateValue(entry, forKey: name) == nil else { return }  // a new key for a known host
+        forEachAncestor(of: name) { state.nonTerminals[$0, default: 0] += 1 }
+    }
+
+    /// Removes a host; its ancestors stop existing when no other host lies below them.
+    /// Returns whether it was registered.
+    func remove(_ name: DomainName) -> Bool {
+        state.withLock { state in
+            guard state.hosts.removeValue(forKey: name) != nil else { return false }
+            state.decoded.removeValue(forKey: name)
+            forEachAncestor(of: name) { ancestor in
+                let left = (state.nonTerminals[ancestor] ?? 1) - 1
+                state.nonTerminals[ancestor] = left > 0 ? left : nil
+            }
+            return true
+        }
+    }
+
+    private func forEachAncestor(of name: DomainName, _ body: (DomainName) -> Void) {
         var ancestor = name.parent
-        while let current = ancestor, current != zone, current.isSubdomain(of: zone), state.nonTerminals.insert(current).inserted {
+        while let current = ancestor, current != zone, current.isSubdomain(of: zone) {
+            body(current)
             ancestor = current.parent
         }
     }
 
     /// Whether `name` is a registered host or lies above one (within the zone).
     func exists(_ name: DomainName) -> Bool {
-        state.withLock { $0.hosts[name] != nil || $0.nonTerminals.contains(name) }
+        state.withLock { $0.hosts[name] != nil || $0.nonTerminals[name] != nil }
     }
 
     var count: Int { state.withLock { $0.hosts.count } }

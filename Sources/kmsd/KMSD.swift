@@ -23,7 +23,8 @@ struct KMSD: AsyncParsableCommand {
             A configuration error stops the start with one line naming the file, line and field. \
             SIGHUP reloads what can change without a restart: the policy database, the \
             registered hosts (from the store), and empties the key caches. SIGINT or SIGTERM \
-            stops the nodes gracefully: they stop accepting queries and flush their stores. Register hosts while a node runs with `kms register`. \
+            stops the nodes gracefully: they stop accepting queries and flush their stores. Register hosts while a node runs with `kms register`, \
+            and control it with `kms ctl`; `kmsd --check CONFIG...` checks files without starting. \
             See docs/OPERATING.md for every directive.
             """)
 
@@ -38,6 +39,9 @@ struct KMSD: AsyncParsableCommand {
 
     @Option(help: "A file whose text is printed once every node is listening.")
     var banner: String?
+
+    @Flag(help: "Only check the configuration files (every directive, key files, the TSIG key) and say so; start nothing.")
+    var check = false
 
     func run() async throws {
         var configurations: [NodeConfiguration] = []
@@ -58,6 +62,12 @@ struct KMSD: AsyncParsableCommand {
             }
         } catch {
             Self.fail("\(error)")
+        }
+        if check {
+            for configuration in configurations {
+                print("\(configuration.path): ok (zone \(configuration.zone), listen \(configuration.listen), \(configuration.hosts.count) host lines)")
+            }
+            return
         }
         var metricsSetup: (Endpoint, PrometheusCollectorRegistry)?
         if let metrics {

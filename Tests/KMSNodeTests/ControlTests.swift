@@ -79,4 +79,48 @@ import Testing
             #expect(try await hierarchy.fetcher("hosta.b.a.xx.").fetch("batch1.c.a.xx.").key == keys[1])
         }
     }
+
+    /// `kms ctl remove`, `flush` and `status`: a removal is durable, stops the addresses, the
+    /// key and the static records at once, and moves the serial.
+    @Test func removeFlushAndStatusThroughTheSocket() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let path = hierarchy.directory.appendingPathComponent("c.control").path
+            let node = hierarchy.nodes["c.a.xx."]!
+            let channel = try await Control.serve(node, at: path, group: MultiThreadedEventLoopGroup.singleton)
+            defer { channel.close(promise: nil) }
+            let group = MultiThreadedEventLoopGroup.singleton
+            #expect(await node.publishStaticRecords() == 2)
+            _ = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostc.c.a.xx.")
+            let before = try await StaticRecordsTests.serial(hierarchy, "c.a.xx.")
+
+            let removed = try await Control.send(Control.Request(op: "remove", name: "hostc.c.a.xx."), to: path, group: group)
+            #expect(removed.ok, "\(removed.message)")
+            let a = try await hierarchy.send(DNSMessage.query(id: 1, name: "hostc.c.a.xx.", type: .a), to: "c.a.xx.")
+            #expect(a.rcode == .nameError && a.authorities.last?.type == .soa)
+            let published = try await hierarchy.send(DNSMessage.query(id: 2, name: "_kms1.hostc.c.a.xx.", type: .txt), to: "c.a.xx.")
+            #expect(published.answers.isEmpty)
+            #expect(try await StaticRecordsTests.serial(hierarchy, "c.a.xx.") > before)
+            // The authoritative KMS no longer vouches for it (KMSs that cached it keep it until
+            // it expires or is flushed: pushing revocations to them is issue 11's).
+            let anonymous = try await hierarchy.send(DNSMessage.query(id: 3, name: "hostc.c.a.xx.", type: .txt), to: "c.a.xx.")
+            #expect(anonymous.rcode == .nameError)
+            let again = try await Control.send(Control.Request(op: "remove", name: "hostc.c.a.xx."), to: path, group: group)
+            #expect(!again.ok && again.message.contains("is not registered"))
+            try hierarchy.startNode("c.a.xx.")
+            #expect(
+                !hierarchy.nodes["c.a.xx."]!.registeredHosts.contains { $0.name == "hostc.c.a.xx." },
+                "the removal is durable, even of a host the configuration's host lines name")
+
+            // Flush at the home KMS: its cached key for host C is dropped.
+            let homePath = hierarchy.directory.appendingPathComponent("b.control").path
+            let home = try await Control.serve(hierarchy.nodes["b.a.xx."]!, at: homePath, group: group)
+            defer { home.close(promise: nil) }
+            let flushed = try await Control.send(Control.Request(op: "flush", name: "hostc.c.a.xx."), to: homePath, group: group)
+            #expect(flushed.ok && flushed.message.hasPrefix("flushed 1 cached key"), "\(flushed.message)")
+            let status = try await Control.send(Control.Request(op: "status"), to: homePath, group: group)
+            #expect(status.fields?.first == ["zone", "b.a.xx."])
+            #expect(status.fields?.contains { $0.first == "serial" } == true)
+        }
+    }
 }

@@ -71,6 +71,10 @@ import Testing
                 #expect(soa.name == "c.a.xx." && soa.type == .soa, "\(name) \(type)")
                 #expect(soa.ttl == 60, "negative TTL is the SOA minimum")
             }
+            // Removing the only host below an empty non-terminal makes it vanish too.
+            try hierarchy.nodes["c.a.xx."]!.remove(name: "deep.ent.c.a.xx.")
+            let vanished = try await hierarchy.send(Self.query("ent.c.a.xx.", .a), to: "c.a.xx.")
+            #expect(vanished.rcode == .nameError, "\(vanished.rcode)")
             // An anonymous "unresolved" is also a negative answer: the signed record, then the SOA.
             let anonymous = try await hierarchy.send(Self.query("nothing.c.a.xx.", .txt), to: "c.a.xx.")
             guard case .txt(let strings)? = anonymous.authorities.first?.data else {

@@ -130,6 +130,29 @@ bad_file_named() {
 }
 check "a bad line fails the batch, named by file:line, and registers none of it" bad_file_named
 
+# kms ctl: the operator's view of a running node.
+ctl_status() {
+  local out
+  out=$("$BIN/kms" ctl status --node "$WORK/hierarchy/b.a.xx.conf")
+  grep -qE "^zone +b\.a\.xx\.$" <<<"$out" && grep -qE "^serial +[0-9]+$" <<<"$out" && grep -qE "^hosts +[0-9]+$" <<<"$out"
+}
+check "kms ctl status shows the zone, its serial and its hosts" ctl_status
+check "kms ctl hosts PATTERN lists the matching hosts" \
+  bash -c "[ \"\$('$BIN/kms' ctl hosts 'bulk*' --node '$WORK/hierarchy/b.a.xx.conf' 2>/dev/null | cut -d' ' -f1 | tr '\n' ' ')\" = 'bulk1.b.a.xx. bulk2.b.a.xx. ' ]"
+check "kms ctl status --json is JSON" \
+  bash -c "'$BIN/kms' ctl status --json --node '$WORK/hierarchy/b.a.xx.conf' | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"ok\"] and d[\"fields\"][0]==[\"zone\",\"b.a.xx.\"]'"
+removed_gone() {
+  "$BIN/kms" ctl remove bulk1.b.a.xx. --node "$WORK/hierarchy/b.a.xx.conf" >/dev/null || return 1
+  [ -z "$(dig +short -p 15303 @127.0.0.1 bulk1.b.a.xx. A)" ] && \
+    dig -p 15303 @127.0.0.1 bulk1.b.a.xx. A | grep -q "status: NXDOMAIN"
+}
+check "kms ctl remove: the host's address is gone at once (NXDOMAIN)" removed_gone
+check "removing it again says it is not registered (exit 65)" \
+  bash -c "'$BIN/kms' ctl remove bulk1.b.a.xx. --node '$WORK/hierarchy/b.a.xx.conf' 2>&1 | grep -q 'is not registered'; [ \${PIPESTATUS[0]} -eq 65 ]"
+check "kms ctl flush --all empties the key cache" \
+  bash -c "'$BIN/kms' ctl flush --all --node '$WORK/hierarchy/b.a.xx.conf' | grep -q '^flushed [0-9]* cached key'"
+check "kmsd --check accepts the example configuration" "$BIN/kmsd" --check "$WORK/hierarchy/c.a.xx.conf"
+
 # A crash right after an acknowledged registration loses nothing.
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
 "$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
