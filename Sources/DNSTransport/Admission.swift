@@ -10,7 +10,7 @@ public import NIOCore
 ///      the responder's reply cache knows these bytes  -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
-///   5. opcode other than QUERY                        -> NOTIMP
+///   5. an opcode the responder does not take (QUERY; a KMS also UPDATE) -> NOTIMP
 ///   6. not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
 ///   7. the responder
 ///
@@ -66,7 +66,7 @@ public enum Admission {
                 querySize: bytes.readableBytes))
         }
         // 5. Opcode.
-        guard message.header.opcode == .query else {
+        guard responder.acceptedOpcodes.contains(message.header.opcode) else {
             responder.admissionTurnedAway(.notQuery)
             return .reply(Replies.error(
                 to: message, .notImplemented, ExtendedDNSError(.notSupported, "opcode \(message.header.opcode.rawValue) is not served here"),

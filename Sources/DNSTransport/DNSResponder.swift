@@ -76,10 +76,14 @@ public protocol DNSResponder: Sendable {
 
     /// Admission answered or dropped a query itself (for the responder's metrics).
     func admissionTurnedAway(_ outcome: Admission.Outcome)
+
+    /// The opcodes this responder answers; others get NOTIMP at admission. Default: QUERY.
+    var acceptedOpcodes: Set<OpCode> { get }
 }
 
 extension DNSResponder {
     public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? { nil }
     public func isPenalised(_ client: SocketAddress) -> Bool { false }
+    public var acceptedOpcodes: Set<OpCode> { [.query] }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
 }

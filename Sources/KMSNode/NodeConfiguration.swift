@@ -38,6 +38,8 @@ public struct NodeConfiguration: Sendable {
     public var nameServers: [(name: DomainName, addresses: [IPAddress])]
     /// Who may transfer the zone (AXFR/IXFR): addresses or prefixes.
     public var secondaries: [(address: IPAddress, length: Int)]
+    /// Whether registered hosts may rotate their own keys (`self-rotation allow|refuse`).
+    public var selfRotation: Bool
     /// The TSIG key zone transfers must be signed with (`transfer-key FILE`), if any.
     public var transferKey: TSIGKey?
     /// Where to send NOTIFY when the serial moves (RFC 1996).
@@ -61,7 +63,7 @@ public struct NodeConfiguration: Sendable {
         "replay-window", "replay-memory", "policy",
         "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
         "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum",
-        "secondary", "notify", "static-signers", "transfer-key",
+        "secondary", "notify", "static-signers", "transfer-key", "self-rotation",
     ]
 
     /// Reads and checks a node configuration file. Every problem is reported as
@@ -181,6 +183,9 @@ public struct NodeConfiguration: Sendable {
         }
         self.nameServers = nameServers
         negativeAnswerTTL = try file.one("soa-minimum", required: false).map(file.duration) ?? 60
+        selfRotation = try file.one("self-rotation", required: false).map { (d) throws(ConfigError) in
+            try file.flag(d, yes: "allow", no: "refuse")
+        } ?? true
         var secondaries: [(address: IPAddress, length: Int)] = []
         for directive in file.all("secondary") {
             for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH] ...") {

@@ -1,5 +1,5 @@
 public import DNSTransport
-import DNSWire
+public import DNSWire
 import KMSProtocol
 public import NIOCore
 
@@ -41,6 +41,7 @@ extension KMSNode {
 ///             authenticate (Authentication.swift) -> cache -> route -> countersign / forward / sigreq
 ///             -> accept what came back (`CountersignaturePolicy`) -> sign the answer
 ///        kms1:sigreq    -> `answer(signatureRequest:)`   (SignatureRequests.swift)
+///        kms1:rotate in an UPDATE -> `answer(rotation:)`  (Rotations.swift)
 ///             authenticate -> countersign, or pass up and accept (`CountersignaturePolicy`) -> sign
 ///        no KMS record  -> `answer(plain:)`              (PlainQueries.swift)
 ///             RD=0 about a child zone -> referral; SOA/NS at the apex; negatives with the SOA (`Zone`)
@@ -68,7 +69,16 @@ extension KMSNode: DNSResponder {
             return finish(.reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
         }
-        // 8. Dispatch.
+        // 8. Dispatch. An UPDATE carries a key rotation, and nothing else.
+        if request.message.header.opcode == Rotation.updateOpcode {
+            metrics.count(.other)
+            guard let record, record.tag == .rotate else {
+                return finish(.reply(Replies.error(
+                    to: request.message, .refused, ExtendedDNSError(.notSupported, "an UPDATE here carries one kms1:rotate record"),
+                    querySize: request.size)))
+            }
+            return finish(answer(rotation: record, request))
+        }
         switch record?.tag {
         case .inquiry?:
             metrics.count(.inquiry)
@@ -91,6 +101,9 @@ extension KMSNode: DNSResponder {
     public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? {
         policy == nil ? replies.reply(to: query, over: transport) : nil
     }
+
+    /// QUERY, and UPDATE for a host's own key rotation (`Rotations.swift`).
+    public var acceptedOpcodes: Set<OpCode> { [.query, Rotation.updateOpcode] }
 
     /// Stage 3: a UDP client out of failed-verify budget is sent to TCP undecoded.
     public func isPenalised(_ client: SocketAddress) -> Bool {

@@ -9,6 +9,9 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
     /// Our definition (PROTOCOL.md section 6 leaves its strings to the project): the KMS's CUG
     /// verdict for an address query, for the client that asked.
     case cug = "kms1:cug"
+    /// Our definition (docs/PROTOCOL.md, "Rotation"): a host replacing its own key, in a DNS
+    /// UPDATE to its KMS, signed by the current key with the new key's proof of possession.
+    case rotate = "kms1:rotate"
 
     /// The prefix shared by all tags; TXT data without it is ordinary TXT.
     public static let prefix = "kms1:"
@@ -21,6 +24,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
         case .signatureRequest: ["target", "key", "signer", "ip", "from", "nonce", "time"]
         case .unresolved: ["target", "from", "nonce", "time"]
         case .cug: ["target", "verdict", "protocol", "identity", "cipher", "client", "from", "nonce", "time"]
+        case .rotate: ["target", "key", "from", "nonce", "time", "newsig"]
         }
     }
 
@@ -31,6 +35,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
         case .answer, .countersignature: .answer
         case .unresolved: .authority
         case .cug: .additional
+        case .rotate: .authority  // the UPDATE section of RFC 2136
         }
     }
 

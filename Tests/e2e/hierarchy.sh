@@ -153,6 +153,19 @@ check "kms ctl flush --all empties the key cache" \
   bash -c "'$BIN/kms' ctl flush --all --node '$WORK/hierarchy/b.a.xx.conf' | grep -q '^flushed [0-9]* cached key'"
 check "kmsd --check accepts the example configuration" "$BIN/kmsd" --check "$WORK/hierarchy/c.a.xx.conf"
 
+# A host rotates its own key (DNS UPDATE signed by the current key, proof by the new one).
+old_a=$(openssl pkey -in "$WORK/hierarchy/keys/hosta.b.a.xx.pem" -pubout -outform DER | base64 -w0)
+rotated() {
+  local out new
+  out=$("$BIN/kms" rotate --host "$HOSTA") || return 1
+  new=$(openssl pkey -in "$WORK/hierarchy/keys/hosta.b.a.xx.pem" -pubout -outform DER | base64 -w0)
+  [ "$new" != "$old_a" ] && [ ! -e "$WORK/hierarchy/keys/hosta.b.a.xx.next.pem" ] && grep -q "$new" <<<"$out" \
+    && dig +short -p 15303 @127.0.0.1 TXT hosta.b.a.xx. | grep -q "key=[a-z0-9]*:$new"
+}
+check "kms rotate: the home KMS serves the new key and the key files are swapped" rotated
+check "host A, signing with its new key, still fetches host B's key" \
+  test "$("$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --no-cache 2>/dev/null)" = "$expected_b"
+
 # A crash right after an acknowledged registration loses nothing.
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
 "$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
