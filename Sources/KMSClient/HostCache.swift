@@ -64,4 +64,11 @@ public final class HostCache: Sendable {
                 ])
         }
     }
+
+    /// Forgets every entry for `target` (the hierarchy says it has no key any more).
+    public func remove(target: DomainName) throws {
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM key WHERE target = ?", arguments: [target.lowercased.text])
+        }
+    }
 }

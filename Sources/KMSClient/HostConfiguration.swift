@@ -21,9 +21,12 @@ public struct HostConfiguration: Sendable {
     public var anchors: TrustAnchors
     public var cache: String?
     public var cacheMaxAge: Double
+    /// A cached key older than this is asked for again before use, so a revoked key is used at
+    /// most this long after its revocation while the hierarchy can be reached (seconds).
+    public var revalidate: Double
     public var timeout: Double
 
-    static let directives: Set<String> = ["name", "key", "address", "home", "trust", "anchor", "cache", "cache-max-age", "timeout"]
+    static let directives: Set<String> = ["name", "key", "address", "home", "trust", "anchor", "cache", "cache-max-age", "revalidate", "timeout"]
 
     public init(file: ConfigFile) throws(ConfigError) {
         try file.requireKnown(Self.directives)
@@ -56,6 +59,7 @@ public struct HostConfiguration: Sendable {
             file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
         }
         cacheMaxAge = try file.one("cache-max-age", required: false).map(file.duration) ?? 3600
+        revalidate = try file.one("revalidate", required: false).map(file.duration) ?? 300
         timeout = try file.one("timeout", required: false).map(file.duration) ?? 3
     }
 

@@ -91,13 +91,20 @@ public final class KeyFetcher: Sendable {
         note("fetch \(target) as \(configuration.name), countersigner \(anchor.name)\(requested == nil ? " (closest trust anchor)" : "")")
         let now = UnixTime(Date().timeIntervalSince1970)
 
-        // Step 1: the host's own cache, re-verified.
+        // Step 1: the host's own cache, re-verified; past `revalidate` it is asked again first,
+        // and used only if the hierarchy cannot be reached (a revoked key then reaches this
+        // host within `revalidate`).
+        var stale: Countersignature?
         if useCache, let cache {
             if let (countersignature, storedAt) = try? cache.lookup(target: target, signer: anchor.name, now: now) {
                 do {
                     try CountersignaturePolicy(target: target, signer: anchor.name, signerKey: anchor.key).check(countersignature, at: now)
-                    note("host cache: hit (stored \(now - storedAt) s ago), countersignature by \(anchor.name) verified")
-                    return FetchResult(countersignature: countersignature, fromCache: true, trace: lines)
+                    if Double(now - storedAt) < configuration.revalidate {
+                        note("host cache: hit (stored \(now - storedAt) s ago), countersignature by \(anchor.name) verified")
+                        return FetchResult(countersignature: countersignature, fromCache: true, trace: lines)
+                    }
+                    note("host cache: stored \(now - storedAt) s ago, past revalidate (\(Int(configuration.revalidate)) s): asking again")
+                    stale = countersignature
                 } catch {
                     note("host cache: entry discarded (\(error))")
                 }
@@ -105,6 +112,21 @@ public final class KeyFetcher: Sendable {
                 note("host cache: miss")
             }
         }
+        do {
+            return try await fetchFromHierarchy(target, anchor: anchor, now: now, trace: trace, lines: &lines)
+        } catch where stale != nil && error.kind == .timeout {
+            note("the hierarchy cannot be reached (\(error.message)); using the cached key")
+            return FetchResult(countersignature: stale!, fromCache: true, trace: lines)
+        } catch {
+            if error.kind == .notFound { try? cache?.remove(target: target) }
+            throw error
+        }
+    }
+
+    private func fetchFromHierarchy(
+        _ target: DomainName, anchor: TrustAnchors.Anchor, now: UnixTime, trace: Bool, lines: inout [String]
+    ) async throws(FetchError) -> FetchResult {
+        func note(_ line: @autoclosure () -> String) { if trace { lines.append(line()) } }
 
         // Step 3: a signed inquiry to the home KMS.
         let home = configuration.home

@@ -21,6 +21,11 @@ extension KMSNode {
             logger.debug("refused inquiry", metadata: ["from": "\(inquiry.from)", "reason": "\(refusal.error.text)"])
             return refusal.step(for: request)
         }
+        // A neighbour that fetches a key through this node is told if it is withdrawn.
+        switch sender {
+        case .parent(let peer), .child(let peer): subscribers.note(inquiry.target, fetchedBy: peer.name)
+        case .host: break
+        }
         let route = router.route(inquiry.target)
         if loopsBack(route, to: sender) {
             return .reply(Replies.error(

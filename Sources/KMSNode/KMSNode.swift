@@ -28,6 +28,10 @@ public final class KMSNode: Sendable {
     let dnsZone: Zone
     /// Countersignatures published as zone data (`_kms1.<host>` TXT).
     let staticRecords = StaticRecords()
+    /// Neighbours that fetched keys through this node (whom to tell of a revocation).
+    let subscribers = Subscribers()
+    /// Revocations being sent (`revocationsSent()` waits for them).
+    let revocationTasks = Mutex<[Task<Void, Never>]>([])
     /// When this node started (seconds since the epoch).
     let startedAt = KMSNode.now()
     /// The serial the secondaries were last told about (`notifyIfChanged`).
@@ -160,10 +164,12 @@ public final class KMSNode: Sendable {
                 return .failure(NodeError(configuration.database, field: nil, "cannot store the registration: \(error)"))
             }
             for host in hosts {
-                let rotated = registry[host.name].map { $0.key != host.key } ?? false
+                let previous = registry[host.name]?.key
+                let rotated = previous.map { $0 != host.key } ?? false
                 registry.set(host)
-                if rotated {
+                if let previous, rotated {
                     cache.purge(target: host.name)
+                    revoke(target: host.name, key: previous)
                     // Its static records speak for the old key: withdrawn now, republished later.
                     _ = staticRecords.withdraw(host.name)
                 } else if !configuration.staticSigners.isEmpty {
@@ -192,7 +198,9 @@ public final class KMSNode: Sendable {
             do { stored = try store.remove(name, at: Self.now()) } catch {
                 return .failure(NodeError(configuration.database, field: nil, "cannot remove \(name): \(error)"))
             }
+            let previous = registry[name]?.key
             let known = registry.remove(name)
+            if let previous { revoke(target: name, key: previous) }
             guard stored || known else { return .success(false) }
             cache.purge(target: name)
             _ = staticRecords.withdraw(name)

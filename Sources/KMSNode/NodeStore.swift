@@ -172,6 +172,15 @@ public final class NodeStore: Sendable {
         })
     }
 
+    /// Forgets, in the background, every countersignature received for `target` (revoked).
+    public func forgetReceived(target: DomainName, completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
+        database.asyncWrite({ db in
+            try db.execute(sql: "DELETE FROM countersignature WHERE target = ? AND origin = ?", arguments: [target.text, Origin.received.rawValue])
+        }, completion: { _, result in
+            if case .failure(let error) = result { completion(error) } else { completion(nil) }
+        })
+    }
+
     /// Countersignatures of `origin` still valid at `now`, newest first.
     public func countersignatures(origin: Origin, validAt now: UnixTime) throws -> [(Countersignature, storedAt: UnixTime)] {
         try database.read { db in

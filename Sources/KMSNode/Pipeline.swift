@@ -42,6 +42,7 @@ extension KMSNode {
 ///             -> accept what came back (`CountersignaturePolicy`) -> sign the answer
 ///        kms1:sigreq    -> `answer(signatureRequest:)`   (SignatureRequests.swift)
 ///        kms1:rotate in an UPDATE -> `answer(rotation:)`  (Rotations.swift)
+///        kms1:revoke    -> `answer(revocation:)`         (Revocations.swift)
 ///             authenticate -> countersign, or pass up and accept (`CountersignaturePolicy`) -> sign
 ///        no KMS record  -> `answer(plain:)`              (PlainQueries.swift)
 ///             RD=0 about a child zone -> referral; SOA/NS at the apex; negatives with the SOA (`Zone`)
@@ -86,6 +87,9 @@ extension KMSNode: DNSResponder {
         case .signatureRequest?:
             metrics.count(.sigreq)
             return finish(answer(signatureRequest: record!, request))
+        case .revoke?:
+            metrics.count(.other)
+            return finish(answer(revocation: record!, request))
         case nil:
             return finish(answer(plain: request))
         case .some(let tag):

@@ -23,7 +23,7 @@ extension DNSMessage {
             throw ProtocolError(
                 .wrongSection, "\(record.tag) belongs in the \(record.tag.section) section, found in \(section)")
         }
-        let isQueryRecord = record.tag == .inquiry || record.tag == .signatureRequest || record.tag == .rotate
+        let isQueryRecord = record.tag == .inquiry || record.tag == .signatureRequest || record.tag == .rotate || record.tag == .revoke
         guard isQueryRecord != header.isResponse else {
             throw ProtocolError(
                 .wrongSection, "\(record.tag) travels in a \(isQueryRecord ? "query" : "response"), not a \(header.isResponse ? "response" : "query")")

@@ -12,6 +12,9 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
     /// Our definition (docs/PROTOCOL.md, "Rotation"): a host replacing its own key, in a DNS
     /// UPDATE to its KMS, signed by the current key with the new key's proof of possession.
     case rotate = "kms1:rotate"
+    /// Our definition (docs/PROTOCOL.md, "Revocation"): a KMS telling a neighbour that fetched a
+    /// key through it that the key is withdrawn.
+    case revoke = "kms1:revoke"
 
     /// The prefix shared by all tags; TXT data without it is ordinary TXT.
     public static let prefix = "kms1:"
@@ -25,6 +28,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
         case .unresolved: ["target", "from", "nonce", "time"]
         case .cug: ["target", "verdict", "protocol", "identity", "cipher", "client", "from", "nonce", "time"]
         case .rotate: ["target", "key", "from", "nonce", "time", "newsig"]
+        case .revoke: ["target", "key", "from", "nonce", "time"]
         }
     }
 
@@ -36,6 +40,7 @@ public enum RecordTag: String, CaseIterable, Hashable, Sendable, CustomStringCon
         case .unresolved: .authority
         case .cug: .additional
         case .rotate: .authority  // the UPDATE section of RFC 2136
+        case .revoke: .additional
         }
     }
 

@@ -112,11 +112,13 @@ import Testing
                 !hierarchy.nodes["c.a.xx."]!.registeredHosts.contains { $0.name == "hostc.c.a.xx." },
                 "the removal is durable, even of a host the configuration's host lines name")
 
-            // Flush at the home KMS: its cached key for host C is dropped.
+            // Flush at the home KMS: its cached key for host B is dropped. (Host C's went with
+            // the removal: the revocation reached b.a.xx. through a.xx.)
+            _ = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
             let homePath = hierarchy.directory.appendingPathComponent("b.control").path
             let home = try await Control.serve(hierarchy.nodes["b.a.xx."]!, at: homePath, group: group)
             defer { home.close(promise: nil) }
-            let flushed = try await Control.send(Control.Request(op: "flush", name: "hostc.c.a.xx."), to: homePath, group: group)
+            let flushed = try await Control.send(Control.Request(op: "flush", name: "hostb.c.a.xx."), to: homePath, group: group)
             #expect(flushed.ok && flushed.message.hasPrefix("flushed 1 cached key"), "\(flushed.message)")
             let status = try await Control.send(Control.Request(op: "status"), to: homePath, group: group)
             #expect(status.fields?.first == ["zone", "b.a.xx."])
