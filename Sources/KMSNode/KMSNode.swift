@@ -43,6 +43,8 @@ public final class KMSNode: Sendable {
     let metrics: NodeMetrics
     /// What each client may make this node spend (flood limits).
     let spending: Spending
+    /// DNS Cookies: which UDP clients have proven their address.
+    let cookies: DNSCookies
     /// Registrations are applied one at a time: store, then memory, then cache purge.
     private let registrationOrder = Mutex(())
 
@@ -56,7 +58,8 @@ public final class KMSNode: Sendable {
         logger[metadataKey: "zone"] = "\(configuration.zone)"
         self.logger = logger
         warnings = LogLimiter(logger)
-        spending = Spending(configuration.limits)
+        cookies = DNSCookies()
+        spending = Spending(configuration.limits, cookies: cookies)
         replies = ReplyCache(capacity: configuration.replyCache)
         do {
             store = try NodeStore(path: configuration.database)

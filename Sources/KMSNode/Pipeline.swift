@@ -53,10 +53,17 @@ extension KMSNode {
 /// (`ReplyEncoder`).
 extension KMSNode: DNSResponder {
     public func respond(to request: DNSRequest) -> DNSReply {
-        // 6. The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
+        // 6. A COOKIE option of the wrong length (RFC 7873 section 5.2.2).
+        if cookies.state(of: request) == .malformed {
+            metrics.count(.malformed)
+            return finish(request, .reply(Replies.error(
+                to: request.message, .formatError, ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets"),
+                querySize: request.size)))
+        }
+        // The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
         guard request.question.rrClass == .internet else {
             metrics.count(.other)
-            return finish(.reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .refused,
                 ExtendedDNSError(.notSupported, "class \(request.question.rrClass.rawValue) is not served here; \(zone) is in class IN"),
                 querySize: request.size)))
@@ -67,34 +74,34 @@ extension KMSNode: DNSResponder {
             record = try request.message.kmsRecord()
         } catch {
             metrics.count(.malformed)
-            return finish(.reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
         }
         // 8. Dispatch. An UPDATE carries a key rotation, and nothing else.
         if request.message.header.opcode == Rotation.updateOpcode {
             metrics.count(.other)
             guard let record, record.tag == .rotate else {
-                return finish(.reply(Replies.error(
+                return finish(request, .reply(Replies.error(
                     to: request.message, .refused, ExtendedDNSError(.notSupported, "an UPDATE here carries one kms1:rotate record"),
                     querySize: request.size)))
             }
-            return finish(answer(rotation: record, request))
+            return finish(request, answer(rotation: record, request))
         }
         switch record?.tag {
         case .inquiry?:
             metrics.count(.inquiry)
-            return finish(answer(inquiry: record!, request))
+            return finish(request, answer(inquiry: record!, request))
         case .signatureRequest?:
             metrics.count(.sigreq)
-            return finish(answer(signatureRequest: record!, request))
+            return finish(request, answer(signatureRequest: record!, request))
         case .revoke?:
             metrics.count(.other)
-            return finish(answer(revocation: record!, request))
+            return finish(request, answer(revocation: record!, request))
         case nil:
-            return finish(answer(plain: request))
+            return finish(request, answer(plain: request))
         case .some(let tag):
             // kmsRecord() only lets query records through in a query; this is defensive.
-            return finish(.reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(tag) is not a query record"),
                 querySize: request.size)))
         }
@@ -138,10 +145,11 @@ extension KMSNode: DNSResponder {
     }
 
     /// 9. Counts the response code and hands the reply to the server.
-    private func finish(_ step: Step) -> DNSReply {
+    private func finish(_ request: Request, _ step: Step) -> DNSReply {
         switch step {
-        case .reply(let reply):
+        case .reply(var reply):
             metrics.count(reply.message.rcode)
+            cookies.stamp(&reply.message, for: request)
             return .reply(reply)
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
@@ -149,15 +157,21 @@ extension KMSNode: DNSResponder {
         case .messages(let messages):
             if let first = messages.first, first.count > 3 { metrics.count(RCode(rawValue: UInt16(first[3] & 0x0F))) }
             return .messages(messages)
-        case .cacheable(let reply, let query, let transport):
+        case .cacheable(var reply, let query, let transport):
             metrics.count(reply.message.rcode)
+            // An answer with a cookie is for its client alone: stamped, never cached.
+            if cookies.state(of: request) != .absent {
+                cookies.stamp(&reply.message, for: request)
+                return .reply(reply)
+            }
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
             replies.store(bytes, for: query, over: transport)
             return .wire(bytes)
         case .later(let work):
-            return .later { [metrics] in
-                let reply = await work()
+            return .later { [metrics, cookies] in
+                var reply = await work()
                 metrics.count(reply.message.rcode)
+                cookies.stamp(&reply.message, for: request)
                 return reply
             }
         }

@@ -28,9 +28,11 @@ final class Spending: Sendable {
     private let failuresCharged = Atomic(false)
     let unresolved: NegativeCache
     let fetches = Coalescer<FetchKey, (KeyOutcome, Hops)>()
+    let cookies: DNSCookies
 
-    init(_ limits: Limits) {
+    init(_ limits: Limits, cookies: DNSCookies) {
         self.limits = limits
+        self.cookies = cookies
         verifies = limits.verifyRate.map { RateLimiter(rate: $0) }
         senders = limits.senderRate.map { RateLimiter(rate: $0) }
         failures = limits.verifyFailures.map { RateLimiter(rate: $0) }
@@ -38,10 +40,11 @@ final class Spending: Sendable {
         unresolved = NegativeCache(ttl: limits.negativeTTL)
     }
 
-    /// The bucket a request is charged to: its prefix over UDP, its address over TCP.
+    /// The bucket a request is charged to: its address when TCP or a DNS cookie proved it,
+    /// otherwise its network (`rate-prefix`).
     func account(of request: Request) -> AddressPrefix? {
         guard let address = request.client.ip else { return nil }
-        return request.transport == .tcp
+        return cookies.isProven(request)
             ? AddressPrefix(address, v4: 32, v6: 128)
             : limits.prefix.prefix(of: address)
     }

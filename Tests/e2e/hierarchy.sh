@@ -100,6 +100,12 @@ referral() {
   grep -q "flags: qr;" <<<"$out" && grep -A1 "AUTHORITY SECTION" <<<"$out" | grep -q "c.a.xx.*NS.*kms.c.a.xx."
 }
 check "dig +norec below a.xx. gets the delegation to c.a.xx." referral
+cookie_good() {
+  local out
+  out=$(dig +cookie +time=3 +tries=1 @127.0.0.1 -p 15304 A hostb.c.a.xx.)
+  grep -q "COOKIE: [0-9a-f]* (good)" <<<"$out"
+}
+check "dig +cookie: the server cookie comes back and dig calls it good (RFC 7873)" cookie_good
 check "dig +edns=1 gets BADVERS" \
   bash -c "dig +edns=1 +noednsneg +time=3 +tries=1 @127.0.0.1 -p 15304 A hostb.c.a.xx. | grep -q 'status: BADVERS'"
 check "a CH query is REFUSED" \

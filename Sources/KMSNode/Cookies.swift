@@ -1,0 +1,69 @@
+import DNSTransport
+import DNSWire
+import KMSCrypto
+import KMSProtocol
+
+/// DNS Cookies (RFC 7873), server side, in the layout of RFC 9018: a UDP client that returns
+/// the server cookie this node gave it has proven its address, as TCP proves it. Such a client
+/// is budgeted by its own address rather than its network and is never sent to TCP with TC=1.
+/// Every answer to a query with a cookie carries a fresh server cookie.
+///
+/// The server cookie is version 1, three reserved octets, a timestamp, and eight octets of
+/// HMAC-SHA256 over the client cookie, those eight octets and the client's address, keyed by a
+/// secret drawn at start (RFC 9018 uses SipHash so that several servers can share a secret;
+/// a single node needs no interoperation, and OpenSSL gives HMAC). It is good for an hour.
+final class DNSCookies: Sendable {
+    static let optionCode: UInt16 = 10
+    private let secret: [UInt8]
+
+    init() {
+        secret = (try? SecureRandom.bytes(32)) ?? []
+    }
+
+    enum State: Equatable {
+        case absent
+        case malformed
+        /// A client cookie, and no server cookie or one this node did not make (or too old).
+        case client([UInt8])
+        /// A client cookie and a server cookie this node made for this address within the hour.
+        case proven([UInt8])
+    }
+
+    func state(of request: DNSRequest, now: UnixTime = KMSNode.now()) -> State {
+        guard let option = request.message.edns?.options.first(where: { $0.code == Self.optionCode }) else { return .absent }
+        let data = option.data
+        guard data.count == 8 || (16...40).contains(data.count) else { return .malformed }
+        let client = Array(data.prefix(8))
+        guard data.count == 24, data[8] == 1, let address = request.client.ip else { return .client(client) }
+        let time = data[12..<16].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let age = Int64(now) - Int64(time)
+        guard age <= 3600, age >= -300 else { return .client(client) }
+        let expected = serverCookie(client: client, address: address, time: time)
+        return Array(data) == client + expected ? .proven(client) : .client(client)
+    }
+
+    /// Whether `request` comes from an address proven by TCP or by a cookie.
+    func isProven(_ request: DNSRequest) -> Bool {
+        if request.transport == .tcp { return true }
+        if case .proven = state(of: request) { return true }
+        return false
+    }
+
+    func serverCookie(client: [UInt8], address: IPAddress, time: UInt32) -> [UInt8] {
+        let head: [UInt8] = [1, 0, 0, 0, UInt8(time >> 24), UInt8(time >> 16 & 0xFF), UInt8(time >> 8 & 0xFF), UInt8(time & 0xFF)]
+        return head + MAC.hmacSHA256(key: secret, data: client + head + address.bytes).prefix(8)
+    }
+
+    /// Puts the client cookie and a fresh server cookie in `message`'s OPT (RFC 7873 section 5.2).
+    func stamp(_ message: inout DNSMessage, for request: DNSRequest, now: UnixTime = KMSNode.now()) {
+        let client: [UInt8]
+        switch state(of: request, now: now) {
+        case .absent, .malformed: return
+        case .client(let cookie), .proven(let cookie): client = cookie
+        }
+        guard let address = request.client.ip, var edns = message.edns else { return }
+        edns.options.removeAll { $0.code == Self.optionCode }
+        edns.options.append(EDNS.Option(code: Self.optionCode, data: client + serverCookie(client: client, address: address, time: UInt32(truncatingIfNeeded: now))))
+        message.edns = edns
+    }
+}

@@ -1,0 +1,53 @@
+import DNSTransport
+import DNSWire
+import Foundation
+import KMSNode
+import KMSTestSupport
+import Testing
+
+/// DNS Cookies (RFC 7873): answered with a server cookie; a client that returns it has proven
+/// its address, so a budget it exceeds refuses it by name instead of sending it to TCP.
+@Suite struct CookieTests {
+    static func query(cookie: [UInt8]) -> DNSMessage {
+        var query = DNSMessage.query(id: UInt16.random(in: 1...UInt16.max), name: "hostb.c.a.xx.", type: .txt)
+        query.edns?.options.append(EDNS.Option(code: 10, data: cookie))
+        return query
+    }
+
+    static func udp(_ message: DNSMessage, _ hierarchy: TestHierarchy) async throws -> DNSMessage {
+        // RawUDP: a DNSClient would follow TC=1 over TCP by itself.
+        try DNSMessage(wire: try #require(try await RawUDP.exchange(try message.wire(), with: hierarchy.servers["c.a.xx."]!.address)))
+    }
+
+    @Test func aReturnedServerCookieProvesTheAddress() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.5 1"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let client: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+            let first = try await Self.udp(Self.query(cookie: client), hierarchy)
+            let cookie = try #require(first.edns?.options.first { $0.code == 10 }?.data, "no COOKIE in the answer")
+            #expect(cookie.count == 24 && Array(cookie.prefix(8)) == client && cookie[8] == 1, "client cookie echoed, server cookie version 1")
+            #expect(first.answers.count == 1, "the one anonymous answer the budget allows")
+            // Over budget without a valid server cookie: sent to TCP.
+            let unproven = try await Self.udp(Self.query(cookie: client), hierarchy)
+            #expect(unproven.header.isTruncated)
+            var forged = cookie
+            forged[23] ^= 1
+            #expect(try await Self.udp(Self.query(cookie: forged), hierarchy).header.isTruncated, "a server cookie this node did not make proves nothing")
+            // With the server cookie it gave: the address is proven, so its own budget (a fresh
+            // bucket: an address, not the /24) answers it.
+            let proven = try await Self.udp(Self.query(cookie: cookie), hierarchy)
+            #expect(!proven.header.isTruncated && proven.answers.count == 1, "\(proven.rcode) \(proven.extendedErrors)")
+            // Past that budget too: REFUSED with the reason, never TC=1.
+            let refused = try await Self.udp(Self.query(cookie: cookie), hierarchy)
+            #expect(refused.rcode == .refused && !refused.header.isTruncated && refused.extendedErrors.first?.text.contains("anonymous") == true)
+        }
+    }
+
+    @Test func aMalformedCookieIsAFormatError() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let reply = try await Self.udp(Self.query(cookie: [1, 2, 3, 4, 5]), hierarchy)
+            #expect(reply.rcode == .formatError && reply.extendedErrors.first?.text.contains("COOKIE") == true)
+        }
+    }
+}
