@@ -55,9 +55,10 @@ final class DNSCookies: Sendable {
     }
 
     /// Puts the client cookie and a fresh server cookie in `message`'s OPT (RFC 7873 section 5.2).
-    func stamp(_ message: inout DNSMessage, for request: DNSRequest, now: UnixTime = KMSNode.now()) {
+    /// `state` is the request's, when the caller has it already.
+    func stamp(_ message: inout DNSMessage, for request: DNSRequest, state known: State? = nil, now: UnixTime = KMSNode.now()) {
         let client: [UInt8]
-        switch state(of: request, now: now) {
+        switch known ?? state(of: request, now: now) {
         case .absent, .malformed: return
         case .client(let cookie), .proven(let cookie): client = cookie
         }

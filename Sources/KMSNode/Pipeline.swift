@@ -54,16 +54,17 @@ extension KMSNode {
 extension KMSNode: DNSResponder {
     public func respond(to request: DNSRequest) -> DNSReply {
         // 6. A COOKIE option of the wrong length (RFC 7873 section 5.2.2).
-        if cookies.state(of: request) == .malformed {
+        let cookie = cookies.state(of: request)
+        if cookie == .malformed {
             metrics.count(.malformed)
-            return finish(request, .reply(Replies.error(
+            return finish(request, cookie, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets"),
                 querySize: request.size)))
         }
         // The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
         guard request.question.rrClass == .internet else {
             metrics.count(.other)
-            return finish(request, .reply(Replies.error(
+            return finish(request, cookie, .reply(Replies.error(
                 to: request.message, .refused,
                 ExtendedDNSError(.notSupported, "class \(request.question.rrClass.rawValue) is not served here; \(zone) is in class IN"),
                 querySize: request.size)))
@@ -74,34 +75,34 @@ extension KMSNode: DNSResponder {
             record = try request.message.kmsRecord()
         } catch {
             metrics.count(.malformed)
-            return finish(request, .reply(Replies.error(
+            return finish(request, cookie, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
         }
         // 8. Dispatch. An UPDATE carries a key rotation, and nothing else.
         if request.message.header.opcode == Rotation.updateOpcode {
             metrics.count(.other)
             guard let record, record.tag == .rotate else {
-                return finish(request, .reply(Replies.error(
+                return finish(request, cookie, .reply(Replies.error(
                     to: request.message, .refused, ExtendedDNSError(.notSupported, "an UPDATE here carries one kms1:rotate record"),
                     querySize: request.size)))
             }
-            return finish(request, answer(rotation: record, request))
+            return finish(request, cookie, answer(rotation: record, request))
         }
         switch record?.tag {
         case .inquiry?:
             metrics.count(.inquiry)
-            return finish(request, answer(inquiry: record!, request))
+            return finish(request, cookie, answer(inquiry: record!, request))
         case .signatureRequest?:
             metrics.count(.sigreq)
-            return finish(request, answer(signatureRequest: record!, request))
+            return finish(request, cookie, answer(signatureRequest: record!, request))
         case .revoke?:
             metrics.count(.other)
-            return finish(request, answer(revocation: record!, request))
+            return finish(request, cookie, answer(revocation: record!, request))
         case nil:
-            return finish(request, answer(plain: request))
+            return finish(request, cookie, answer(plain: request))
         case .some(let tag):
             // kmsRecord() only lets query records through in a query; this is defensive.
-            return finish(request, .reply(Replies.error(
+            return finish(request, cookie, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(tag) is not a query record"),
                 querySize: request.size)))
         }
@@ -145,11 +146,11 @@ extension KMSNode: DNSResponder {
     }
 
     /// 9. Counts the response code and hands the reply to the server.
-    private func finish(_ request: Request, _ step: Step) -> DNSReply {
+    private func finish(_ request: Request, _ cookie: DNSCookies.State, _ step: Step) -> DNSReply {
         switch step {
         case .reply(var reply):
             metrics.count(reply.message.rcode)
-            cookies.stamp(&reply.message, for: request)
+            if cookie != .absent { cookies.stamp(&reply.message, for: request, state: cookie) }
             return .reply(reply)
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
@@ -160,8 +161,8 @@ extension KMSNode: DNSResponder {
         case .cacheable(var reply, let query, let transport):
             metrics.count(reply.message.rcode)
             // An answer with a cookie is for its client alone: stamped, never cached.
-            if cookies.state(of: request) != .absent {
-                cookies.stamp(&reply.message, for: request)
+            if cookie != .absent {
+                cookies.stamp(&reply.message, for: request, state: cookie)
                 return .reply(reply)
             }
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
@@ -171,7 +172,7 @@ extension KMSNode: DNSResponder {
             return .later { [metrics, cookies] in
                 var reply = await work()
                 metrics.count(reply.message.rcode)
-                cookies.stamp(&reply.message, for: request)
+                if cookie != .absent { cookies.stamp(&reply.message, for: request, state: cookie) }
                 return reply
             }
         }

@@ -42,3 +42,29 @@ import Testing
         #expect(IPAddress("2001:DB8:0::1")?.description == "2001:db8::1")
     }
 }
+
+/// `isSubdomain` and `parent` walk the wire form themselves (they run for every request): the
+/// label boundaries, case and the root must come out as libldns had them.
+@Suite struct NameRelationTests {
+    @Test func subdomainsFollowLabelsNotBytes() throws {
+        #expect(DomainName("hostb.c.a.xx.").isSubdomain(of: "xx."))
+        #expect(DomainName("HostB.C.A.XX.").isSubdomain(of: "c.a.xx."), "case does not matter")
+        #expect(DomainName("c.a.xx.").isSubdomain(of: "C.A.xx.") == false, "a name is not below itself")
+        #expect(DomainName("axx.").isSubdomain(of: "xx.") == false, "xx. is a suffix of the bytes, not of the labels")
+        #expect(DomainName("b.axx.").isSubdomain(of: "xx.") == false)
+        #expect(DomainName("xx.").isSubdomain(of: .root))
+        #expect(DomainName.root.isSubdomain(of: .root) == false)
+        #expect(DomainName("xx.").isSubdomain(of: "hostb.c.a.xx.") == false)
+        // A label whose bytes look like a length and a label of the ancestor.
+        let tricky = try DomainName("\\003xx\\000.a.")
+        #expect(tricky.isSubdomain(of: "a."))
+        #expect(tricky.isSubdomain(of: "xx.") == false)
+    }
+
+    @Test func parentsDropOneLabel() {
+        #expect(DomainName("hostb.c.a.xx.").parent == "c.a.xx.")
+        #expect(DomainName("xx.").parent == .root)
+        #expect(DomainName.root.parent == nil)
+        #expect(DomainName("HostB.C.a.xx.").parent?.wire == DomainName("C.a.xx.").wire, "the case is kept")
+    }
+}
