@@ -76,18 +76,7 @@ public final class KeyFetcher: Sendable {
         func note(_ line: @autoclosure () -> String) { if trace { lines.append(line()) } }
 
         // Step 2: choose the signer (step 62 of the patent).
-        let anchor: TrustAnchors.Anchor
-        if let requested {
-            guard let found = configuration.anchors.anchor(named: requested) else {
-                throw FetchError(kind: .noAnchor, message: "\(requested) is not one of this host's trust anchors")
-            }
-            anchor = found
-        } else {
-            guard let found = configuration.anchors.closest(covering: target) else {
-                throw FetchError(kind: .noAnchor, message: "no trust anchor covers \(target)")
-            }
-            anchor = found
-        }
+        let anchor = try signer(for: target, requested: requested)
         note("fetch \(target) as \(configuration.name), countersigner \(anchor.name)\(requested == nil ? " (closest trust anchor)" : "")")
         let now = UnixTime(Date().timeIntervalSince1970)
 
@@ -200,18 +189,7 @@ public final class KeyFetcher: Sendable {
         _ target: DomainName, signer requested: DomainName? = nil, resolver: SocketAddress
     ) async throws(FetchError) -> FetchResult {
         let target = target.lowercased
-        let anchor: TrustAnchors.Anchor
-        if let requested {
-            guard let found = configuration.anchors.anchor(named: requested) else {
-                throw FetchError(kind: .noAnchor, message: "\(requested) is not one of this host's trust anchors")
-            }
-            anchor = found
-        } else {
-            guard let found = configuration.anchors.closest(covering: target) else {
-                throw FetchError(kind: .noAnchor, message: "no trust anchor covers \(target)")
-            }
-            anchor = found
-        }
+        let anchor = try signer(for: target, requested: requested)
         guard let owner = StaticCountersignature.owner(of: target) else {
             throw FetchError(kind: .notFound, message: "\(target) is too long to have static records")
         }
@@ -256,6 +234,20 @@ public final class KeyFetcher: Sendable {
         }
         try? cache?.store(best, at: now)
         return FetchResult(countersignature: best, fromCache: false, trace: [])
+    }
+
+    /// Step 2 (the patent's step 62): the anchor asked for, or the closest one above `target`.
+    private func signer(for target: DomainName, requested: DomainName?) throws(FetchError) -> TrustAnchors.Anchor {
+        if let requested {
+            guard let found = configuration.anchors.anchor(named: requested) else {
+                throw FetchError(kind: .noAnchor, message: "\(requested) is not one of this host's trust anchors")
+            }
+            return found
+        }
+        guard let found = configuration.anchors.closest(covering: target) else {
+            throw FetchError(kind: .noAnchor, message: "no trust anchor covers \(target)")
+        }
+        return found
     }
 
     static func date(_ time: UnixTime) -> String {
