@@ -67,6 +67,19 @@ public struct PrefixLengths: Sendable, Equatable {
     public func prefix(of address: IPAddress) -> AddressPrefix { AddressPrefix(address, v4: v4, v6: v6) }
 }
 
+extension Dictionary {
+    /// Drops entries, in no particular order, until at most `count` remain: the last resort of
+    /// every bounded table here once it has forgotten what had expired.
+    public mutating func trim(toAtMost count: Int) {
+        guard self.count > count else { return }
+        var kept = 0
+        self = filter { _ in
+            kept += 1
+            return kept <= count
+        }
+    }
+}
+
 /// Token buckets, one per key (a client prefix, a sender's name), in a table of bounded size:
 /// the admission test that runs before any work that costs CPU (a signature verify, an
 /// upstream fetch, a signed answer).
@@ -147,10 +160,7 @@ public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
         table = table.filter { _, bucket in
             bucket.tokens + Double(now &- bucket.updated) / 1e9 * rate.perSecond < rate.burst
         }
-        if table.count > capacity / 2 {
-            var kept = 0
-            table = table.filter { _ in kept += 1; return kept <= capacity / 2 }
-        }
+        table.trim(toAtMost: capacity / 2)
     }
 }
 

@@ -1,3 +1,4 @@
+import DNSTransport
 import DNSWire
 import KMSProtocol
 import Synchronization
@@ -45,9 +46,11 @@ final class KeyCache: Sendable {
             expiresAt: min(countersignature.notAfter, now + maximumAge))
         guard entry.expiresAt > now else { return }
         entries.withLock { table in
+            // Full: forget what expired, and if that was not enough, half of the rest, so the
+            // next stores do not each pay a scan of the whole table.
             if table.count >= capacity {
                 table = table.filter { $0.value.expiresAt > now }
-                if table.count >= capacity, let victim = table.keys.first { table.removeValue(forKey: victim) }
+                if table.count >= capacity { table.trim(toAtMost: capacity / 2) }
             }
             table[Key(target: countersignature.target, signer: countersignature.signer)] = entry
         }

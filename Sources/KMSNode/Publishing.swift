@@ -50,8 +50,7 @@ extension KMSNode {
 
     private func staticCountersignature(for host: RegisteredHost, signer: DomainName, now: UnixTime) async -> Countersignature? {
         if let entry = cache.lookup(target: host.name, signer: signer, now: now), entry.countersignature.key == host.key {
-            let c = entry.countersignature
-            if now < c.notBefore + (c.notAfter - c.notBefore) / 2 { return c }
+            if !entry.countersignature.isPastHalfLife(at: now) { return entry.countersignature }
         }
         if signer == zone {
             guard let countersignature = try? issue(target: host.name, key: host.key, now: now) else { return nil }

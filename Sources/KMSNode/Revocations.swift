@@ -16,10 +16,7 @@ final class Subscribers: Sendable {
 
     func note(_ target: DomainName, fetchedBy peer: DomainName) {
         table.withLock { table in
-            if table[target] == nil, table.count >= capacity {
-                var kept = 0
-                table = table.filter { _ in kept += 1; return kept <= capacity / 2 }
-            }
+            if table[target] == nil, table.count >= capacity { table.trim(toAtMost: capacity / 2) }
             table[target, default: []].insert(peer)
         }
     }

@@ -200,8 +200,7 @@ final class NegativeCache: Sendable {
         entries.withLock { table in
             if table.count >= capacity {
                 table = table.filter { $0.value > now }
-                var kept = 0
-                if table.count >= capacity / 2 { table = table.filter { _ in kept += 1; return kept < capacity / 2 } }
+                table.trim(toAtMost: capacity / 2)
             }
             table[name] = now + UInt64(ttl * 1e9)
         }

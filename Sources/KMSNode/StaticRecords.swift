@@ -67,7 +67,7 @@ final class StaticRecords: Sendable {
                 let records = state.published[host] ?? [:]
                 return signers.contains { signer in
                     guard let record = records[signer] else { return true }
-                    return now >= record.notBefore + (record.notAfter - record.notBefore) / 2
+                    return record.isPastHalfLife(at: now)
                 }
             }
         }

@@ -25,6 +25,8 @@ final class Zone: Sendable {
     /// The SOA MINIMUM: how long a negative answer may be cached (RFC 2308 section 4).
     let negativeTTL: UInt32
     private let serialNumber: Atomic<UInt32>
+    /// MNAME and RNAME in wire form.
+    private let soaNames: [UInt8]
 
     init(configuration: NodeConfiguration, now: UnixTime) {
         apex = configuration.zone
@@ -35,6 +37,9 @@ final class Zone: Sendable {
         }
         self.delegations = delegations
         negativeTTL = UInt32(configuration.negativeAnswerTTL)
+        let mname = nameServers.first?.name ?? apex
+        let rname = (try? DomainName("hostmaster." + apex.text)) ?? apex
+        soaNames = mname.wire + rname.wire
         serialNumber = Atomic(UInt32(truncatingIfNeeded: now))
     }
 
@@ -58,11 +63,10 @@ final class Zone: Sendable {
 
     // MARK: Records
 
-    /// The apex SOA: MNAME the first name server, RNAME `hostmaster.<zone>`.
+    /// The apex SOA: MNAME the first name server, RNAME `hostmaster.<zone>`. It is in every
+    /// negative answer, so only the serial is filled in per answer.
     var soa: ResourceRecord {
-        let mname = nameServers.first?.name ?? apex
-        let rname = (try? DomainName("hostmaster." + apex.text)) ?? apex
-        var rdata = mname.wire + rname.wire
+        var rdata = soaNames
         for value in [serial, 3600, 900, 604_800, negativeTTL] {
             rdata += [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
         }

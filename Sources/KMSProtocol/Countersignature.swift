@@ -61,6 +61,11 @@ public struct Countersignature: Hashable, Sendable {
         }
     }
 
+    /// Whether half the validity has passed at `now`: the time to renew it.
+    public func isPastHalfLife(at now: UnixTime) -> Bool {
+        now >= notBefore + (notAfter - notBefore) / 2
+    }
+
     /// Throws unless `now` lies within [notBefore, notAfter].
     public func checkValidity(at now: UnixTime) throws(ProtocolError) {
         if now < notBefore {

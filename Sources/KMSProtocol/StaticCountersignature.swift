@@ -25,11 +25,14 @@ public struct StaticCountersignature: Hashable, Sendable {
         try? DomainName(label + "." + target.text)
     }
 
-    /// The target whose records `owner` holds, if `owner` is `_kms1.<target>`.
+    /// The target whose records `owner` holds, if `owner` is `_kms1.<target>`. It runs for
+    /// every TXT query and negative answer, so it compares the first label's bytes in place.
     public static func target(ofOwner owner: DomainName) -> DomainName? {
-        guard owner.lowercasedLabels.first == label else { return nil }
+        guard owner.canonicalWire.starts(with: labelWire) else { return nil }
         return owner.parent
     }
+
+    private static let labelWire: [UInt8] = [UInt8(label.utf8.count)] + Array(label.utf8)
 
     public var strings: [[UInt8]] {
         let c = countersignature

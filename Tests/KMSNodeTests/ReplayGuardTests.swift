@@ -105,6 +105,21 @@ import Testing
         cache.purge(target: "h.xx.")
         #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 901) == nil)
     }
+
+    /// A full cache of live entries makes room for half its size at once, so a flood of new
+    /// names costs one scan per half a table, not one per store; the newest entry is kept.
+    @Test func aFullCacheStaysBoundedAndKeepsTheNewest() throws {
+        let key = try KMSCrypto.PrivateKey(generating: .ed25519)
+        let cache = KeyCache(maximumAge: 3600, capacity: 10)
+        for index in 0..<25 {
+            let target = try DomainName("h\(index).xx.")
+            cache.store(
+                try Countersignature.issue(target: target, key: key.publicKey, signer: "xx.", signerKey: key, notBefore: 0, notAfter: 10_000),
+                at: 100)
+            #expect(cache.count <= 10)
+            #expect(cache.lookup(target: target, signer: "xx.", now: 101) != nil, "the entry just stored")
+        }
+    }
 }
 
 

@@ -267,3 +267,14 @@ import Testing
         }
     }
 }
+
+@Suite struct StaticOwnerTests {
+    @Test func theOwnerLabelIsMatchedWholeAndCaseInsensitively() throws {
+        #expect(StaticCountersignature.target(ofOwner: "_kms1.hostb.c.a.xx.") == "hostb.c.a.xx.")
+        #expect(StaticCountersignature.target(ofOwner: "_KMS1.HostB.c.a.xx.") == "hostb.c.a.xx.")
+        #expect(StaticCountersignature.target(ofOwner: "_kms10.hostb.c.a.xx.") == nil)
+        #expect(StaticCountersignature.target(ofOwner: "x._kms1.hostb.c.a.xx.") == nil)
+        #expect(StaticCountersignature.target(ofOwner: "hostb.c.a.xx.") == nil)
+        #expect(StaticCountersignature.owner(of: "hostb.c.a.xx.") == "_kms1.hostb.c.a.xx.")
+    }
+}

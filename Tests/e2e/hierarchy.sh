@@ -13,17 +13,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-check() {  # check NAME COMMAND...
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1)); echo "ok   $name"
-  else
-    failed=$((failed + 1)); echo "FAIL $name"
-  fi
-}
+source Tests/e2e/checks.sh
 
 cp -r hierarchy trust "$WORK/"
 mkdir -p "$WORK/run"

@@ -1,11 +1,7 @@
 # Shared by the namespace end-to-end scripts: checks, waits, namespaces, cleanup.
 # The caller sets NAMESPACES (names) and WORK (a temporary folder) before sourcing.
 
-passed=0; failed=0
-check() {
-  local name=$1; shift
-  if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
-}
+source Tests/e2e/checks.sh
 skip() { echo "$SCRIPT: skipped: $*"; echo "$SCRIPT: 0 passed, 0 failed, 1 skipped"; exit 0; }
 require_namespaces() {
   [ "$(id -u)" = 0 ] || skip "needs root to create network namespaces"
