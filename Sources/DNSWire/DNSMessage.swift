@@ -148,4 +148,17 @@ public enum RData: Hashable, Sendable {
         }
         return out
     }
+
+    /// The strings of TXT RDATA in wire form; nil if a length octet runs past the end.
+    public static func txtStrings(_ wire: [UInt8]) -> [[UInt8]]? {
+        var strings: [[UInt8]] = []
+        var at = 0
+        while at < wire.count {
+            let end = at + 1 + Int(wire[at])
+            guard end <= wire.count else { return nil }
+            strings.append(Array(wire[at + 1..<end]))
+            at = end
+        }
+        return strings
+    }
 }

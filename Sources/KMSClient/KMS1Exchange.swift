@@ -19,7 +19,9 @@ public import NIOCore
 /// - Any other rcode is passed on with its extended errors.
 public struct KMS1Exchange: Sendable {
     public enum Outcome: Sendable {
-        case key(KeyAnswer)
+        /// The key, with the inclusion proof the reply carried (asked for with `audit`), not
+        /// yet checked: whoever holds the signer's key checks it.
+        case key(KeyAnswer, proof: InclusionProof?)
         case unresolved
         case error(RCode, [ExtendedDNSError])
         /// Nothing came back within the time-out.
@@ -42,12 +44,13 @@ public struct KMS1Exchange: Sendable {
     /// (`TimeBudget`); returns the outcome and the reply's hop-trace records (if asked for).
     public func ask(
         _ kms: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag,
-        trace: Bool = false, overTCP: Bool = false, wait: TimeAmount? = nil,
+        trace: Bool = false, overTCP: Bool = false, wait: TimeAmount? = nil, audit: Bool = false,
         accept: (@Sendable (KMSRecord) throws -> KeyAnswer)? = nil
     ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
         let timeout = wait ?? self.timeout
         var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
         if trace { query.edns?.options.append(HopTrace.option) }
+        if audit { query.edns?.options.append(AuditRequest.option) }
         query.edns?.options.append(TimeBudget.option(milliseconds: UInt32(clamping: timeout.nanoseconds / 1_000_000)))
         let reply: DNSMessage
         do {
@@ -71,7 +74,8 @@ public struct KMS1Exchange: Sendable {
                     return (.rejected("the reply carries no \(tag) record"), hops)
                 }
                 let answer = try accept.map { try $0(record) } ?? check.verify(answer: record)
-                return (.key(answer), hops)
+                let proof = audit ? try InclusionProof.find(for: answer.target, in: reply.additionals) : nil
+                return (.key(answer, proof: proof), hops)
             case .nameError:
                 guard let record = try reply.kmsRecord(), record.tag == .unresolved else {
                     return (.error(reply.rcode, reply.extendedErrors), hops)

@@ -40,6 +40,8 @@ public struct FetchResult: Sendable {
     public let fromCache: Bool
     /// What happened, hop by hop, when `trace` was asked for.
     public let trace: [String]
+    /// Its place in the signer's transparency log, verified (a fetch with `audit`).
+    public var proof: InclusionProof? = nil
 
     public var key: KMSCrypto.PublicKey { countersignature.key }
 }
@@ -57,12 +59,15 @@ public final class KeyFetcher: Sendable {
     }
 
     /// Fetches and verifies `target`'s key. `signer` defaults to the closest trust anchor.
+    /// With `audit`, the key is asked of the hierarchy (not the host cache) with its inclusion
+    /// proof, and accepted only if the proof shows it in the signer's transparency log.
     public func fetch(
-        _ target: DomainName, signer requested: DomainName? = nil, useCache: Bool = true, trace: Bool = false
+        _ target: DomainName, signer requested: DomainName? = nil, useCache: Bool = true, trace: Bool = false, audit: Bool = false
     ) async throws(FetchError) -> FetchResult {
         var lines: [String] = []
         do {
-            return try await fetch(target.lowercased, signer: requested, useCache: useCache, trace: trace, lines: &lines)
+            return try await fetch(
+                target.lowercased, signer: requested, useCache: useCache && !audit, trace: trace, audit: audit, lines: &lines)
         } catch {
             var error = error
             error.trace = lines
@@ -71,7 +76,7 @@ public final class KeyFetcher: Sendable {
     }
 
     private func fetch(
-        _ target: DomainName, signer requested: DomainName?, useCache: Bool, trace: Bool, lines: inout [String]
+        _ target: DomainName, signer requested: DomainName?, useCache: Bool, trace: Bool, audit: Bool, lines: inout [String]
     ) async throws(FetchError) -> FetchResult {
         func note(_ line: @autoclosure () -> String) { if trace { lines.append(line()) } }
 
@@ -102,7 +107,7 @@ public final class KeyFetcher: Sendable {
             }
         }
         do {
-            return try await fetchFromHierarchy(target, anchor: anchor, now: now, trace: trace, lines: &lines)
+            return try await fetchFromHierarchy(target, anchor: anchor, now: now, trace: trace, audit: audit, lines: &lines)
         } catch where stale != nil && error.kind == .timeout {
             note("the hierarchy cannot be reached (\(error.message)); using the cached key")
             return FetchResult(countersignature: stale!, fromCache: true, trace: lines)
@@ -113,7 +118,7 @@ public final class KeyFetcher: Sendable {
     }
 
     private func fetchFromHierarchy(
-        _ target: DomainName, anchor: TrustAnchors.Anchor, now: UnixTime, trace: Bool, lines: inout [String]
+        _ target: DomainName, anchor: TrustAnchors.Anchor, now: UnixTime, trace: Bool, audit: Bool, lines: inout [String]
     ) async throws(FetchError) -> FetchResult {
         func note(_ line: @autoclosure () -> String) { if trace { lines.append(line()) } }
 
@@ -140,7 +145,7 @@ public final class KeyFetcher: Sendable {
             signerKey: anchor.key)
         // A traced answer carries every hop's notes and rarely fits a UDP reply: ask over TCP.
         let (outcome, hops) = await exchange.ask(
-            home, target: target, record: record, nonce: nonce, expecting: .answer, trace: trace, overTCP: trace,
+            home, target: target, record: record, nonce: nonce, expecting: .answer, trace: trace, overTCP: trace || audit, audit: audit,
             accept: { record in try verification.verify(record, now: UnixTime(Date().timeIntervalSince1970)) })
         for (node, text) in HopTrace.notes(in: hops) { note("  \(node) \(text)") }
         let summary: String
@@ -154,12 +159,25 @@ public final class KeyFetcher: Sendable {
         }
         note("reply from \(home.name) in \(Int(Date().timeIntervalSince(started) * 1000)) ms: \(summary)")
         switch outcome {
-        case .key(let answer):
+        case .key(let answer, let proof):
             note("answer signed by \(home.name): verified; nonce echoed")
             note("countersignature by \(anchor.name): verified with the trust anchor; valid \(Self.date(answer.countersignature.notBefore)) to \(Self.date(answer.countersignature.notAfter))")
+            if audit {
+                guard let proof else {
+                    throw FetchError(
+                        kind: .verificationFailed,
+                        message: "audit: \(home.name)'s answer carries no inclusion proof from \(anchor.name)'s log; key not accepted")
+                }
+                do { try proof.verify(answer.countersignature, signerKey: anchor.key) } catch {
+                    throw FetchError(kind: .verificationFailed, message: "audit: \(error); key not accepted")
+                }
+                note("audit: in \(anchor.name)'s log at index \(proof.index) of \(proof.head.size); tree head signed \(Self.date(proof.head.time)), verified with the trust anchor")
+            }
             // Step 5: cache and use.
             try? cache?.store(answer.countersignature, at: now)
-            return FetchResult(countersignature: answer.countersignature, fromCache: false, trace: lines)
+            var result = FetchResult(countersignature: answer.countersignature, fromCache: false, trace: lines)
+            result.proof = audit ? proof : nil
+            return result
         case .unresolved:
             throw FetchError(kind: .notFound, message: "\(target) has no registered key (unresolved, signed by \(home.name))")
         case .error(.nameError, _):

@@ -39,7 +39,8 @@ extension KMSNode {
         var hops = Hops(node: zone, enabled: traceAllowed(request))
         hops.note("inquiry from \(sender.name) for \(inquiry.target), signer \(inquiry.signer)")
         let step = resolveKey(
-            target: inquiry.target, signer: inquiry.signer, ip: ip, route: route, hops: hops, wait: upstream.wait(for: request))
+            target: inquiry.target, signer: inquiry.signer, ip: ip, route: route, hops: hops, wait: upstream.wait(for: request),
+            audit: AuditRequest.isRequested(by: request.message))
         return keyReply(step, to: request, nonce: inquiry.nonce)
     }
 
@@ -65,13 +66,17 @@ extension KMSNode {
         let now = Self.now()
         var message: DNSMessage
         switch outcome {
-        case .key(let countersignature, let ttl, let authoritative):
+        case .key(let countersignature, let proof, let ttl, let authoritative):
             guard var answer = signedAnswer(countersignature, nonce: nonce, now: now) else {
                 return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign the answer"), querySize: request.size)
             }
             answer.ttl = ttl
             message = request.message.response(rcode: .noError, authoritative: authoritative)
             message.answers = [answer] + extra
+            if let proof, AuditRequest.isRequested(by: request.message) {
+                message.additionals = hops.records + proof.records
+                return Reply(message, answering: request.message)
+            }
         case .unresolved:
             let unresolved = Unresolved(target: request.question.name.lowercased, from: zone, nonce: nonce, time: now)
             guard let record = try? unresolved.record().signed(by: configuration.key) else {
@@ -109,15 +114,19 @@ extension KMSNode {
     }
 
     /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.
-    func resolveKey(target: DomainName, signer: DomainName, ip: IPAddress, route: Route, hops: Hops, wait: TimeAmount) -> KeyStep {
+    /// With `audit`, the key comes with its inclusion proof, or from where one can be had: a
+    /// cached entry without one counts as a miss.
+    func resolveKey(
+        target: DomainName, signer: DomainName, ip: IPAddress, route: Route, hops: Hops, wait: TimeAmount, audit: Bool = false
+    ) -> KeyStep {
         var hops = hops
         let now = Self.now()
         // Step 2: cached or stored with a valid countersignature.
-        if let entry = cache.lookup(target: target, signer: signer, now: now) {
+        if let entry = cache.lookup(target: target, signer: signer, now: now), !audit || entry.proof != nil {
             metrics.cacheHits.increment()
             hops.note("cache hit: \(target) countersigned by \(signer), stored \(now - entry.storedAt) s ago")
             let isLocal = route == .local
-            return .now(.key(entry.countersignature, ttl: UInt32(entry.expiresAt - now), authoritative: isLocal), hops)
+            return .now(.key(entry.countersignature, proof: entry.proof, ttl: UInt32(entry.expiresAt - now), authoritative: isLocal), hops)
         }
         metrics.cacheMisses.increment()
         // Step 3: route by name.
@@ -133,11 +142,15 @@ extension KMSNode {
             hops.note("cache miss; forwarding to \(peer)")
             // A traced request carries its own notes, so only untraced ones share a fetch.
             guard !hops.enabled else {
-                return .later { [self, hops] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait) }
+                return .later { [self, hops] in
+                    await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait, audit: audit)
+                }
             }
-            let key = FetchKey(target: target, signer: signer, ip: ip, peer: peer.name)
+            let key = FetchKey(target: target, signer: signer, ip: ip, peer: peer.name, audit: audit)
             return .later { [self, hops] in
-                await spending.fetches.run(key) { [self] in await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait) }
+                await spending.fetches.run(key) { [self] in
+                    await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait, audit: audit)
+                }
             }
         case .local:
             guard let host = registry[target] else {
@@ -145,7 +158,11 @@ extension KMSNode {
                 return .now(.unresolved, hops)
             }
             if signer == zone {
-                return .now(issueLocal(host, now: now, hops: &hops), hops)
+                // Issuing waits for the log's write; concurrent askers share one issue.
+                let key = FetchKey(target: target, signer: signer, ip: configuration.listen.address, peer: zone, audit: false)
+                return .later { [self, hops] in
+                    await spending.fetches.run(key) { [self] in await issueLocal(host, now: now, hops: hops) }
+                }
             }
             guard let parent = configuration.parent, zone.isSubdomain(of: signer) else {
                 hops.note("signer \(signer) is not on the path from \(zone) to the root")
@@ -153,39 +170,49 @@ extension KMSNode {
             }
             hops.note("\(target) registered here; asking \(parent.name) for \(signer)'s countersignature")
             return .later { [self, hops] in
-                await requestCountersignature(for: host, signer: signer, ip: ip, via: parent, hops: hops, wait: wait)
+                await requestCountersignature(for: host, signer: signer, ip: ip, via: parent, hops: hops, wait: wait, audit: audit)
             }
         }
     }
 
-    /// This node is the signer and the host is its own: countersign, cache, record.
-    private func issueLocal(_ host: RegisteredHost, now: UnixTime, hops: inout Hops) -> KeyOutcome {
-        guard let countersignature = try? issue(target: host.name, key: host.key, now: now) else {
-            return .failed(ExtendedDNSError(.other, "\(zone) could not sign"))
+    /// This node is the signer and the host is its own: countersign, log, cache.
+    private func issueLocal(_ host: RegisteredHost, now: UnixTime, hops: Hops) async -> (KeyOutcome, Hops) {
+        var hops = hops
+        let countersignature: Countersignature
+        let proof: InclusionProof
+        do {
+            (countersignature, proof) = try await issue(target: host.name, key: host.key, now: now)
+        } catch {
+            return (.failed(ExtendedDNSError(.other, "\(zone) could not countersign: \(error)")), hops)
         }
-        cache.store(countersignature, at: now)
-        hops.note("countersigned \(host.name) as \(zone), valid \(countersignature.notBefore)–\(countersignature.notAfter)")
+        cache.store(countersignature, proof: proof, at: now)
+        hops.note("countersigned \(host.name) as \(zone), valid \(countersignature.notBefore)–\(countersignature.notAfter); logged at index \(proof.index)")
         let ttl = UInt32(min(countersignature.notAfter, now + cache.maximumAge) - now)
-        return .key(countersignature, ttl: ttl, authoritative: true)
+        return (.key(countersignature, proof: proof, ttl: ttl, authoritative: true), hops)
     }
 
     /// Issues a countersignature by this node, valid from a little before now (clock skew
-    /// allowance: the replay window) for the configured validity, and records it.
-    func issue(target: DomainName, key: PublicKey, now: UnixTime) throws -> Countersignature {
+    /// allowance: the replay window) for the configured validity. It returns once the
+    /// countersignature is in this node's transparency log, on disk: none leaves unlogged.
+    func issue(target: DomainName, key: PublicKey, now: UnixTime) async throws -> (Countersignature, InclusionProof) {
         let countersignature = try Countersignature.issue(
             target: target, key: key, signer: zone, signerKey: configuration.key,
             notBefore: now - UnixTime(configuration.replayWindow),
             notAfter: now + UnixTime(configuration.countersignatureValidity))
-        metrics.countersignaturesIssued.increment()
-        store.record(countersignature, origin: .issued, at: now) { [logger] error in
-            if let error { logger.error("cannot record an issued countersignature", metadata: ["error": "\(error)"]) }
+        let proof: InclusionProof
+        do {
+            proof = try await log.append(countersignature, at: now)
+        } catch {
+            logger.error("cannot log an issued countersignature; not handing it out", metadata: ["target": "\(target)", "error": "\(error)"])
+            throw error
         }
-        return countersignature
+        metrics.countersignaturesIssued.increment()
+        return (countersignature, proof)
     }
 
     /// Step 3, forwarding: ask the child or the parent with an inquiry signed by this node.
     private func forward(
-        target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops, wait: TimeAmount
+        target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops, wait: TimeAmount, audit: Bool
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
         let now = Self.now()
@@ -194,11 +221,11 @@ extension KMSNode {
                 .record().signed(by: configuration.key)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
         let (answer, upstreamHops) = await upstream.ask(
-            peer, target: target, record: record, nonce: nonce, expecting: .answer, trace: hops.enabled, wait: wait)
+            peer, target: target, record: record, nonce: nonce, expecting: .answer, trace: hops.enabled, wait: wait, audit: audit)
         hops.append(upstreamHops)
         switch answer {
-        case .key(let key):
-            return (accept(key.countersignature, target: target, signer: signer, from: peer, expectedKey: nil, hops: &hops), hops)
+        case .key(let key, let proof):
+            return (accept(key.countersignature, proof: proof, target: target, signer: signer, from: peer, expectedKey: nil, hops: &hops), hops)
         case .unresolved:
             hops.note("\(peer.name) says \(target) is unresolved")
             spending.unresolved.insert(target)
@@ -215,7 +242,7 @@ extension KMSNode {
 
     /// Step 3, the target is ours but the signer is above: a sigreq up the parent chain.
     func requestCountersignature(
-        for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops, wait: TimeAmount
+        for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops, wait: TimeAmount, audit: Bool = false
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
         let now = Self.now()
@@ -225,16 +252,17 @@ extension KMSNode {
             ).record().signed(by: configuration.key)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
         let (answer, upstreamHops) = await upstream.ask(
-            parent, target: host.name, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled, wait: wait)
+            parent, target: host.name, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled, wait: wait,
+            audit: audit)
         hops.append(upstreamHops)
         switch answer {
-        case .key(let key):
+        case .key(let key, let proof):
             // The key may have been rotated while we waited: never serve the old one.
             guard registry[host.name]?.key == key.key else {
                 hops.note("\(host.name) was re-registered meanwhile; discarding the countersignature over its old key")
                 return (.failed(ExtendedDNSError(.other, "\(host.name) changed key during the request; ask again")), hops)
             }
-            return (accept(key.countersignature, target: host.name, signer: signer, from: parent, expectedKey: host.key, hops: &hops), hops)
+            return (accept(key.countersignature, proof: proof, target: host.name, signer: signer, from: parent, expectedKey: host.key, hops: &hops), hops)
         case .unresolved:
             return (.failed(ExtendedDNSError(.invalidData, "\(parent.name) answered a sigreq with unresolved")), hops)
         case .error(let rcode, let errors):
@@ -250,23 +278,34 @@ extension KMSNode {
     /// Step 4: check what came back (`CountersignaturePolicy`), then cache and record it. The
     /// hop signature was checked by `Upstream`.
     private func accept(
-        _ countersignature: Countersignature, target: DomainName, signer: DomainName, from peer: Peer,
+        _ countersignature: Countersignature, proof: InclusionProof?, target: DomainName, signer: DomainName, from peer: Peer,
         expectedKey: PublicKey?, hops: inout Hops
     ) -> KeyOutcome {
         let now = Self.now()
+        let signerKey = knownKey(of: signer)
         do {
-            try CountersignaturePolicy(target: target, signer: signer, signerKey: knownKey(of: signer), key: expectedKey)
+            try CountersignaturePolicy(target: target, signer: signer, signerKey: signerKey, key: expectedKey)
                 .check(countersignature, at: now)
         } catch {
             hops.note("rejected the answer from \(peer.name): \(error)")
             return .failed(ExtendedDNSError(.dnssecBogus, "answer from \(peer.name) rejected: \(error)"))
         }
-        cache.store(countersignature, at: now)
+        // An inclusion proof is kept only if it checks (where the signer's key is held here);
+        // the key itself stands on its countersignature either way.
+        var proof = proof
+        if let given = proof, let signerKey {
+            do { try given.verify(countersignature, signerKey: signerKey) } catch {
+                warnings.warning("dropped an inclusion proof that does not verify", metadata: ["from": "\(peer.name)", "reason": "\(error)"])
+                hops.note("dropped the inclusion proof from \(peer.name): \(error)")
+                proof = nil
+            }
+        }
+        cache.store(countersignature, proof: proof, at: now)
         store.record(countersignature, origin: .received, at: now) { [logger] error in
             if let error { logger.error("cannot record a received countersignature", metadata: ["error": "\(error)"]) }
         }
         hops.note("verified and cached \(target) countersigned by \(signer), valid until \(countersignature.notAfter)")
         let ttl = UInt32(max(0, min(countersignature.notAfter, now + cache.maximumAge) - now))
-        return .key(countersignature, ttl: ttl, authoritative: false)
+        return .key(countersignature, proof: proof, ttl: ttl, authoritative: false)
     }
 }

@@ -16,6 +16,8 @@ import Synchronization
 public final class KMSNode: Sendable {
     public let configuration: NodeConfiguration
     let store: NodeStore
+    /// Every countersignature this node issued, in an RFC 9162 tree (`SignerLog`).
+    let log: SignerLog
     let registry: Registry
     let cache: KeyCache
     let anonymousAnswers = PerSecondCache<Countersignature>()
@@ -67,6 +69,11 @@ public final class KMSNode: Sendable {
             throw configuration.error("database", "cannot open \(configuration.database): \(error)")
         }
         let now = Self.now()
+        do {
+            log = try SignerLog(store: store, signer: configuration.zone, key: configuration.key, now: now)
+        } catch {
+            throw configuration.error("database", "cannot open the transparency log in \(configuration.database): \(error)")
+        }
         do {
             registry = Registry(zone: configuration.zone)
             let unreadable = try registry.load(from: store)

@@ -14,6 +14,8 @@ final class KeyCache: Sendable {
 
     struct Entry: Sendable {
         let countersignature: Countersignature
+        /// Where it sits in its signer's log, when that came with it.
+        let proof: InclusionProof?
         let storedAt: UnixTime
         let expiresAt: UnixTime
     }
@@ -40,9 +42,9 @@ final class KeyCache: Sendable {
         }
     }
 
-    func store(_ countersignature: Countersignature, at now: UnixTime) {
+    func store(_ countersignature: Countersignature, proof: InclusionProof? = nil, at now: UnixTime) {
         let entry = Entry(
-            countersignature: countersignature, storedAt: now,
+            countersignature: countersignature, proof: proof, storedAt: now,
             expiresAt: min(countersignature.notAfter, now + maximumAge))
         guard entry.expiresAt > now else { return }
         entries.withLock { table in

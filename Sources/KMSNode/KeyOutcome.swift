@@ -3,8 +3,9 @@ import KMSProtocol
 
 /// How a key request ended, as a value.
 enum KeyOutcome: Sendable {
-    /// A countersigned key, fit to hand on for `ttl` more seconds.
-    case key(Countersignature, ttl: UInt32, authoritative: Bool)
+    /// A countersigned key, fit to hand on for `ttl` more seconds, with its place in the
+    /// signer's log when this node has it.
+    case key(Countersignature, proof: InclusionProof?, ttl: UInt32, authoritative: Bool)
     /// The authoritative KMS has no such host (the patent's step 45).
     case unresolved
     /// Refused, with the reason (REFUSED).

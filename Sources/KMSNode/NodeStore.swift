@@ -4,6 +4,12 @@ import GRDB
 public import KMSCrypto
 public import KMSProtocol
 
+/// The store holds something it cannot have written.
+struct NodeStoreError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// A host registered in this KMS's zone: the patent's domain name / IP address table and
 /// domain name / public key table, one row a host.
 public struct RegisteredHost: Hashable, Sendable {
@@ -70,6 +76,21 @@ public final class NodeStore: Sendable {
             try db.create(table: "removed_host") { table in
                 table.primaryKey("name", .text)
                 table.column("removed_at", .integer).notNull()
+            }
+        }
+        migrator.registerMigration("v3: transparency log") { db in
+            // The countersignatures this node issued, in log order (`SignerLog`): the leaf
+            // input and its hash, so a start rebuilds the tree without hashing every entry.
+            try db.create(table: "log_entry") { table in
+                table.primaryKey("idx", .integer)
+                table.column("entry", .blob).notNull()
+                table.column("leaf_hash", .blob).notNull()
+            }
+            try db.create(table: "log_head") { table in
+                table.primaryKey("size", .integer)
+                table.column("root", .blob).notNull()
+                table.column("time", .integer).notNull()
+                table.column("signature", .blob).notNull()
             }
         }
         return migrator
@@ -204,6 +225,54 @@ public final class NodeStore: Sendable {
                     storedAt: row["stored_at"]
                 )
             }
+        }
+    }
+
+    /// Appends log entries from index `first` and the head that covers them, in one
+    /// transaction. Durable when it returns.
+    func appendLog(_ entries: [LogEntry], first: UInt64, head: TreeHead) async throws {
+        try await database.write { db in
+            let statement = try db.makeStatement(sql: "INSERT INTO log_entry (idx, entry, leaf_hash) VALUES (?, ?, ?)")
+            for (offset, entry) in entries.enumerated() {
+                try statement.execute(arguments: [Int64(first) + Int64(offset), Data(entry.leafInput), Data(entry.leafHash)])
+            }
+            try Self.insert(head, db)
+        }
+    }
+
+    func saveHead(_ head: TreeHead) throws {
+        try database.write { db in try Self.insert(head, db) }
+    }
+
+    private static func insert(_ head: TreeHead, _ db: GRDB.Database) throws {
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO log_head (size, root, time, signature) VALUES (?, ?, ?, ?)",
+            arguments: [Int64(head.size), Data(head.root), head.time, Data(head.signature)])
+    }
+
+    /// Every leaf hash of the log, in order, read with a cursor; and the last head stored.
+    func forEachLeafHash(_ visit: ([UInt8]) -> Void) throws -> (count: UInt64, lastHead: (size: UInt64, root: [UInt8])?) {
+        try database.read { db in
+            var count: UInt64 = 0
+            let rows = try Row.fetchCursor(db, sql: "SELECT idx, leaf_hash FROM log_entry ORDER BY idx")
+            while let row = try rows.next() {
+                let index: Int64 = row[0]
+                guard index == Int64(count) else { throw NodeStoreError("log entry \(count) is missing (found \(index))") }
+                let hash: Data = row[1]
+                visit(Array(hash))
+                count += 1
+            }
+            let head = try Row.fetchOne(db, sql: "SELECT size, root FROM log_head ORDER BY size DESC LIMIT 1")
+            return (count, head.map { row in (UInt64(row[0] as Int64), Array(row[1] as Data)) })
+        }
+    }
+
+    /// The leaf inputs (TXT wire) of entries `first ..< end`.
+    func logEntries(first: UInt64, end: UInt64) throws -> [[UInt8]] {
+        try database.read { db in
+            try Data.fetchAll(
+                db, sql: "SELECT entry FROM log_entry WHERE idx >= ? AND idx < ? ORDER BY idx", arguments: [Int64(first), Int64(end)]
+            ).map(Array.init)
         }
     }
 

@@ -34,6 +34,9 @@ extension KMSNode {
         case .txt where route == .local && StaticCountersignature.target(ofOwner: name) != nil:
             metrics.count(.other)
             return .reply(answerStatic(request))
+        case .txt where route == .local && LogQuery(name: name, signer: zone) != nil:
+            metrics.count(.other)
+            return .reply(answerLog(request, LogQuery(name: name, signer: zone)!))
         case .txt:
             metrics.count(.anonymous)
             return answerAnonymous(request, route: route)

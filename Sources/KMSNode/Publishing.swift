@@ -53,15 +53,15 @@ extension KMSNode {
             if !entry.countersignature.isPastHalfLife(at: now) { return entry.countersignature }
         }
         if signer == zone {
-            guard let countersignature = try? issue(target: host.name, key: host.key, now: now) else { return nil }
-            cache.store(countersignature, at: now)
+            guard let (countersignature, proof) = try? await issue(target: host.name, key: host.key, now: now) else { return nil }
+            cache.store(countersignature, proof: proof, at: now)
             return countersignature
         }
         guard let parent = configuration.parent else { return nil }
         let (outcome, _) = await requestCountersignature(
             for: host, signer: signer, ip: configuration.listen.address, via: parent, hops: Hops(node: zone, enabled: false),
             wait: upstream.timeout)
-        guard case .key(let countersignature, _, _) = outcome else {
+        guard case .key(let countersignature, _, _, _) = outcome else {
             warnings.warning("cannot publish a static countersignature", metadata: ["host": "\(host.name)", "signer": "\(signer)"])
             return nil
         }

@@ -28,11 +28,14 @@ extension KMSNode {
         var hops = Hops(node: zone, enabled: traceAllowed(request))
         let now = Self.now()
         if sigreq.signer == zone {
-            guard let countersignature = try? issue(target: sigreq.target, key: sigreq.key, now: now) else {
-                return .reply(Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size))
+            return .later { [self, hops] in
+                var hops = hops
+                guard let (countersignature, proof) = try? await issue(target: sigreq.target, key: sigreq.key, now: now) else {
+                    return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not countersign"), querySize: request.size)
+                }
+                hops.note("countersigned \(sigreq.target) for \(child.name), valid \(countersignature.notBefore)–\(countersignature.notAfter); logged at index \(proof.index)")
+                return countersignatureReply(countersignature, proof: proof, hops, to: request, nonce: sigreq.nonce)
             }
-            hops.note("countersigned \(sigreq.target) for \(child.name), valid \(countersignature.notBefore)–\(countersignature.notAfter)")
-            return .reply(countersignatureReply(countersignature, hops, to: request, nonce: sigreq.nonce))
         }
         guard let parent = configuration.parent, zone.isSubdomain(of: sigreq.signer) else {
             return refuse(request, ExtendedDNSError(.notAuthoritative, "signer not on path: \(sigreq.signer) is not above \(zone)"))
@@ -55,11 +58,11 @@ extension KMSNode {
         }
         let (answer, upstreamHops) = await upstream.ask(
             parent, target: sigreq.target, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled,
-            wait: upstream.wait(for: request))
+            wait: upstream.wait(for: request), audit: AuditRequest.isRequested(by: request.message))
         hops.append(upstreamHops)
         let failure: (RCode, ExtendedDNSError)
         switch answer {
-        case .key(let key):
+        case .key(let key, let proof):
             // The same acceptance policy as the inquiry path: target, key, signer, signature
             // (where this node holds the signer's key), validity.
             let policy = CountersignaturePolicy(
@@ -69,7 +72,7 @@ extension KMSNode {
                 failure = (.serverFailure, ExtendedDNSError(.dnssecBogus, "countersignature from \(parent.name) rejected: \(error)"))
                 break
             }
-            return countersignatureReply(key.countersignature, hops, to: request, nonce: sigreq.nonce)
+            return countersignatureReply(key.countersignature, proof: proof, hops, to: request, nonce: sigreq.nonce)
         case .unresolved:
             failure = (.serverFailure, ExtendedDNSError(.invalidData, "\(parent.name) answered a sigreq with unresolved"))
         case .error(let rcode, let errors):
@@ -82,7 +85,9 @@ extension KMSNode {
         return reply
     }
 
-    private func countersignatureReply(_ countersignature: Countersignature, _ hops: Hops, to request: Request, nonce: Nonce) -> Reply {
+    private func countersignatureReply(
+        _ countersignature: Countersignature, proof: InclusionProof?, _ hops: Hops, to request: Request, nonce: Nonce
+    ) -> Reply {
         let answer = KeyAnswer(kind: .countersignature, countersignature: countersignature, from: zone, nonce: nonce, time: Self.now())
         guard let record = try? answer.record().signed(by: configuration.key) else {
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "cannot sign"), querySize: request.size)
@@ -90,6 +95,7 @@ extension KMSNode {
         var message = request.message.response(rcode: .noError)
         message.answers = [record.resourceRecord()]
         message.additionals = hops.records
+        if let proof, AuditRequest.isRequested(by: request.message) { message.additionals += proof.records }
         return Reply(message, answering: request.message)
     }
 

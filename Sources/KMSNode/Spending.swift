@@ -152,6 +152,7 @@ struct FetchKey: Hashable, Sendable {
     let signer: DomainName
     let ip: IPAddress
     let peer: DomainName
+    let audit: Bool
 }
 
 /// Concurrent callers with the same key share one run of the work.

@@ -7,7 +7,7 @@ import NIOCore
 
 /// What a parent or child KMS said, after its signature and the nonce echo were checked.
 enum UpstreamAnswer: Sendable {
-    case key(KeyAnswer)
+    case key(KeyAnswer, proof: InclusionProof?)
     case unresolved
     /// An error reply (REFUSED, SERVFAIL, ...) with its extended errors, passed on as it came.
     case error(RCode, [ExtendedDNSError])
@@ -29,14 +29,15 @@ struct Upstream: Sendable {
     }
 
     func ask(
-        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag, trace: Bool, wait: TimeAmount
+        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag, trace: Bool, wait: TimeAmount,
+        audit: Bool = false
     ) async -> (UpstreamAnswer, hops: [ResourceRecord]) {
         let exchange = KMS1Exchange(client: client, timeout: timeout)
         let (outcome, hops) = await exchange.ask(
-            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait)
+            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait, audit: audit)
         switch outcome {
-        case .key(let answer):
-            return (.key(answer), hops)
+        case .key(let answer, let proof):
+            return (.key(answer, proof: proof), hops)
         case .unresolved:
             return (.unresolved, hops)
         case .error(let rcode, let errors):

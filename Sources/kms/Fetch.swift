@@ -23,8 +23,14 @@ struct Fetch: AsyncParsableCommand {
             resolver): from --resolver, or the first nameserver of /etc/resolv.conf. Only \
             the countersignature by the trust anchor makes it trustworthy; no KMS is asked.
 
+            With --audit the key is also checked against the countersigner's transparency \
+            log: the answer must carry an inclusion proof that leads to a tree head signed by \
+            the countersigner, or the key is refused (exit 2). The host cache is bypassed. \
+            Follow the log itself with `kms monitor`.
+
             Examples (after `make run`):
               kms fetch hostb.c.a.xx. --host hierarchy/hosta.conf --trace
+              kms fetch hostb.c.a.xx. --host hierarchy/hosta.conf --audit
               kms fetch hostb.c.a.xx. --host hierarchy/hosta.conf --via-dns --resolver 127.0.0.1:5304
 
             Exit codes: 0 key printed; 1 no such host (unresolved); 2 verification failed \
@@ -57,6 +63,9 @@ struct Fetch: AsyncParsableCommand {
     @Option(help: "The resolver or secondary for --via-dns, ADDRESS[:PORT]. Default: the first nameserver in /etc/resolv.conf.")
     var resolver: String?
 
+    @Flag(help: "Require an inclusion proof from the countersigner's transparency log, and check it.")
+    var audit = false
+
     @Flag(help: "Show each hop on standard error: who forwarded, who answered, who countersigned, validity, cache hits.")
     var trace = false
 
@@ -85,7 +94,7 @@ struct Fetch: AsyncParsableCommand {
             if viaDNS {
                 result = try await fetcher.fetchViaDNS(target, signer: signerName, resolver: resolverAddress())
             } else {
-                result = try await fetcher.fetch(target, signer: signerName, useCache: !noCache, trace: trace)
+                result = try await fetcher.fetch(target, signer: signerName, useCache: !noCache, trace: trace, audit: audit)
             }
         } catch {
             if trace { Self.printTrace(error.trace) }
@@ -100,6 +109,10 @@ struct Fetch: AsyncParsableCommand {
             Self.exit(error.message, code: code)
         }
         if trace { Self.printTrace(result.trace) }
+        if let proof = result.proof, format != .json {
+            FileHandle.standardError.write(Data(
+                ";; audit: in \(proof.head.signer)'s log at index \(proof.index) of \(proof.head.size) (tree head verified)\n".utf8))
+        }
         print(try render(result))
     }
 
@@ -129,12 +142,18 @@ struct Fetch: AsyncParsableCommand {
         case .pem:
             return try result.key.pemRepresentation().trimmingCharacters(in: .newlines)
         case .json:
-            let object: [String: Any] = [
+            var object: [String: Any] = [
                 "target": countersignature.target.text, "key": KeyField.encode(result.key),
                 "signer": countersignature.signer.text, "not_before": countersignature.notBefore,
                 "not_after": countersignature.notAfter, "countersig": Base64.encode(countersignature.signature),
                 "from_cache": result.fromCache,
             ]
+            if let proof = result.proof {
+                object["log"] = [
+                    "signer": proof.head.signer.text, "index": proof.index, "tree_size": proof.head.size,
+                    "root": Base64.encode(proof.head.root), "head_time": proof.head.time, "logged": proof.loggedAt,
+                ] as [String: Any]
+            }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             return String(decoding: data, as: UTF8.self)
         }

@@ -11,5 +11,5 @@ struct KMS: AsyncParsableCommand {
             their home KMS for a peer's key; the answer comes back countersigned by a KMS the \
             host trusts. See docs/ for the protocol and the example hierarchy.
             """,
-        subcommands: [Keygen.self, Fetch.self, Register.self, Rotate.self, Ctl.self, Bench.self])
+        subcommands: [Keygen.self, Fetch.self, Register.self, Rotate.self, Ctl.self, Monitor.self, Bench.self])
 }

@@ -162,6 +162,21 @@ check "kms rotate: the home KMS serves the new key and the key files are swapped
 check "host A, signing with its new key, still fetches host B's key" \
   test "$("$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --no-cache 2>/dev/null)" = "$expected_b"
 
+# The transparency log: an audited fetch, a monitor that sees every key xx. vouched for.
+audited() { "$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --audit 2>&1 >/dev/null | grep -q "audit: in xx.'s log at index"; }
+check "kms fetch --audit checks the inclusion proof in xx.'s log" audited
+monitor() { "$BIN/kms" monitor hostb.c.a.xx. --host "$HOSTA" --log xx.=127.0.0.1:15301 --once "$@"; }
+monitor_sees_b() { monitor --state "$WORK/monitor.json" --expect "hostb.c.a.xx.=$expected_b" | grep -q 'countersigned target="hostb.c.a.xx."'; }
+check "kms monitor lists xx.'s countersignatures for host B and exits 0" monitor_sees_b
+monitor_alerts() {
+  local out
+  out=$(monitor --expect hostb.c.a.xx.=hierarchy/keys/hostc.c.a.xx.pub.pem)
+  [ $? -eq 1 ] && grep -q 'NOT THE EXPECTED KEY' <<<"$out"
+}
+check "kms monitor --expect with another key raises an alert (exit 1)" monitor_alerts
+head_by_dig() { dig +short +tcp -p 15301 @127.0.0.1 TXT _head._kms1log.xx. | grep -q '"kms1-head" "signer=xx."'; }
+check "dig reads xx.'s signed tree head" head_by_dig
+
 # A crash right after an acknowledged registration loses nothing.
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
 "$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
@@ -170,6 +185,8 @@ check "kmsd restarts after kill -9" start_kmsd
 expected_f="ed25519:$(openssl pkey -pubin -in "$WORK/hostf.pub.pem" -outform DER | base64 -w0)"
 check "a registration acknowledged before kill -9 is still served" \
   test "$("$BIN/kms" fetch hostf.c.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_f"
+monitor_extends() { monitor --state "$WORK/monitor.json" >/dev/null; }
+check "after kill -9, xx.'s log extends the head the monitor kept" monitor_extends
 
 # SIGHUP reloads (policy, registrations from the store, caches) instead of killing kmsd.
 kill -HUP "$KMSD_PID"
