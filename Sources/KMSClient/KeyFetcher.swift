@@ -93,11 +93,13 @@ public final class KeyFetcher: Sendable {
             if let (countersignature, storedAt) = try? cache.lookup(target: target, signer: anchor.name, now: now) {
                 do {
                     try CountersignaturePolicy(target: target, signer: anchor.name, signerKey: anchor.key).check(countersignature, at: now)
-                    if Double(now - storedAt) < configuration.revalidate {
+                    // Younger than `revalidate` and less than half its validity old: used as it is.
+                    // Past half its validity, it is renewed early, so it never expires in use.
+                    if Double(now - storedAt) < configuration.revalidate && !countersignature.isPastHalfLife(at: now) {
                         note("host cache: hit (stored \(now - storedAt) s ago), countersignature by \(anchor.name) verified")
                         return FetchResult(countersignature: countersignature, fromCache: true, trace: lines)
                     }
-                    note("host cache: stored \(now - storedAt) s ago, past revalidate (\(Int(configuration.revalidate)) s): asking again")
+                    note("host cache: stored \(now - storedAt) s ago, past revalidate (\(Int(configuration.revalidate)) s) or half its validity: asking again")
                     stale = countersignature
                 } catch {
                     note("host cache: entry discarded (\(error))")

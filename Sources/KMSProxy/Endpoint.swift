@@ -100,7 +100,9 @@ final class ReceivingEndpoint: Sendable {
                         }
                     }
                 metrics.inboundAccepted.increment()
-                let session = sessions.open(direction: "in", peer: "\(name) \(remote)", local: "\(forward):\(port)", cipher: handshake.cipherSuite ?? "?")
+                let session = sessions.open(
+                    direction: "in", peer: "\(name) \(remote)", local: "\(forward):\(port)", cipher: handshake.cipherSuite ?? "?",
+                    peerName: name, key: presented, channels: [caller.channel.channel, local.channel])
                 defer { sessions.close(session) }
                 logger.info("inbound tunnel", metadata: ["caller": "\(name)", "port": "\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
                 try await local.executeThenClose { localIn, localOut in

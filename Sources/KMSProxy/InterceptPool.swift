@@ -13,6 +13,9 @@ public struct Mapping: Sendable {
     public let expiresAt: Double
     /// Tunnelled connections now open through this address.
     public let liveConnections: Int
+    /// The peer's key was withdrawn: the address stays reserved until it expires, and takes no
+    /// new connection.
+    public var revoked = false
 }
 
 /// Intercept addresses handed to applications in place of group peers' real addresses.
@@ -59,7 +62,7 @@ public final class InterceptPool: Sendable {
     ) -> Mapping? {
         state.withLock { state in
             let expiresAt = now + lifetime
-            if let address = state.byPeer[peer], let old = state.byAddress[address] {
+            if let address = state.byPeer[peer], let old = state.byAddress[address], old.peer == peer {
                 let renewed = Mapping(
                     intercept: address, peer: peer, peerAddresses: addresses, key: key, settings: settings,
                     expiresAt: expiresAt, liveConnections: old.liveConnections)
@@ -97,10 +100,11 @@ public final class InterceptPool: Sendable {
         }
     }
 
-    /// Counts a connection opened through `address`; nil if the address maps to nothing live.
+    /// Counts a connection opened through `address`; nil if the address maps to nothing live
+    /// (or to a withdrawn key).
     public func open(_ address: IPAddress, now: Double) -> Mapping? {
         state.withLock { state in
-            guard let mapping = state.byAddress[address], mapping.expiresAt > now || mapping.liveConnections > 0 else {
+            guard let mapping = state.byAddress[address], !mapping.revoked, mapping.expiresAt > now || mapping.liveConnections > 0 else {
                 return nil
             }
             let opened = mapping.with(liveConnections: mapping.liveConnections + 1)
@@ -116,6 +120,23 @@ public final class InterceptPool: Sendable {
         }
     }
 
+    /// Puts `key` in force for `peer`'s mapping (its key was rotated); false if it has none.
+    public func rekey(peer: DomainName, key: PublicKey) -> Bool {
+        state.withLock { state in
+            guard let address = state.byPeer[peer], let mapping = state.byAddress[address] else { return false }
+            state.byAddress[address] = mapping.with(key: key, revoked: false)
+            return true
+        }
+    }
+
+    /// Marks `peer`'s mapping withdrawn (its host was removed): no new connection goes through.
+    public func revoke(peer: DomainName) {
+        state.withLock { state in
+            guard let address = state.byPeer[peer], let mapping = state.byAddress[address] else { return }
+            state.byAddress[address] = mapping.with(key: mapping.key, revoked: true)
+        }
+    }
+
     /// Every mapping, for `kms-proxy status`.
     public var mappings: [Mapping] {
         state.withLock { Array($0.byAddress.values) }.sorted { $0.intercept.bytes.lexicographicallyPrecedes($1.intercept.bytes) }
@@ -126,6 +147,12 @@ extension Mapping {
     func with(liveConnections: Int) -> Mapping {
         Mapping(
             intercept: intercept, peer: peer, peerAddresses: peerAddresses, key: key, settings: settings,
-            expiresAt: expiresAt, liveConnections: liveConnections)
+            expiresAt: expiresAt, liveConnections: liveConnections, revoked: revoked)
+    }
+
+    func with(key: PublicKey, revoked: Bool) -> Mapping {
+        Mapping(
+            intercept: intercept, peer: peer, peerAddresses: peerAddresses, key: key, settings: settings,
+            expiresAt: expiresAt, liveConnections: liveConnections, revoked: revoked)
     }
 }

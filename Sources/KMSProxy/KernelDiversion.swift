@@ -67,9 +67,27 @@ final class KernelDiversion: Sendable {
     }
 
     /// The peer a diverted connection was headed for.
+    /// Puts `key` in force for `peer` (rotated), or with nil stops diverting its connections
+    /// anywhere but to a closed door (removed): its kernel elements stay until they time out,
+    /// so its TCP still reaches the tunnel listener, which finds no mapping and closes it.
+    func rekey(peer: DomainName, key: PublicKey?) {
+        peers.withLock { table in
+            for (address, entry) in table where entry.mapping.peer == peer {
+                if let key {
+                    table[address] = (entry.mapping.with(key: key, revoked: false), entry.kernelExpiry)
+                } else {
+                    table[address] = (entry.mapping.with(key: entry.mapping.key, revoked: true), entry.kernelExpiry)
+                }
+            }
+        }
+    }
+
+    /// Every live mapping (one per peer address).
+    var mappings: [Mapping] { peers.withLock { table in table.values.map(\.mapping) } }
+
     func mapping(for address: IPAddress, now: Double) -> Mapping? {
         peers.withLock { table in
-            guard let entry = table[address], entry.kernelExpiry > now else { return nil }
+            guard let entry = table[address], entry.kernelExpiry > now, !entry.mapping.revoked else { return nil }
             return entry.mapping
         }
     }

@@ -49,6 +49,7 @@ public struct InboundTable: Sendable {
 ///     cug            cug.conf                    # outbound Closed User Group table
 ///     pool           127.100.0.1 250             # intercept addresses: first, count
 ///     lifetime       300s                        # how long a mapping lives after a resolution
+///     key-refresh    60s                         # how often the keys of mapped peers are fetched again
 ///     ports          8080 5432                   # destination ports carried through tunnels (none: endpoint only)
 ///     intercept-bind wildcard                    # wildcard (0.0.0.0:PORT) or each (one socket per pool address)
 ///     tunnel-port    8443                        # where peers' receiving endpoints listen
@@ -81,6 +82,8 @@ public struct ProxyConfiguration: Sendable {
     public var forward: IPAddress
     public var control: String?
     public var timeout: Double
+    /// How often the keys behind live mappings are fetched again (`KeyWatch`).
+    public var keyRefresh: Double
     /// Where CUG verdicts come from: this proxy's `cug` table, or the home KMS's signed
     /// `kms1:cug` records (second embodiment).
     public var policy: PolicyMode
@@ -94,7 +97,7 @@ public struct ProxyConfiguration: Sendable {
 
     static let directives: Set<String> = [
         "dns", "upstream", "hierarchy-zone", "forward-zone", "resolver", "cache-size", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
-        "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port",
+        "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port", "key-refresh",
     ]
 
     public init(path: String) throws(ConfigError) {
@@ -237,6 +240,7 @@ public struct ProxyConfiguration: Sendable {
             file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
         }
         timeout = try file.one("timeout", required: false).map(file.duration) ?? 5
+        keyRefresh = try file.one("key-refresh", required: false).map(file.duration) ?? 60
     }
 }
 

@@ -22,11 +22,22 @@ public final class ProxyService: Sendable {
     private let endpoint: ReceivingEndpoint?
     private let client: DNSClient
     private let kernel: KernelDiversion?
+    let keyWatch: KeyWatch
+    private let refreshing: Task<Void, Never>
 
     private init(
         configuration: ProxyConfiguration, dnsProxy: DNSProxy, pool: InterceptPool, sessions: Sessions, channels: [any Channel],
-        dnsServer: DNSServer, endpointChannel: (any Channel)?, endpoint: ReceivingEndpoint?, client: DNSClient, kernel: KernelDiversion?
+        dnsServer: DNSServer, endpointChannel: (any Channel)?, endpoint: ReceivingEndpoint?, client: DNSClient, kernel: KernelDiversion?,
+        keyWatch: KeyWatch
     ) {
+        self.keyWatch = keyWatch
+        let interval = configuration.keyRefresh
+        refreshing = Task {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: .seconds(interval)) } catch { return }
+                _ = await keyWatch.pass()
+            }
+        }
         self.endpoint = endpoint
         self.kernel = kernel
         self.configuration = configuration
@@ -150,8 +161,13 @@ public final class ProxyService: Sendable {
         }
         return ProxyService(
             configuration: configuration, dnsProxy: dnsProxy, pool: pool, sessions: sessions, channels: channels, dnsServer: dnsServer,
-            endpointChannel: endpointChannel, endpoint: receivingEndpoint, client: client, kernel: kernel)
+            endpointChannel: endpointChannel, endpoint: receivingEndpoint, client: client, kernel: kernel,
+            keyWatch: KeyWatch(
+                pools: [pool] + (poolV6.map { [$0] } ?? []), kernel: kernel, fetchers: fetchers, sessions: sessions, logger: logger))
     }
+
+    /// One pass of `KeyWatch` now (what the `key-refresh` timer does).
+    func refreshKeys() async -> [KeyWatch.Change] { await keyWatch.pass() }
 
     /// What SIGHUP does: reads the configuration file again and puts its CUG table and inbound
     /// table in force. Live mappings and tunnels are kept. A file that no longer reads leaves
@@ -173,6 +189,7 @@ public final class ProxyService: Sendable {
 
     /// Stops serving; removes the kernel diversion table.
     public func stop() async {
+        refreshing.cancel()
         await dnsServer.close()
         for channel in channels { try? await channel.close() }
         kernel?.stop()

@@ -18,22 +18,41 @@ public struct Session: Codable, Sendable {
     public let started: Double
 }
 
-/// Live sessions, outgoing and incoming.
+/// Live sessions, outgoing and incoming, with the peer's verified key and the channels that
+/// carry them, so that a withdrawn key can close them (`KeyWatch`).
 final class Sessions: Sendable {
-    private let table = Mutex<(next: Int, live: [Int: Session])>((1, [:]))
+    private struct Live {
+        let session: Session
+        let peerName: DomainName
+        let key: PublicKey
+        let channels: [any Channel]
+    }
 
-    func open(direction: String, peer: String, local: String, cipher: String) -> Int {
+    private let table = Mutex<(next: Int, live: [Int: Live])>((1, [:]))
+
+    func open(
+        direction: String, peer: String, local: String, cipher: String, peerName: DomainName, key: PublicKey, channels: [any Channel]
+    ) -> Int {
         table.withLock { state in
             let id = state.next
             state.next += 1
-            state.live[id] = Session(id: id, direction: direction, peer: peer, local: local, cipher: cipher, started: Date().timeIntervalSince1970)
+            let session = Session(id: id, direction: direction, peer: peer, local: local, cipher: cipher, started: Date().timeIntervalSince1970)
+            state.live[id] = Live(session: session, peerName: peerName, key: key, channels: channels)
             return id
         }
     }
 
     func close(_ id: Int) { _ = table.withLock { $0.live.removeValue(forKey: id) } }
 
-    var all: [Session] { table.withLock { $0.live.values.sorted { $0.id < $1.id } } }
+    /// Closes every session with `peer` whose key is not `keep` (every one, with nil); returns
+    /// how many. Each session's relay then ends and removes it.
+    func close(peer: DomainName, keeping keep: PublicKey?) -> Int {
+        let doomed = table.withLock { state in state.live.values.filter { $0.peerName == peer && $0.key != keep } }
+        for channel in doomed.flatMap(\.channels) { channel.close(promise: nil) }
+        return doomed.count
+    }
+
+    var all: [Session] { table.withLock { $0.live.values.map(\.session).sorted { $0.id < $1.id } } }
 }
 
 /// The sending side: accepts the application's connections to intercept addresses, opens
@@ -156,7 +175,8 @@ final class TunnelSender: Sendable {
             metrics.opened.increment()
             let session = sessions.open(
                 direction: "out", peer: "\(mapping.peer) \(peerAddress):\(tunnelPort)", local: "\(ip):\(port)",
-                cipher: handshake.cipherSuite ?? "?")
+                cipher: handshake.cipherSuite ?? "?", peerName: mapping.peer, key: pinned,
+                channels: [application.channel, tunnel.channel.channel])
             defer { sessions.close(session) }
             logger.info("tunnel open", metadata: ["peer": "\(mapping.peer)", "intercept": "\(ip):\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
             try await application.executeThenClose { appIn, appOut in

@@ -283,6 +283,93 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         }
     }
 
+    /// Issue 11: host B's key is rotated while A has it cached at every level and a tunnel
+    /// pinned to it is open. A's key watch sees the new key, closes that tunnel (never letting a
+    /// byte through in clear), and the next connection is pinned to the new key: refused while
+    /// B's endpoint still shows the old one, carried once B shows the new one.
+    @Test func aRotatedPeerKeyClosesItsTunnelsAndTheNextIsPinnedToTheNewKey() async throws {
+        let setup = try await setUp()
+        var restartedB: ProxyService?
+        try await afterwards({
+            await restartedB?.stop()
+            await setup.shutdown()
+        }) {
+            let reply = try await setup.resolve("hostb.c.a.xx.")
+            guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+                Issue.record("no intercept address: \(reply.presentation)")
+                return
+            }
+            #expect(await setup.proxyA.refreshKeys().isEmpty)  // nothing changed yet
+            let application = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: intercept.description, port: setup.server.port) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            try await application.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                try await outbound.write(ByteBuffer(string: "one"))
+                var got = ""
+                while !got.hasSuffix("one"), let chunk = try await iterator.next() { got += String(buffer: chunk) }
+                #expect(got == "echo:one")
+
+                // The rotation, cached before at c.a.xx., a.xx. and b.a.xx.; the revocations sent.
+                let rotated = try PrivateKey(generating: .ed25519)
+                try setup.hierarchy.nodes["c.a.xx."]!.register(
+                    name: "hostb.c.a.xx.", key: rotated.publicKey, addresses: [IPAddress("127.0.0.12")!])
+                for zone in TestHierarchy.zones { await setup.hierarchy.nodes[zone]!.revocationsSent() }
+                #expect(await setup.proxyA.refreshKeys() == [.rotated("hostb.c.a.xx.", closed: 1)])
+                // The application sees its connection end (a guard closes it after 10 s, so a
+                // tunnel left open fails the test instead of hanging it).
+                final class Flag: Sendable { let fired = Mutex(false) }
+                let flag = Flag()
+                let channel = application.channel
+                let guardTimer = channel.eventLoop.scheduleTask(in: .seconds(10)) {
+                    flag.fired.withLock { $0 = true }
+                    channel.close(promise: nil)
+                }
+                let after = try? await iterator.next()
+                guardTimer.cancel()
+                #expect(after == nil && !flag.fired.withLock { $0 }, "the tunnel pinned to the old key stayed open")
+
+                // B's endpoint still shows the old key: the next connection is refused, in clear never.
+                let refused = (try? await exchange("two", host: intercept.description, port: setup.server.port)) ?? ""
+                #expect(refused.isEmpty)
+                #expect(setup.server.received.withLock { String(decoding: $0, as: UTF8.self) } == "one")
+
+                // B restarts with its new key (same endpoint): A's tunnel, pinned to it, carries.
+                let endpoint = setup.proxyB.endpointAddress!.port!
+                await setup.proxyB.stop()
+                try KeyFile.write(rotated, prefix: setup.hierarchy.keyPrefix("hostb.c.a.xx."), force: true)
+                let path = setup.hierarchy.directory.appendingPathComponent("proxy-b.conf").path
+                let text = try String(contentsOfFile: path, encoding: .utf8)
+                    .replacingOccurrences(of: "endpoint 127.0.0.12:0", with: "endpoint 127.0.0.12:\(endpoint)")
+                restartedB = try await ProxyService.start(
+                    try ProxyConfiguration(path: try setup.hierarchy.write(text, to: "proxy-b2.conf")), group: MultiThreadedEventLoopGroup.singleton,
+                    logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+                #expect(try await exchange("three", host: intercept.description, port: setup.server.port) == "echo:three")
+                #expect(setup.proxyA.status().mappings.first?.key == String(KeyField.encode(rotated.publicKey).prefix(32)) + "…")
+            }
+        }
+    }
+
+    /// A removed peer: its tunnels close and its intercept address takes no new connection.
+    @Test func aRemovedPeerLosesItsTunnels() async throws {
+        let setup = try await setUp()
+        try await afterwards({ await setup.shutdown() }) {
+            let reply = try await setup.resolve("hostb.c.a.xx.")
+            guard case .a(let bytes)? = reply.answers.first?.data, let intercept = IPAddress(bytes: bytes) else {
+                Issue.record("no intercept address: \(reply.presentation)")
+                return
+            }
+            #expect(try await exchange("before", host: intercept.description, port: setup.server.port) == "echo:before")
+            try setup.hierarchy.nodes["c.a.xx."]!.remove(name: "hostb.c.a.xx.")
+            for zone in TestHierarchy.zones { await setup.hierarchy.nodes[zone]!.revocationsSent() }
+            #expect(await setup.proxyA.refreshKeys() == [.revoked("hostb.c.a.xx.", closed: 0)])
+            let answer = (try? await exchange("after", host: intercept.description, port: setup.server.port)) ?? ""
+            #expect(answer.isEmpty)
+            #expect(setup.server.received.withLock { String(decoding: $0, as: UTF8.self) } == "before")
+        }
+    }
+
     @Test func aKeyThatCannotBeVerifiedFailsClosed() async throws {
         // Host A trusts only a.xx. under another key than a.xx.'s real one: nothing verifies.
         let setup = try await setUp(anchorsA: ["b.a.xx."])
