@@ -148,7 +148,7 @@ let package = Package(
         .executableTarget(
             name: "kms",
             dependencies: [
-                "KMSCrypto", "KMSProtocol", "KMSClient", "ControlSocket", "KMSSettings", "DNSTransport", "DNSWire",
+                "KMSCrypto", "KMSProtocol", "KMSClient", "ControlSocket", "KMSSettings", "DNSTransport", "DNSWire", "KMSNode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -79,6 +79,8 @@ public enum Control {
             return Response(ok: true, message: "flushed \(dropped) cached key\(dropped == 1 ? "" : "s")\(name.map { " of \($0)" } ?? "") in \(node.zone)")
         case "status":
             return Response(ok: true, message: "\(node.zone) serving", fields: node.status.map { [$0.0, $0.1] })
+        case "stats":
+            return Response(ok: true, message: "\(node.zone) counters since start", fields: node.stats.map { [$0.0, $0.1] })
         case "reload":
             return Response(ok: true, message: node.reload().joined(separator: "\n"))
         case "reload-policy":
@@ -93,7 +95,7 @@ public enum Control {
                 ok: true, message: "\(node.registeredHosts.count) hosts",
                 hosts: node.registeredHosts.map { "\($0.name) \(KeyField.encode($0.key)) \($0.addresses.map(\.description).joined(separator: " "))" })
         default:
-            return Response(ok: false, message: "unknown op '\(request.op)' (register, register-batch, remove, hosts, status, flush, reload, reload-policy)")
+            return Response(ok: false, message: "unknown op '\(request.op)' (register, register-batch, remove, hosts, status, stats, flush, reload, reload-policy)")
         }
     }
 

@@ -247,6 +247,14 @@ public final class KMSNode: Sendable {
         ]
     }
 
+    /// Counters since start, and the sizes a knotc user would look for (`kms ctl stats`).
+    public var stats: [(String, String)] {
+        metrics.all.map { ($0.name, "\($0.count)") } + [
+            ("log.size", "\(log.head.size)"), ("key-cache.entries", "\(cache.count)"), ("hosts", "\(registry.count)"),
+            ("upstream.in-flight", "\(spending.fetchesInFlight)"), ("uptime-seconds", "\(Self.now() - startedAt)"),
+        ]
+    }
+
     /// What SIGHUP (and the `reload` control op) does, as Unbound and Knot do on theirs: reads
     /// the policy database again (a broken file keeps the last good one), reads the registered
     /// hosts again from the store (the truth), and empties the key and reply caches, so the

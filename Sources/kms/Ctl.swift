@@ -1,6 +1,7 @@
 import ArgumentParser
 import ControlSocket
 import Foundation
+import KMSNode
 import KMSSettings
 import NIOPosix
 
@@ -10,23 +11,24 @@ import NIOPosix
 struct Ctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ctl",
-        abstract: "Control a running KMS node: status, hosts, remove, flush, reload.",
+        abstract: "Control a running KMS node: status, stats, hosts, remove, flush, reload, conf-check.",
         discussion: """
-            Talks to the node's local control socket (`control` in its configuration; by \\
-            default the database path plus `.control`), which only the node's user can open. \\
-            Registering is `kms register` (one host, or --file for many). To check a \\
-            configuration without starting it: `kmsd --check FILE`.
+            Talks to the node's local control socket (`control` in its configuration; by \
+            default the database path plus `.control`), which only the node's user can open. \
+            Registering is `kms register` (one host, or --file for many). To check a \
+            configuration without starting it: `kms ctl conf-check FILE` (or `kmsd --check FILE`).
 
             Examples (after `make run`):
               kms ctl status --node hierarchy/c.a.xx.conf
+              kms ctl stats --node hierarchy/xx.conf
               kms ctl hosts 'host*' --node hierarchy/c.a.xx.conf
               kms ctl remove hostc.c.a.xx. --node hierarchy/c.a.xx.conf
               kms ctl flush --all --node hierarchy/b.a.xx.conf
 
-            Exit codes: 0 done; 65 the node refused (the reason is printed); 69 the node cannot \\
+            Exit codes: 0 done; 65 the node refused (the reason is printed); 69 the node cannot \
             be reached; 78 configuration.
             """,
-        subcommands: [Status.self, Hosts.self, Remove.self, Flush.self, Reload.self])
+        subcommands: [Status.self, Stats.self, Hosts.self, Remove.self, Flush.self, Reload.self, ConfCheck.self])
 
     /// Where the node is, and how to print.
     struct Target: ParsableArguments {
@@ -86,6 +88,40 @@ struct Ctl: AsyncParsableCommand {
             for field in fields where field.count == 2 {
                 print("\(field[0].padding(toLength: width, withPad: " ", startingAt: 0))  \(field[1].isEmpty ? "-" : field[1])")
             }
+        }
+    }
+
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Counters since start: requests by kind, responses by code, cache, throttling, countersignatures, log size.")
+        @OptionGroup var target: Target
+
+        func run() async throws {
+            let response = await target.send(NodeControl.Request(op: "stats"))
+            guard !target.json else { return }
+            for field in response.fields ?? [] where field.count == 2 { print("\(field[0]) \(field[1])") }
+        }
+    }
+
+    struct ConfCheck: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "conf-check",
+            abstract: "Check node configuration files (every directive, key files, the TSIG key) without a node; as `kmsd --check`.")
+        @Argument(help: "Node configuration files.")
+        var files: [String]
+
+        func run() async throws {
+            var failed = false
+            for file in files {
+                do {
+                    let configuration = try NodeConfiguration(path: file)
+                    print("\(file): ok (zone \(configuration.zone), listen \(configuration.listen), \(configuration.hosts.count) host lines)")
+                } catch {
+                    FileHandle.standardError.write(Data("kms ctl: \(error)\n".utf8))
+                    failed = true
+                }
+            }
+            if failed { Foundation.exit(78) }
         }
     }
 

@@ -15,15 +15,15 @@ struct Monitor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Watch signers' transparency logs for keys countersigned for your names.",
         discussion: """
-            Each round, for every --log: reads the signer's signed tree head, checks it \\
-            extends the head seen last time (a consistency proof; kept in --state), reads \\
-            every entry appended since and checks they make the signed root. Every entry for \\
-            a watched NAME is printed: which key the signer vouched for, and when. With \\
+            Each round, for every --log: reads the signer's signed tree head, checks it \
+            extends the head seen last time (a consistency proof; kept in --state), reads \
+            every entry appended since and checks they make the signed root. Every entry for \
+            a watched NAME is printed: which key the signer vouched for, and when. With \
             --expect NAME=KEY, any other key is an alert.
 
-            Then each NAME is fetched through the hierarchy with --audit: a countersignature \\
-            that is served but is not in the signer's log (a forgery made with the signer's \\
-            key outside its log) is an alert, and so is a proof whose tree head is not the \\
+            Then each NAME is fetched through the hierarchy with --audit: a countersignature \
+            that is served but is not in the signer's log (a forgery made with the signer's \
+            key outside its log) is an alert, and so is a proof whose tree head is not the \
             same tree as the log's.
 
             Examples (after `make run`):
@@ -31,9 +31,9 @@ struct Monitor: AsyncParsableCommand {
               kms monitor hostb.c.a.xx. --host hierarchy/hosta.conf --log xx.=127.0.0.1:5301 \\
                   --expect hostb.c.a.xx.=hierarchy/keys/hostb.c.a.xx.pub.pem --state run/monitor.json
 
-            Exit codes (with --once; the loop keeps going and prints): 0 nothing wrong; \\
-            1 alert (an unexpected key, or a countersignature outside the log); 2 a log \\
-            misbehaved (bad head signature, fork, rewritten entries); 3 a log or the \\
+            Exit codes (with --once; the loop keeps going and prints): 0 nothing wrong; \
+            1 alert (an unexpected key, or a countersignature outside the log); 2 a log \
+            misbehaved (bad head signature, fork, rewritten entries); 3 a log or the \
             hierarchy could not be reached; 64 usage; 78 configuration.
             """)
 

@@ -13,17 +13,17 @@ struct Rotate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replace this host's key with a new one, at its home KMS, by itself.",
         discussion: """
-            Generates a new key, keeps it beside the current one (PREFIX.next.pem), and sends \\
-            the home KMS a DNS UPDATE carrying a kms1:rotate record signed by the current key \\
-            with the new key's proof of possession (docs/PROTOCOL.md, "Rotation"). Only when \\
-            the KMS acknowledges (after storing the new key durably) are the key files swapped, \\
-            each by an atomic rename. If the acknowledgement is lost, run it again: the waiting \\
+            Generates a new key, keeps it beside the current one (PREFIX.next.pem), and sends \
+            the home KMS a DNS UPDATE carrying a kms1:rotate record signed by the current key \
+            with the new key's proof of possession (docs/PROTOCOL.md, "Rotation"). Only when \
+            the KMS acknowledges (after storing the new key durably) are the key files swapped, \
+            each by an atomic rename. If the acknowledgement is lost, run it again: the waiting \
             key is reused, and if the KMS already has it the files are swapped.
 
             Example (after `make run`):
               kms rotate --host hierarchy/hosta.conf
 
-            Exit codes: 0 rotated; 65 the KMS refused (the reason is printed; nothing \\
+            Exit codes: 0 rotated; 65 the KMS refused (the reason is printed; nothing \
             changed); 69 the KMS cannot be reached (nothing changed); 78 configuration.
             """)
 

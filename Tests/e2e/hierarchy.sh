@@ -148,6 +148,20 @@ check "removing it again says it is not registered (exit 65)" \
 check "kms ctl flush --all empties the key cache" \
   bash -c "'$BIN/kms' ctl flush --all --node '$WORK/hierarchy/b.a.xx.conf' | grep -q '^flushed [0-9]* cached key'"
 check "kmsd --check accepts the example configuration" "$BIN/kmsd" --check "$WORK/hierarchy/c.a.xx.conf"
+check "kms ctl conf-check accepts it too" "$BIN/kms" ctl conf-check "$WORK/hierarchy/c.a.xx.conf"
+conf_check_names_the_line() {
+  local out
+  printf 'zone c.a.xx.\nlisten 127.0.0.1:notaport\n' > "$WORK/broken.conf"
+  out=$("$BIN/kms" ctl conf-check "$WORK/broken.conf" 2>&1)
+  [ $? -eq 78 ] && grep -q "broken.conf:2: listen" <<<"$out" || { echo "$out"; return 1; }
+}
+check "kms ctl conf-check names the file, line and directive of an error (exit 78)" conf_check_names_the_line
+stats_count() {
+  local out
+  out=$("$BIN/kms" ctl stats --node "$WORK/hierarchy/xx.conf") || return 1
+  grep -Eq '^countersignatures.issued [1-9]' <<<"$out" && grep -Eq '^log.size [1-9]' <<<"$out" && grep -Eq '^requests.sigreq [1-9]' <<<"$out"
+}
+check "kms ctl stats shows xx.'s counters (sigreqs, countersignatures issued, log size)" stats_count
 
 # A host rotates its own key (DNS UPDATE signed by the current key, proof by the new one).
 old_a=$(openssl pkey -in "$WORK/hierarchy/keys/hosta.b.a.xx.pem" -pubout -outform DER | base64 -w0)
