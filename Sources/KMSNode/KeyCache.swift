@@ -4,8 +4,9 @@ import KMSProtocol
 import Synchronization
 
 /// Countersigned keys by (target, signer), with the time they were stored: the patent's
-/// figure 3 table, in memory. An entry lives until its `not-after` or the maximum age,
-/// whichever comes first.
+/// figure 3 table, in memory. An entry lives until half its validity has passed or the
+/// maximum age, whichever comes first: past half-life it is fetched (and so re-issued by the
+/// signer) again, so no KMS hands on a countersignature near its `not-after`.
 final class KeyCache: Sendable {
     struct Key: Hashable {
         let target: DomainName
@@ -43,9 +44,10 @@ final class KeyCache: Sendable {
     }
 
     func store(_ countersignature: Countersignature, proof: InclusionProof? = nil, at now: UnixTime) {
+        let c = countersignature
         let entry = Entry(
-            countersignature: countersignature, proof: proof, storedAt: now,
-            expiresAt: min(countersignature.notAfter, now + maximumAge))
+            countersignature: c, proof: proof, storedAt: now,
+            expiresAt: min(c.notBefore + (c.notAfter - c.notBefore) / 2, now + maximumAge))
         guard entry.expiresAt > now else { return }
         entries.withLock { table in
             // Full: forget what expired, and if that was not enough, half of the rest, so the

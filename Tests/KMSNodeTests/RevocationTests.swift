@@ -64,6 +64,31 @@ import Testing
         }
     }
 
+    /// Automatic renewal: a key past half its validity is fetched again (and re-issued by the
+    /// signer) instead of being used from a cache, so nothing is used near its not-after.
+    @Test func keysPastHalfTheirValidityAreRenewed() async throws {
+        // xx. vouches for 60 s past the 300 s replay window: past half-life from the start.
+        let hierarchy = try await TestHierarchy(extra: ["xx.": "countersig-validity 60s"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let log = LogMonitor(
+                signer: .init(name: "xx.", key: hierarchy.keys["xx."]!.publicKey), server: hierarchy.servers["xx."]!.address,
+                client: hierarchy.client)
+            let fetcher = try fetcherA(hierarchy, revalidate: 300)
+            #expect(try await !fetcher.fetch("hostb.c.a.xx.").fromCache)
+            let issued = try await log.head().size
+            // Well within revalidate, yet asked again, and no KMS cache answered: xx. issued anew.
+            #expect(try await !fetcher.fetch("hostb.c.a.xx.").fromCache)
+            #expect(try await log.head().size > issued)
+        }
+        // With a day's validity the same second fetch is the host cache's.
+        let normal = try await TestHierarchy()
+        try await afterwards({ await normal.shutdown() }) {
+            let fetcher = try fetcherA(normal, revalidate: 300)
+            _ = try await fetcher.fetch("hostb.c.a.xx.")
+            #expect(try await fetcher.fetch("hostb.c.a.xx.").fromCache)
+        }
+    }
+
     @Test func onlyANeighbourMayRevoke() async throws {
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {
