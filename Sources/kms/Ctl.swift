@@ -15,7 +15,7 @@ struct Ctl: AsyncParsableCommand {
         discussion: """
             Talks to the node's local control socket (`control` in its configuration; by \
             default the database path plus `.control`), which only the node's user can open. \
-            Registering is `kms register` (one host, or --file for many). To check a \
+            Registering is `kms ctl register` (= `kms register`; one host, or --file for many). To check a \
             configuration without starting it: `kms ctl conf-check FILE` (or `kmsd --check FILE`).
 
             Examples (after `make run`):
@@ -28,7 +28,7 @@ struct Ctl: AsyncParsableCommand {
             Exit codes: 0 done; 65 the node refused (the reason is printed); 69 the node cannot \
             be reached; 78 configuration.
             """,
-        subcommands: [Status.self, Stats.self, Hosts.self, Remove.self, Flush.self, Reload.self, ConfCheck.self])
+        subcommands: [Status.self, Stats.self, Hosts.self, Register.self, Remove.self, Flush.self, Reload.self, ConfCheck.self])
 
     /// Where the node is, and how to print.
     struct Target: ParsableArguments {

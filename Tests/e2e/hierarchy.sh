@@ -148,6 +148,12 @@ check "removing it again says it is not registered (exit 65)" \
 check "kms ctl flush --all empties the key cache" \
   bash -c "'$BIN/kms' ctl flush --all --node '$WORK/hierarchy/b.a.xx.conf' | grep -q '^flushed [0-9]* cached key'"
 check "kmsd --check accepts the example configuration" "$BIN/kmsd" --check "$WORK/hierarchy/c.a.xx.conf"
+ctl_register() {
+  "$BIN/kms" keygen --out "$WORK/hostz" >/dev/null &&
+  "$BIN/kms" ctl register hostz.b.a.xx. --key "$WORK/hostz.pub.pem" --address 127.0.0.26 --node "$WORK/hierarchy/b.a.xx.conf" | grep -q "registered hostz.b.a.xx." &&
+  test "$(dig +short -p 15303 @127.0.0.1 A hostz.b.a.xx.)" = "127.0.0.26"
+}
+check "kms ctl register registers, as kms register does" ctl_register
 check "kms ctl conf-check accepts it too" "$BIN/kms" ctl conf-check "$WORK/hierarchy/c.a.xx.conf"
 conf_check_names_the_line() {
   local out
