@@ -140,7 +140,7 @@ extension KMSNode {
         hops.note("anonymous query from \(client) for \(name), signer \(configuration.defaultSigner)")
         let step = resolveKey(
             target: name.lowercased, signer: configuration.defaultSigner, ip: client, route: route, hops: hops,
-            wait: upstream.wait(for: request))
+            wait: upstream.wait(for: request), audit: AuditRequest.isRequested(by: request.message))
         return keyReply(step, to: request, nonce: .empty, extra: ordinary)
     }
 

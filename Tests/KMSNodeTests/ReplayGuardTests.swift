@@ -90,20 +90,22 @@ import Testing
 }
 
 @Suite struct KeyCacheTests {
-    @Test func entriesLiveUntilNotAfterOrMaximumAge() throws {
+    @Test func entriesLiveUntilHalfTheirValidityOrMaximumAge() throws {
         let key = try KMSCrypto.PrivateKey(generating: .ed25519)
         let countersignature = try Countersignature.issue(
             target: "h.xx.", key: key.publicKey, signer: "xx.", signerKey: key, notBefore: 100, notAfter: 1000)
         let cache = KeyCache(maximumAge: 300)
+        cache.store(countersignature, at: 110)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 409) != nil)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 410) == nil)  // maximum age
+        cache.store(countersignature, at: 400)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 549) != nil)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 550) == nil)  // half of 100...1000: renew
+        cache.store(countersignature, at: 600)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 601) == nil)  // past half-life: not kept
         cache.store(countersignature, at: 200)
-        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 499) != nil)
-        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 500) == nil)  // maximum age
-        cache.store(countersignature, at: 800)
-        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 999) != nil)
-        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 1000) == nil)  // not-after
-        cache.store(countersignature, at: 900)
         cache.purge(target: "h.xx.")
-        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 901) == nil)
+        #expect(cache.lookup(target: "h.xx.", signer: "xx.", now: 201) == nil)
     }
 
     /// A full cache of live entries makes room for half its size at once, so a flood of new

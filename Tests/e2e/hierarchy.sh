@@ -196,6 +196,8 @@ monitor_alerts() {
 check "kms monitor --expect with another key raises an alert (exit 1)" monitor_alerts
 head_by_dig() { dig +short +tcp -p 15301 @127.0.0.1 TXT _head._kms1log.xx. | grep -q '"kms1-head" "signer=xx."'; }
 check "dig reads xx.'s signed tree head" head_by_dig
+proof_by_dig() { dig +tcp +ednsopt=65004 -p 15303 @127.0.0.1 TXT hostb.c.a.xx. | grep -q '"kms1-proof" "signer=xx." "index='; }
+check "dig with EDNS option 65004 gets the inclusion proof beside the answer" proof_by_dig
 
 # A crash right after an acknowledged registration loses nothing.
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
