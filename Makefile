@@ -46,6 +46,7 @@ test: deps demo-keys
 	Tests/e2e/proxy-netns.sh
 	Tests/e2e/kernel-netns.sh
 	Tests/e2e/dualstack-netns.sh
+	Tests/e2e/ipv6-proxy-netns.sh
 	Tests/e2e/nodes-netns.sh
 
 run: build

@@ -113,7 +113,7 @@ public final class ProxyService: Sendable {
                     responder: ResponderBox(dnsProxy))
             }
             let sender = TunnelSender(
-                destination: .intercept(pool), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
+                destination: .intercept([pool] + (poolV6.map { [$0] } ?? [])), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
                 sessions: sessions, logger: logger)
             if let kernel {
                 let diverted = TunnelSender(

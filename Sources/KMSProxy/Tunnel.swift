@@ -60,8 +60,9 @@ final class Sessions: Sendable {
 final class TunnelSender: Sendable {
     /// How an accepted connection says which peer it is for.
     enum Destination: Sendable {
-        /// The accepted socket's local address is an intercept address (first and third embodiments).
-        case intercept(InterceptPool)
+        /// The accepted socket's local address is an intercept address of one of the pools
+        /// (IPv4 and IPv6; first and third embodiments).
+        case intercept([InterceptPool])
         /// The kernel redirected it; SO_ORIGINAL_DST holds the peer's real address (first embodiment, kernel).
         case original(KernelDiversion)
     }
@@ -87,9 +88,25 @@ final class TunnelSender: Sendable {
     }
 
     /// Listens on `host:port` and serves connections until the returned channel is closed.
+    ///
+    /// An IPv6 wildcard (`::`) listens with IPV6_V6ONLY, so it coexists with `0.0.0.0` on the
+    /// same port. Every socket is bound with IP_FREEBIND / IPV6_FREEBIND, so `intercept-bind
+    /// each` needs no pool address assigned to an interface: a local route for the pool's
+    /// prefix (`ip route add local 10.99.0.0/24 dev lo`, `ip -6 route add local fd00:99::/120
+    /// dev lo`) is enough to receive on them.
     func listen(host: String, port: Int, group: any EventLoopGroup) async throws -> any Channel {
-        let server = try await ServerBootstrap(group: group)
+        let isIPv6 = host.contains(":")
+        let freebind = isIPv6
+            ? ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IPV6)), name: .init(rawValue: Self.ipv6FreeBind))
+            : ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)), name: .init(rawValue: Self.ipFreeBind))
+        var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(freebind, value: 1)
+        if isIPv6 {
+            bootstrap = bootstrap.serverChannelOption(
+                ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IPV6)), name: .ipv6_v6only), value: 1)
+        }
+        let server = try await bootstrap
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .bind(to: try SocketAddress(ipAddress: host, port: port)) { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -114,9 +131,9 @@ final class TunnelSender: Sendable {
     private func resolveDestination(_ channel: any Channel) async -> (IPAddress, Int, Mapping)? {
         let now = Date().timeIntervalSince1970
         switch destination {
-        case .intercept(let pool):
+        case .intercept(let pools):
             guard let local = channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port,
-                let mapping = pool.open(ip, now: now)
+                let mapping = pools.lazy.compactMap({ $0.open(ip, now: now) }).first
             else { return nil }
             return (ip, port, mapping)
         case .original(let kernel):
@@ -132,8 +149,11 @@ final class TunnelSender: Sendable {
         }
     }
 
-    /// SO_ORIGINAL_DST, from <linux/netfilter_ipv4.h>.
+    /// SO_ORIGINAL_DST, from <linux/netfilter_ipv4.h> (IP6T_SO_ORIGINAL_DST has the same number).
     static let soOriginalDestination: Int32 = 80
+    /// IP_FREEBIND and IPV6_FREEBIND, from <linux/in.h> and <linux/in6.h>.
+    static let ipFreeBind: CInt = 15
+    static let ipv6FreeBind: CInt = 78
 
     private func carry(_ application: NIOAsyncChannel<ByteBuffer, ByteBuffer>, group: any EventLoop) async {
         guard let (ip, port, mapping) = await resolveDestination(application.channel) else {
@@ -141,7 +161,7 @@ final class TunnelSender: Sendable {
             try? await application.channel.close()
             return
         }
-        defer { if case .intercept(let pool) = destination { pool.close(ip) } }
+        defer { if case .intercept(let pools) = destination { for pool in pools { pool.close(ip) } } }
         guard let peerAddress = mapping.peerAddresses.first,
             let context = contexts[mapping.settings.identity]?[mapping.settings.cipher]
         else {
