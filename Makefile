@@ -9,7 +9,7 @@
 # Build: the C libraries. Tests also drive the real tools: openssl (key files), dig, kdig and
 # drill (three DNS libraries that are not ours), and a stock NSD (the proxy as a host's only
 # resolver).
-DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev pkg-config openssl bind9-dnsutils \
+DEBIAN_PACKAGES := libldns-dev libssl-dev libsqlite3-dev libnftables-dev pkg-config openssl bind9-dnsutils \
                    iproute2 tcpdump curl nftables nsd knot-dnsutils ldnsutils
 SWIFT ?= swift
 

@@ -44,6 +44,9 @@ let package = Package(
             name: "CLDNS", pkgConfig: "ldns",
             providers: [.apt(["libldns-dev"])]),
         .systemLibrary(
+            name: "CNFTables", pkgConfig: "libnftables",
+            providers: [.apt(["libnftables-dev"])]),
+        .systemLibrary(
             name: "COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
         .target(
@@ -121,7 +124,7 @@ let package = Package(
             name: "KMSProxy",
             dependencies: [
                 "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "TLSTransport",
-                "ControlSocket", "MetricsHTTP",
+                "ControlSocket", "MetricsHTTP", "CNFTables",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

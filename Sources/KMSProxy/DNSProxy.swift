@@ -165,20 +165,32 @@ public final class DNSProxy: DNSResponder {
         return answer
     }
 
-    /// First embodiment: the application gets the real address; the kernel diverts TCP to it
-    /// into the tunnel. IPv6 is not diverted, so AAAA answers for such peers are withheld.
+    /// First embodiment: the application gets the real address (A and AAAA); the kernel diverts
+    /// TCP to it, IPv4 or IPv6, into the tunnel.
     /// `nft` runs as a process that is waited for: on NIO's blocking-work thread pool, never on
     /// an event loop or a cooperative thread.
     private func divert(_ query: DNSMessage, row: CUGTable.Row, answer: DNSMessage, addresses: [IPAddress], key: FetchResult) async -> DNSMessage {
         guard let kernel else { return refuse(query, row, "kernel diversion is not enabled (divert-port)") }
         let question = query.question!
         var answer = answer
-        answer.answers.removeAll { $0.type == .aaaa }
         answer.additionals.removeAll { $0.type == .a || $0.type == .aaaa || $0.type == .txt }
-        guard question.type == .a, !addresses.isEmpty else { return answer }
+        guard !addresses.isEmpty else { return answer }
+        // The peer's addresses of the other family are diverted too, so that no connection to
+        // it leaves in clear, whichever address the application uses (a literal included).
+        var other = DNSMessage.query(id: 0, name: question.name, type: question.type == .a ? .aaaa : .a)
+        other.header.recursionDesired = true
+        var diverted = addresses
+        if case .success(let reply) = await ask(forwarding.route(question.name), other), reply.rcode == .noError {
+            diverted += reply.answers.compactMap { record -> IPAddress? in
+                switch record.data {
+                case .a(let bytes), .aaaa(let bytes): IPAddress(bytes: bytes)
+                default: nil
+                }
+            }
+        }
         let now = Date().timeIntervalSince1970
         let mapping = Mapping(
-            intercept: addresses[0], peer: question.name.lowercased, peerAddresses: addresses, key: key.key, settings: row.settings,
+            intercept: addresses[0], peer: question.name.lowercased, peerAddresses: diverted, key: key.key, settings: row.settings,
             expiresAt: now + pool.lifetime, liveConnections: 0)
         let lifetime = pool.lifetime
         do { try await NIOThreadPool.singleton.runIfActive { try kernel.divert(mapping, lifetime: lifetime, now: now) } } catch {

@@ -1,15 +1,20 @@
+import CNFTables
 import DNSWire
 import Foundation
 import KMSCrypto
 import Synchronization
 
 /// The first embodiment: the application gets the peer's real address, and the kernel diverts
-/// TCP to it into the local tunnel. An nftables table holds a set of peer addresses whose
-/// elements time out; a NAT rule (output hook for this host's own applications, prerouting for
-/// machines using it as their router) redirects TCP for those addresses and the configured
-/// ports to `divertPort`, where the tunnel reads the original destination (SO_ORIGINAL_DST).
+/// TCP to it into the local tunnel. An nftables table of the `inet` family holds two sets of
+/// peer addresses, IPv4 and IPv6, whose elements time out; NAT rules (output hook for this
+/// host's own applications, prerouting for machines using it as their router) redirect TCP for
+/// those addresses and the configured ports to `divertPort`, where the tunnel reads the
+/// original destination (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST).
 ///
-/// The table is created at start and deleted on a clean exit. IPv4 only.
+/// It talks to nftables through libnftables, the library `nft` itself is built on: one context,
+/// used under a lock, one transaction per change, no process per peer. Callers run it off the
+/// event loops (NIO's blocking-work pool). The table is created at start and deleted on a clean
+/// exit.
 final class KernelDiversion: Sendable {
     static let table = "countersign"
 
@@ -17,56 +22,64 @@ final class KernelDiversion: Sendable {
     let divertPort: Int
     /// Peers by real address, with when their kernel element expires.
     private let peers = Mutex<[IPAddress: (mapping: Mapping, kernelExpiry: Double)]>([:])
+    private let nft: NFTables
 
-    private init(ports: [Int], divertPort: Int) {
+    private init(ports: [Int], divertPort: Int, nft: NFTables) {
         self.ports = ports
         self.divertPort = divertPort
+        self.nft = nft
     }
 
     static func start(ports: [Int], divertPort: Int) throws -> KernelDiversion {
+        let nft = try NFTables()
         let portSet = ports.map(String.init).joined(separator: ", ")
-        try nft("""
-            table ip \(table) {}
-            delete table ip \(table)
-            table ip \(table) {
-                set peers { type ipv4_addr; flags timeout; }
+        let rules = """
+                ip daddr @peers4 tcp dport { \(portSet) } redirect to :\(divertPort)
+                ip6 daddr @peers6 tcp dport { \(portSet) } redirect to :\(divertPort)
+            """
+        try nft.run("""
+            table inet \(table) {}
+            delete table inet \(table)
+            table inet \(table) {
+                set peers4 { type ipv4_addr; flags timeout; }
+                set peers6 { type ipv6_addr; flags timeout; }
                 chain output {
                     type nat hook output priority -100; policy accept;
-                    ip daddr @peers tcp dport { \(portSet) } redirect to :\(divertPort)
+            \(rules)
                 }
                 chain prerouting {
                     type nat hook prerouting priority -100; policy accept;
-                    ip daddr @peers tcp dport { \(portSet) } redirect to :\(divertPort)
+            \(rules)
                 }
             }
             """)
-        return KernelDiversion(ports: ports, divertPort: divertPort)
+        return KernelDiversion(ports: ports, divertPort: divertPort, nft: nft)
     }
 
-    /// Diverts `mapping.peerAddresses` (IPv4) for the mapping's life. The kernel element lives
-    /// twice as long, and is renewed (atomically: delete and add in one nft transaction) once
-    /// less than one lifetime is left, so an answer's TTL never outlives its diversion.
+    /// Diverts `mapping.peerAddresses` (both families) for the mapping's life. The kernel
+    /// element lives twice as long, and is renewed (atomically: delete and add in one nft
+    /// transaction) once less than one lifetime is left, so an answer's TTL never outlives its
+    /// diversion.
     func divert(_ mapping: Mapping, lifetime: Double, now: Double) throws {
         var script: [String] = []
-        let addresses = mapping.peerAddresses.filter { !$0.isIPv6 }
         peers.withLock { table in
-            for address in addresses {
+            for address in mapping.peerAddresses {
+                let set = address.isIPv6 ? "peers6" : "peers4"
                 let existing = table[address]
                 if let existing, existing.kernelExpiry - now > lifetime {
                     table[address] = (mapping, existing.kernelExpiry)
                     continue
                 }
                 if let existing, existing.kernelExpiry - now > 2 {
-                    script.append("delete element ip \(Self.table) peers { \(address) }")
+                    script.append("delete element inet \(Self.table) \(set) { \(address) }")
                 }
-                script.append("add element ip \(Self.table) peers { \(address) timeout \(Int(2 * lifetime))s }")
+                script.append("add element inet \(Self.table) \(set) { \(address) timeout \(Int(2 * lifetime))s }")
                 table[address] = (mapping, now + 2 * lifetime)
             }
         }
-        if !script.isEmpty { try Self.nft(script.joined(separator: "\n")) }
+        if !script.isEmpty { try nft.run(script.joined(separator: "\n")) }
     }
 
-    /// The peer a diverted connection was headed for.
     /// Puts `key` in force for `peer` (rotated), or with nil stops diverting its connections
     /// anywhere but to a closed door (removed): its kernel elements stay until they time out,
     /// so its TCP still reaches the tunnel listener, which finds no mapping and closes it.
@@ -85,6 +98,7 @@ final class KernelDiversion: Sendable {
     /// Every live mapping (one per peer address).
     var mappings: [Mapping] { peers.withLock { table in table.values.map(\.mapping) } }
 
+    /// The peer a diverted connection was headed for.
     func mapping(for address: IPAddress, now: Double) -> Mapping? {
         peers.withLock { table in
             guard let entry = table[address], entry.kernelExpiry > now, !entry.mapping.revoked else { return nil }
@@ -94,34 +108,38 @@ final class KernelDiversion: Sendable {
 
     /// Removes the table (clean exit).
     func stop() {
-        try? Self.nft("delete table ip \(Self.table)")
+        try? nft.run("delete table inet \(Self.table)")
+    }
+}
+
+/// One libnftables context. The library keeps per-context state, so calls are serialised.
+final class NFTables: Sendable {
+    private let context: Mutex<OpaquePointer>
+
+    init() throws {
+        guard let context = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
+            throw DiversionError(reason: "libnftables could not make a context")
+        }
+        nft_ctx_buffer_output(context)
+        nft_ctx_buffer_error(context)
+        self.context = Mutex(context)
     }
 
-    /// Runs one nft transaction (all lines apply, or none).
-    static func nft(_ script: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/sbin/nft")
-        process.arguments = ["-f", "-"]
-        let input = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        do { try process.run() } catch {
-            throw DiversionError(reason: "cannot run nft (install nftables): \(error.localizedDescription)")
-        }
-        input.fileHandleForWriting.write(Data(script.utf8))
-        try? input.fileHandleForWriting.close()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            let text = String(decoding: message, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "exit \(process.terminationStatus)"
-            throw DiversionError(reason: "nft refused (kernel diversion needs root and nf_tables): \(text)")
-        }
-    }
+    deinit { context.withLock { nft_ctx_free($0) } }
 
-    struct DiversionError: Error, CustomStringConvertible {
-        let reason: String
-        var description: String { reason }
+    /// Runs one nft script as one transaction (every line applies, or none).
+    func run(_ script: String) throws {
+        try context.withLock { context in
+            guard nft_run_cmd_from_buffer(context, script) == 0 else {
+                let message = nft_ctx_get_error_buffer(context).map { String(cString: $0) } ?? ""
+                let first = message.split(separator: "\n").first.map(String.init) ?? "it failed"
+                throw DiversionError(reason: "nftables refused (kernel diversion needs root and nf_tables): \(first)")
+            }
+        }
     }
+}
+
+struct DiversionError: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { reason }
 }

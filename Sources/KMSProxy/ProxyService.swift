@@ -64,7 +64,7 @@ public final class ProxyService: Sendable {
         lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
         if let endpoint = configuration.endpoint { lines.append("endpoint   \(endpoint) (TLS 1.3, client key checked with the KMS hierarchy)") }
         if let divertPort = configuration.divertPort {
-            lines.append("kernel     nftables table ip \(KernelDiversion.table): peers' TCP to ports \(configuration.ports.map(String.init).joined(separator: " ")) -> :\(divertPort)")
+            lines.append("kernel     nftables table inet \(KernelDiversion.table) (libnftables): peers' TCP, IPv4 and IPv6, to ports \(configuration.ports.map(String.init).joined(separator: " ")) -> :\(divertPort)")
         }
         if let control = configuration.control { lines.append("status     kms-proxy status --control \(control)") }
         return lines
@@ -119,9 +119,11 @@ public final class ProxyService: Sendable {
                 let diverted = TunnelSender(
                     destination: .original(kernel), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
                     sessions: sessions, logger: logger)
-                channels.append(try await configuration.starting("divert-port", binding: ("0.0.0.0", kernel.divertPort)) {
-                    try await diverted.listen(host: "0.0.0.0", port: kernel.divertPort, group: group)
-                })
+                for host in ["0.0.0.0", "::"] {
+                    channels.append(try await configuration.starting("divert-port", binding: (host, kernel.divertPort)) {
+                        try await diverted.listen(host: host, port: kernel.divertPort, group: group)
+                    })
+                }
             }
             let hosts: [String]
             switch configuration.interceptBind {

@@ -127,25 +127,36 @@ final class TunnelSender: Sendable {
         return listener
     }
 
-    /// Which peer (and port) an accepted connection is for.
-    private func resolveDestination(_ channel: any Channel) async -> (IPAddress, Int, Mapping)? {
+    /// Which peer an accepted connection is for: the address and port the application dialled,
+    /// its mapping, and where to open the tunnel (an intercept's peer's first address; for a
+    /// diverted connection, the very address the application dialled, of its family).
+    private func resolveDestination(_ channel: any Channel) async -> (IPAddress, Int, Mapping, peer: IPAddress)? {
         let now = Date().timeIntervalSince1970
         switch destination {
         case .intercept(let pools):
             guard let local = channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port,
-                let mapping = pools.lazy.compactMap({ $0.open(ip, now: now) }).first
+                let mapping = pools.lazy.compactMap({ $0.open(ip, now: now) }).first, let peer = mapping.peerAddresses.first
             else { return nil }
-            return (ip, port, mapping)
+            return (ip, port, mapping, peer)
         case .original(let kernel):
-            guard let provider = channel as? any SocketOptionProvider,
-                let original: sockaddr_in = try? await provider.unsafeGetSocketOption(
+            guard let provider = channel as? any SocketOptionProvider, let local = channel.localAddress else { return nil }
+            let ip: IPAddress
+            let port: Int
+            if case .v6 = local {
+                guard let original: sockaddr_in6 = try? await provider.unsafeGetSocketOption(
+                    level: SocketOptionLevel(IPPROTO_IPV6), name: SocketOptionName(Self.soOriginalDestination)
+                ).get() else { return nil }
+                ip = IPAddress(bytes: withUnsafeBytes(of: original.sin6_addr) { Array($0) })!
+                port = Int(UInt16(bigEndian: original.sin6_port))
+            } else {
+                guard let original: sockaddr_in = try? await provider.unsafeGetSocketOption(
                     level: SocketOptionLevel(SOL_IP), name: SocketOptionName(Self.soOriginalDestination)
-                ).get()
-            else { return nil }
-            let ip = IPAddress(bytes: withUnsafeBytes(of: original.sin_addr) { Array($0) })!
-            let port = Int(UInt16(bigEndian: original.sin_port))
+                ).get() else { return nil }
+                ip = IPAddress(bytes: withUnsafeBytes(of: original.sin_addr) { Array($0) })!
+                port = Int(UInt16(bigEndian: original.sin_port))
+            }
             guard let mapping = kernel.mapping(for: ip, now: now) else { return nil }
-            return (ip, port, mapping)
+            return (ip, port, mapping, ip)
         }
     }
 
@@ -156,15 +167,13 @@ final class TunnelSender: Sendable {
     static let ipv6FreeBind: CInt = 78
 
     private func carry(_ application: NIOAsyncChannel<ByteBuffer, ByteBuffer>, group: any EventLoop) async {
-        guard let (ip, port, mapping) = await resolveDestination(application.channel) else {
+        guard let (ip, port, mapping, peerAddress) = await resolveDestination(application.channel) else {
             logger.notice("closed a connection to an address that maps to no peer", metadata: ["local": "\(application.channel.localAddress.map { "\($0)" } ?? "-")"])
             try? await application.channel.close()
             return
         }
         defer { if case .intercept(let pools) = destination { for pool in pools { pool.close(ip) } } }
-        guard let peerAddress = mapping.peerAddresses.first,
-            let context = contexts[mapping.settings.identity]?[mapping.settings.cipher]
-        else {
+        guard let context = contexts[mapping.settings.identity]?[mapping.settings.cipher] else {
             try? await application.channel.close()
             return
         }

@@ -12,6 +12,9 @@
 # 2. An unmodified curl to host B's REAL address travels encrypted (kernel diversion into the
 #    TLS tunnel), while traffic to host D is left untouched; captures between router and server
 #    show both. The nftables table exists while the proxy runs and is gone after a clean exit.
+# 3. IPv6 too (issue 12): host B also has 2001:db8:78:2::2. Resolving its name diverts both its
+#    addresses, so curl to its IPv6 literal, or by name over IPv6, goes through the tunnel, and
+#    nothing reaches its port 8080 in the clear.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=$(pwd)/${BIN:-.build/debug}
@@ -33,13 +36,20 @@ done
 in_ns cs5-client ip route add default via 10.78.1.1
 in_ns cs5-server ip route add default via 10.78.2.1
 in_ns cs5-router sysctl -q -w net.ipv4.ip_forward=1
+in_ns cs5-router sysctl -q -w net.ipv6.conf.all.forwarding=1
+in_ns cs5-client ip -6 addr add 2001:db8:78:1::2/64 dev cs5-c nodad
+in_ns cs5-router ip -6 addr add 2001:db8:78:1::1/64 dev cs5-rc nodad
+in_ns cs5-router ip -6 addr add 2001:db8:78:2::1/64 dev cs5-rs nodad
+in_ns cs5-server ip -6 addr add 2001:db8:78:2::2/64 dev cs5-s nodad
+in_ns cs5-client ip -6 route add default via 2001:db8:78:1::1
+in_ns cs5-server ip -6 route add default via 2001:db8:78:2::1
 mkdir -p /etc/netns/cs5-client
 echo "nameserver 127.0.0.53" > /etc/netns/cs5-client/resolv.conf
 
 # --- the hierarchy on the router, B and D on the server, a policy database in b.a.xx.
 copy_hierarchy 10.78.2.1
 H="$WORK/hierarchy"
-sed -i 's/hostb\.c\.a\.xx\.pub\.pem 127\.0\.0\.12/hostb.c.a.xx.pub.pem 10.78.2.2/' "$H/c.a.xx.conf"
+sed -i 's/hostb\.c\.a\.xx\.pub\.pem 127\.0\.0\.12/hostb.c.a.xx.pub.pem 10.78.2.2 2001:db8:78:2::2/' "$H/c.a.xx.conf"
 sed -i 's/hostd\.b\.a\.xx\.pub\.pem 127\.0\.0\.14 ::1/hostd.b.a.xx.pub.pem 10.78.2.3/' "$H/b.a.xx.conf"
 # The seed's figure 6 with its names mapped onto ours (SSL -> tls, IPsec -> kernel, 3DES ->
 # AES-256-GCM), plus a row for this test's client, which is to reach *.c.a.xx. by kernel diversion.
@@ -76,7 +86,7 @@ dns        10.78.2.2:5300
 identity   default hostb.conf
 cug        cug-b.conf
 pool       10.98.0.1 4
-endpoint   10.78.2.2:8443
+endpoint   [::]:8443
 inbound    inbound-b.conf
 forward    127.0.0.1
 CONF
@@ -98,16 +108,18 @@ control         $WORK/run/proxy-client.control
 CONF
 in_ns_background cs5-client "$WORK/proxy-client.out" "$BIN/kms-proxy" "$H/proxy-client.conf"
 check "the client's proxy starts with kernel diversion" wait_for "$WORK/proxy-client.out" "^ready"
-check "the nftables table is created at start" bash -c "ip netns exec cs5-client nft list table ip countersign >/dev/null"
+check "the nftables table (inet: IPv4 and IPv6) is created at start" bash -c "ip netns exec cs5-client nft list table inet countersign >/dev/null"
 
 # --- a CUG peer, by its real address: diverted, encrypted
 start_capture cs5-router cs5-rs "$WORK/cug.pcap"; CUG_CAPTURE=$CAPTURE_PID
-page=$(in_ns cs5-client curl -s -m 15 http://hostb.c.a.xx.:8080/index.html)
+page=$(in_ns cs5-client curl -4 -s -m 15 http://hostb.c.a.xx.:8080/index.html)
 check "unmodified curl reaches host B" grep -q "$MARK" <<<"$page"
 resolved=$(in_ns cs5-client getent ahostsv4 hostb.c.a.xx. | awk 'NR==1 {print $1}')
 check "the application got host B's real address" test "$resolved" = "10.78.2.2"
-set_listing=$(in_ns cs5-client nft list set ip countersign peers)
+set_listing=$(in_ns cs5-client nft list set inet countersign peers4)
 check "host B's address is in the kernel set, with a time-out" grep -q "10.78.2.2 timeout .* expires" <<<"$set_listing"
+set_listing=$(in_ns cs5-client nft list set inet countersign peers6)
+check "resolving its name (A) diverted host B's IPv6 address too" grep -q "2001:db8:78:2::2 timeout .* expires" <<<"$set_listing"
 tunnel_packets() { tcpdump -nn -r "$WORK/cug.pcap" 'tcp dst port 8443 and tcp[tcpflags] & tcp-push != 0' 2>/dev/null | wc -l; }
 for _ in $(seq 1 100); do [ "$(tunnel_packets)" -ge 3 ] && break; sleep 0.1; done
 kill -TERM $CUG_CAPTURE; wait $CUG_CAPTURE 2>/dev/null
@@ -115,6 +127,22 @@ check "the traffic to host B went through the tunnel (port 8443)" test "$(tunnel
 check "no packet went to host B's port 8080 in the clear" \
   test "$(tcpdump -nn -r "$WORK/cug.pcap" 'tcp dst port 8080' 2>/dev/null | wc -l)" -eq 0
 check "the capture holds no plaintext of the page" bash -c "! grep -a -q '$MARK' '$WORK/cug.pcap'"
+
+# --- IPv6: host B's literal, then its name over IPv6: diverted, encrypted
+start_capture cs5-router cs5-rs "$WORK/cug6.pcap"; CUG6_CAPTURE=$CAPTURE_PID
+page=$(in_ns cs5-client curl -s -m 15 -g "http://[2001:db8:78:2::2]:8080/index.html")
+check "curl to host B's IPv6 literal reaches it" grep -q "$MARK" <<<"$page"
+aaaa=$(in_ns cs5-client dig +short +time=3 +tries=1 @127.0.0.53 AAAA hostb.c.a.xx.)
+check "AAAA for host B is its real IPv6 address (no longer withheld)" test "$aaaa" = "2001:db8:78:2::2"
+page=$(in_ns cs5-client curl -6 -s -m 15 http://hostb.c.a.xx.:8080/index.html)
+check "curl -6 by name reaches host B" grep -q "$MARK" <<<"$page"
+tunnel6_packets() { tcpdump -nn -r "$WORK/cug6.pcap" 'ip6 and tcp port 8443' 2>/dev/null | grep -c 'length [1-9]'; }
+for _ in $(seq 1 100); do [ "$(tunnel6_packets)" -ge 6 ] && break; sleep 0.1; done
+kill -TERM $CUG6_CAPTURE; wait $CUG6_CAPTURE 2>/dev/null
+check "IPv6: the traffic to host B went through the tunnel over IPv6 (port 8443)" test "$(tunnel6_packets)" -gt 0
+check "IPv6: no packet went to host B's port 8080 in the clear" \
+  test "$(tcpdump -nn -r "$WORK/cug6.pcap" 'tcp dst port 8080' 2>/dev/null | wc -l)" -eq 0
+check "IPv6: the capture holds no plaintext of the page" bash -c "! grep -a -q '$MARK' '$WORK/cug6.pcap'"
 
 # --- a peer outside the group: left untouched
 start_capture cs5-router cs5-rs "$WORK/plain.pcap"; PLAIN_CAPTURE=$CAPTURE_PID
@@ -129,7 +157,7 @@ check "host D's traffic is left untouched: plaintext to port 8080 (so the search
 ip netns pids cs5-client | xargs -r kill -TERM
 for _ in $(seq 1 100); do grep -q "^stopped" "$WORK/proxy-client.out" && break; sleep 0.1; done
 check "the proxy stops cleanly" grep -q "^stopped" "$WORK/proxy-client.out"
-check "the nftables table is removed on a clean exit" bash -c "! ip netns exec cs5-client nft list table ip countersign >/dev/null 2>&1"
+check "the nftables table is removed on a clean exit" bash -c "! ip netns exec cs5-client nft list table inet countersign >/dev/null 2>&1"
 
 if [ "$failed" -gt 0 ]; then
   for f in kmsd.out proxy-b.out proxy-client.out http.out; do echo "--- $f"; tail -15 "$WORK/$f"; done
