@@ -125,6 +125,7 @@ let package = Package(
             dependencies: [
                 "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "TLSTransport",
                 "ControlSocket", "MetricsHTTP", "CNFTables",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

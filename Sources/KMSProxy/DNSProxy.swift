@@ -32,12 +32,15 @@ public final class DNSProxy: DNSResponder {
     let verdictSource: Peer?
     /// Kernel diversion, when `kernel` rows are enabled.
     let kernel: KernelDiversion?
+    /// Where mappings are kept across restarts (`store`), if anywhere.
+    let store: ProxyStore?
 
     init(
         forwarding: Forwarding, cacheSize: Int = 10_000, client: DNSClient, cug: CUGTable, pool: InterceptPool,
         poolV6: InterceptPool?, fetchers: [Identity: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
-        kernel: KernelDiversion? = nil
+        kernel: KernelDiversion? = nil, store: ProxyStore? = nil
     ) {
+        self.store = store
         self.verdictSource = verdictSource
         self.kernel = kernel
         self.forwarding = forwarding
@@ -151,6 +154,10 @@ public final class DNSProxy: DNSResponder {
         else {
             return refuse(query, row, "intercept address pool exhausted (\(pool.capacity) addresses in use)")
         }
+        // Recorded before the answer leaves: a restart never gives this address to another peer.
+        do { try await store?.save(mapping, kind: .intercept, address: mapping.intercept, expiresAt: mapping.expiresAt) } catch {
+            return refuse(query, row, "cannot record the mapping: \(error)")
+        }
         metrics.encrypted.increment()
         logger.info(
             "encrypted: matched CUG row",
@@ -193,7 +200,12 @@ public final class DNSProxy: DNSResponder {
             intercept: addresses[0], peer: question.name.lowercased, peerAddresses: diverted, key: key.key, settings: row.settings,
             expiresAt: now + pool.lifetime, liveConnections: 0)
         let lifetime = pool.lifetime
-        do { try await NIOThreadPool.singleton.runIfActive { try kernel.divert(mapping, lifetime: lifetime, now: now) } } catch {
+        do {
+            let expiries = try await NIOThreadPool.singleton.runIfActive { try kernel.divert(mapping, lifetime: lifetime, now: now) }
+            for (address, expiresAt) in expiries {
+                try await store?.save(mapping, kind: .kernel, address: address, expiresAt: expiresAt)
+            }
+        } catch {
             return refuse(query, row, "cannot divert \(addresses.map(\.description).joined(separator: ",")): \(error)")
         }
         for index in answer.answers.indices { answer.answers[index].ttl = min(answer.answers[index].ttl, UInt32(pool.lifetime)) }

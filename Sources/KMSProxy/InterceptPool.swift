@@ -137,6 +137,24 @@ public final class InterceptPool: Sendable {
         }
     }
 
+    /// Takes back mappings a previous run handed out (from `ProxyStore`): their addresses are
+    /// reserved again until they expire. Addresses outside this pool are ignored.
+    public func restore(_ mappings: [Mapping]) {
+        state.withLock { state in
+            for mapping in mappings {
+                guard let index = state.free.firstIndex(of: mapping.intercept), state.byPeer[mapping.peer] == nil else { continue }
+                state.free.remove(at: index)
+                state.byAddress[mapping.intercept] = mapping
+                state.byPeer[mapping.peer] = mapping.intercept
+            }
+        }
+    }
+
+    /// `peer`'s mapping, if it has one.
+    public func mapping(of peer: DomainName) -> Mapping? {
+        state.withLock { state in state.byPeer[peer].flatMap { state.byAddress[$0] } }
+    }
+
     /// Every mapping, for `kms-proxy status`.
     public var mappings: [Mapping] {
         state.withLock { Array($0.byAddress.values) }.sorted { $0.intercept.bytes.lexicographicallyPrecedes($1.intercept.bytes) }

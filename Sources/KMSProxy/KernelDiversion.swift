@@ -59,25 +59,41 @@ final class KernelDiversion: Sendable {
     /// Diverts `mapping.peerAddresses` (both families) for the mapping's life. The kernel
     /// element lives twice as long, and is renewed (atomically: delete and add in one nft
     /// transaction) once less than one lifetime is left, so an answer's TTL never outlives its
-    /// diversion.
-    func divert(_ mapping: Mapping, lifetime: Double, now: Double) throws {
+    /// diversion. Returns each address with the time its element lives until (`ProxyStore`).
+    @discardableResult
+    func divert(_ mapping: Mapping, lifetime: Double, now: Double) throws -> [(IPAddress, Double)] {
         var script: [String] = []
-        peers.withLock { table in
-            for address in mapping.peerAddresses {
+        let expiries: [(IPAddress, Double)] = peers.withLock { table in
+            mapping.peerAddresses.map { address in
                 let set = address.isIPv6 ? "peers6" : "peers4"
                 let existing = table[address]
                 if let existing, existing.kernelExpiry - now > lifetime {
                     table[address] = (mapping, existing.kernelExpiry)
-                    continue
+                    return (address, existing.kernelExpiry)
                 }
                 if let existing, existing.kernelExpiry - now > 2 {
                     script.append("delete element inet \(Self.table) \(set) { \(address) }")
                 }
                 script.append("add element inet \(Self.table) \(set) { \(address) timeout \(Int(2 * lifetime))s }")
                 table[address] = (mapping, now + 2 * lifetime)
+                return (address, now + 2 * lifetime)
             }
         }
         if !script.isEmpty { try nft.run(script.joined(separator: "\n")) }
+        return expiries
+    }
+
+    /// Diverts again what a previous run diverted (from `ProxyStore`), each for the time it
+    /// had left: the table was made anew at start, empty.
+    func restore(_ entries: [(address: IPAddress, mapping: Mapping, expiresAt: Double)], now: Double) throws {
+        let live = entries.filter { $0.expiresAt - now >= 1 }
+        guard !live.isEmpty else { return }
+        try nft.run(live.map { entry in
+            "add element inet \(Self.table) \(entry.address.isIPv6 ? "peers6" : "peers4") { \(entry.address) timeout \(Int(entry.expiresAt - now))s }"
+        }.joined(separator: "\n"))
+        peers.withLock { table in
+            for entry in live { table[entry.address] = (entry.mapping, entry.expiresAt) }
+        }
     }
 
     /// Puts `key` in force for `peer` (rotated), or with nil stops diverting its connections

@@ -30,7 +30,18 @@ struct KeyWatch: Sendable {
     let kernel: KernelDiversion?
     let fetchers: [Identity: KeyFetcher]
     let sessions: Sessions
+    let store: ProxyStore?
     let logger: Logger
+
+    /// Records the pools' mapping of `peer` as it is now.
+    private func persist(_ peer: DomainName) async {
+        for pool in pools {
+            guard let mapping = pool.mapping(of: peer) else { continue }
+            do { try await store?.save(mapping, kind: .intercept, address: mapping.intercept, expiresAt: mapping.expiresAt) } catch {
+                logger.error("cannot record a mapping", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            }
+        }
+    }
 
     func pass() async -> [Change] {
         var peers: [DomainName: Mapping] = [:]
@@ -45,12 +56,14 @@ struct KeyWatch: Sendable {
                 guard current != mapping.key else { continue }
                 for pool in pools { _ = pool.rekey(peer: peer, key: current) }
                 kernel?.rekey(peer: peer, key: current)
+                await persist(peer)
                 let closed = sessions.close(peer: peer, keeping: current)
                 logger.notice("peer key rotated: closed the tunnels pinned to the old key", metadata: ["peer": "\(peer)", "closed": "\(closed)"])
                 changes.append(.rotated(peer, closed: closed))
             } catch let error where error.kind == .notFound {
                 for pool in pools { pool.revoke(peer: peer) }
                 kernel?.rekey(peer: peer, key: nil)
+                await persist(peer)
                 let closed = sessions.close(peer: peer, keeping: nil)
                 logger.notice("peer key withdrawn: closed its tunnels", metadata: ["peer": "\(peer)", "closed": "\(closed)", "reason": "\(error.message)"])
                 changes.append(.revoked(peer, closed: closed))

@@ -57,6 +57,7 @@ public struct InboundTable: Sendable {
 ///     inbound        inbound.conf                # who may call in, to which ports
 ///     forward        127.0.0.1                   # where the endpoint delivers inbound connections
 ///     control        ../run/proxy.control        # `kms-proxy status`
+///     store          ../run/proxy.sqlite         # live mappings survive a restart
 ///     policy         local                       # or server: the home KMS's signed kms1:cug verdicts decide
 ///     divert-port    15001                       # enables `kernel` rows: nftables redirects peers' addresses here
 public struct ProxyConfiguration: Sendable {
@@ -81,6 +82,8 @@ public struct ProxyConfiguration: Sendable {
     public var inbound: InboundTable?
     public var forward: IPAddress
     public var control: String?
+    /// Where live mappings and diversions are kept across restarts (`ProxyStore`).
+    public var store: String?
     public var timeout: Double
     /// How often the keys behind live mappings are fetched again (`KeyWatch`).
     public var keyRefresh: Double
@@ -97,7 +100,7 @@ public struct ProxyConfiguration: Sendable {
 
     static let directives: Set<String> = [
         "dns", "upstream", "hierarchy-zone", "forward-zone", "resolver", "cache-size", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
-        "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port", "key-refresh",
+        "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port", "key-refresh", "store",
     ]
 
     public init(path: String) throws(ConfigError) {
@@ -237,6 +240,9 @@ public struct ProxyConfiguration: Sendable {
             forward = IPAddress("127.0.0.1")!
         }
         control = try file.one("control", required: false).map { (directive) throws(ConfigError) in
+            file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
+        }
+        store = try file.one("store", required: false).map { (directive) throws(ConfigError) in
             file.resolve(try file.values(directive, count: 1, usage: "PATH")[0])
         }
         timeout = try file.one("timeout", required: false).map(file.duration) ?? 5

@@ -67,6 +67,7 @@ public final class ProxyService: Sendable {
             lines.append("kernel     nftables table inet \(KernelDiversion.table) (libnftables): peers' TCP, IPv4 and IPv6, to ports \(configuration.ports.map(String.init).joined(separator: " ")) -> :\(divertPort)")
         }
         if let control = configuration.control { lines.append("status     kms-proxy status --control \(control)") }
+        lines.append("store      \(configuration.store.map { "\($0) (\(pool.mappings.count + (kernel?.mappings.count ?? 0)) live mappings kept)" } ?? "none: mappings do not survive a restart (set store)")")
         return lines
     }
 
@@ -87,12 +88,32 @@ public final class ProxyService: Sendable {
         let pool = InterceptPool(addresses: configuration.pool, lifetime: configuration.lifetime)
         let poolV6 = configuration.poolV6.isEmpty ? nil : InterceptPool(addresses: configuration.poolV6, lifetime: configuration.lifetime)
         let sessions = Sessions()
+        let store: ProxyStore?
+        do { store = try configuration.store.map { try ProxyStore(path: $0) } } catch {
+            await client.close()
+            throw configuration.startError("store", "cannot open \(configuration.store!): \(error)")
+        }
+        // What a previous run handed out stays reserved (and diverted) until it expires.
+        let now = Date().timeIntervalSince1970
+        if let store {
+            do {
+                let intercepts = try store.live(.intercept, now: now).map(\.mapping)
+                pool.restore(intercepts)
+                poolV6?.restore(intercepts)
+            } catch {
+                await client.close()
+                throw configuration.startError("store", "cannot read \(configuration.store!): \(error)")
+            }
+        }
         let kernel: KernelDiversion?
         if let divertPort = configuration.divertPort {
             guard !configuration.ports.isEmpty else {
                 throw configuration.startError("divert-port", "kernel diversion needs the ports to divert (ports)")
             }
-            do { kernel = try KernelDiversion.start(ports: configuration.ports, divertPort: divertPort) } catch {
+            do {
+                kernel = try KernelDiversion.start(ports: configuration.ports, divertPort: divertPort)
+                if let store { try kernel?.restore(try store.live(.kernel, now: now), now: now) }
+            } catch {
                 await client.close()
                 throw configuration.startError("divert-port", "\(error)")
             }
@@ -101,7 +122,8 @@ public final class ProxyService: Sendable {
         }
         let dnsProxy = DNSProxy(
             forwarding: configuration.forwarding, cacheSize: configuration.cacheSize, client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
-            verdictSource: configuration.policy == .server ? configuration.identities[.default]!.home : nil, kernel: kernel)
+            verdictSource: configuration.policy == .server ? configuration.identities[.default]!.home : nil, kernel: kernel,
+            store: store)
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?
         var receivingEndpoint: ReceivingEndpoint?
@@ -165,7 +187,8 @@ public final class ProxyService: Sendable {
             configuration: configuration, dnsProxy: dnsProxy, pool: pool, sessions: sessions, channels: channels, dnsServer: dnsServer,
             endpointChannel: endpointChannel, endpoint: receivingEndpoint, client: client, kernel: kernel,
             keyWatch: KeyWatch(
-                pools: [pool] + (poolV6.map { [$0] } ?? []), kernel: kernel, fetchers: fetchers, sessions: sessions, logger: logger))
+                pools: [pool] + (poolV6.map { [$0] } ?? []), kernel: kernel, fetchers: fetchers, sessions: sessions, store: store,
+                logger: logger))
     }
 
     /// One pass of `KeyWatch` now (what the `key-refresh` timer does).

@@ -133,7 +133,8 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
     /// Host B (127.0.0.12): an application on 127.0.0.12 and a receiving endpoint letting in
     /// `inbound` callers. Host A (127.0.0.11): a proxy whose CUG table says `*.c.a.xx.`.
     func setUp(
-        inbound: String = "*.b.a.xx.", rotateHostB: Bool = false, anchorsA: [DomainName] = ["xx."], extraPort: Int? = nil
+        inbound: String = "*.b.a.xx.", rotateHostB: Bool = false, anchorsA: [DomainName] = ["xx."], extraPort: Int? = nil,
+        extraA: String = ""
     ) async throws -> Setup {
         let hierarchy = try await TestHierarchy()
         let server = try await EchoServer(host: "127.0.0.12")
@@ -172,6 +173,7 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
                 ports \(ports.map(String.init).joined(separator: " "))
                 intercept-bind each
                 tunnel-port \(proxyB.endpointAddress!.port!)
+                \(extraA)
                 """, to: "proxy-a.conf")), group: group, logger: logger)
         return Setup(hierarchy: hierarchy, server: server, proxyA: proxyA, proxyB: proxyB)
     }
@@ -348,6 +350,41 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
                 #expect(try await exchange("three", host: intercept.description, port: setup.server.port) == "echo:three")
                 #expect(setup.proxyA.status().mappings.first?.key == String(KeyField.encode(rotated.publicKey).prefix(32)) + "…")
             }
+        }
+    }
+
+    /// Issue 12, part 3: a restarted proxy takes back the mappings it had handed out, so no
+    /// peer is given an address another peer held (which applications may still be dialling).
+    @Test func mappingsSurviveARestart() async throws {
+        let setup = try await setUp(extraA: "store state/proxy-a.sqlite")
+        var restarted: ProxyService?
+        try await afterwards({
+            await restarted?.stop()
+            await setup.shutdown()
+        }) {
+            func intercept(_ reply: DNSMessage) -> IPAddress? {
+                guard case .a(let bytes)? = reply.answers.first?.data else { return nil }
+                return IPAddress(bytes: bytes)
+            }
+            let b = try #require(intercept(try await setup.resolve("hostb.c.a.xx.")))
+            let c = try #require(intercept(try await setup.resolve("hostc.c.a.xx.")))
+            await setup.proxyA.stop()
+            let path = setup.hierarchy.directory.appendingPathComponent("proxy-a.conf").path
+            let again = try await ProxyService.start(
+                try ProxyConfiguration(path: path), group: MultiThreadedEventLoopGroup.singleton,
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            restarted = again
+            #expect(again.status().mappings.count == 2)
+            // Host C asks first this time; a fresh pool would give it host B's old address.
+            var query = DNSMessage.query(id: 1, name: "hostc.c.a.xx.", type: .a)
+            query.header.recursionDesired = true
+            let cAgain = intercept(try await setup.hierarchy.client.query(query, server: again.dnsAddress, timeout: .seconds(10)))
+            query = DNSMessage.query(id: 2, name: "hostb.c.a.xx.", type: .a)
+            query.header.recursionDesired = true
+            let bAgain = intercept(try await setup.hierarchy.client.query(query, server: again.dnsAddress, timeout: .seconds(10)))
+            #expect(cAgain == c && bAgain == b, "before: b \(b) c \(c); after: b \(String(describing: bAgain)) c \(String(describing: cAgain))")
+            // And the restored mapping carries: the tunnel to host B works at its old address.
+            #expect(try await exchange("again", host: b.description, port: setup.server.port) == "echo:again")
         }
     }
 

@@ -105,6 +105,7 @@ ports           8080
 divert-port     15001
 tunnel-port     8443
 control         $WORK/run/proxy-client.control
+store           $WORK/run/proxy-client.sqlite
 CONF
 in_ns_background cs5-client "$WORK/proxy-client.out" "$BIN/kms-proxy" "$H/proxy-client.conf"
 check "the client's proxy starts with kernel diversion" wait_for "$WORK/proxy-client.out" "^ready"
@@ -143,6 +144,23 @@ check "IPv6: the traffic to host B went through the tunnel over IPv6 (port 8443)
 check "IPv6: no packet went to host B's port 8080 in the clear" \
   test "$(tcpdump -nn -r "$WORK/cug6.pcap" 'tcp dst port 8080' 2>/dev/null | wc -l)" -eq 0
 check "IPv6: the capture holds no plaintext of the page" bash -c "! grep -a -q '$MARK' '$WORK/cug6.pcap'"
+
+# --- a restart keeps the diversions: an application holding host B's address stays protected
+ip netns pids cs5-client | xargs -r kill -TERM
+for _ in $(seq 1 100); do grep -q "^stopped" "$WORK/proxy-client.out" && break; sleep 0.1; done
+in_ns_background cs5-client "$WORK/proxy-client.out" "$BIN/kms-proxy" "$H/proxy-client.conf"
+check "the client's proxy starts again" wait_for "$WORK/proxy-client.out" "^ready"
+restored() {
+  in_ns cs5-client nft list set inet countersign peers4 | grep -q "10.78.2.2 timeout" &&
+  in_ns cs5-client nft list set inet countersign peers6 | grep -q "2001:db8:78:2::2 timeout"
+}
+check "after the restart host B's addresses are diverted again, before any DNS query" restored
+start_capture cs5-router cs5-rs "$WORK/restart.pcap"; RESTART_CAPTURE=$CAPTURE_PID
+page=$(in_ns cs5-client curl -s -m 15 http://10.78.2.2:8080/index.html)
+check "curl to host B's address (as an application still holds it) reaches it after the restart" grep -q "$MARK" <<<"$page"
+kill -TERM $RESTART_CAPTURE; wait $RESTART_CAPTURE 2>/dev/null
+check "after the restart nothing went to host B's port 8080 in the clear" \
+  test "$(tcpdump -nn -r "$WORK/restart.pcap" 'tcp dst port 8080' 2>/dev/null | wc -l)" -eq 0
 
 # --- a peer outside the group: left untouched
 start_capture cs5-router cs5-rs "$WORK/plain.pcap"; PLAIN_CAPTURE=$CAPTURE_PID
