@@ -150,7 +150,8 @@ public final class DNSProxy: DNSResponder {
         }
         let now = Date().timeIntervalSince1970
         guard let mapping = pool.assign(
-            peer: question.name.lowercased, addresses: addresses.map(\.0), key: key.key, settings: row.settings, now: now)
+            peer: question.name.lowercased, addresses: addresses.map(\.0), key: key.key, settings: row.settings, now: now,
+            keyNotAfter: key.countersignature.notAfter)
         else {
             return refuse(query, row, "intercept address pool exhausted (\(pool.capacity) addresses in use)")
         }
@@ -198,7 +199,7 @@ public final class DNSProxy: DNSResponder {
         let now = Date().timeIntervalSince1970
         let mapping = Mapping(
             intercept: addresses[0], peer: question.name.lowercased, peerAddresses: diverted, key: key.key, settings: row.settings,
-            expiresAt: now + pool.lifetime, liveConnections: 0)
+            expiresAt: now + pool.lifetime, liveConnections: 0, keyNotAfter: key.countersignature.notAfter)
         let lifetime = pool.lifetime
         do {
             let expiries = try await NIOThreadPool.singleton.runIfActive { try kernel.divert(mapping, lifetime: lifetime, now: now) }

@@ -100,14 +100,19 @@ final class ReceivingEndpoint: Sendable {
                         }
                     }
                 metrics.inboundAccepted.increment()
-                let session = sessions.open(
+                let (session, activity) = sessions.open(
                     direction: "in", peer: "\(name) \(remote)", local: "\(forward):\(port)", cipher: handshake.cipherSuite ?? "?",
                     peerName: name, key: presented, channels: [caller.channel.channel, local.channel])
                 defer { sessions.close(session) }
                 logger.info("inbound tunnel", metadata: ["caller": "\(name)", "port": "\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
                 try await local.executeThenClose { localIn, localOut in
-                    if rest.readableBytes > 0 { try await localOut.write(rest) }
-                    await Relay.run(iterator, tunnelOut, localIn.makeAsyncIterator(), localOut)
+                    if rest.readableBytes > 0 {
+                        activity.count(sent: false, rest.readableBytes)
+                        try await localOut.write(rest)
+                    }
+                    await Relay.run(iterator, tunnelOut, localIn.makeAsyncIterator(), localOut) { fromPeer, bytes in
+                        activity.count(sent: !fromPeer, bytes)
+                    }
                 }
             }
         } catch {

@@ -16,6 +16,8 @@ public struct Mapping: Sendable {
     /// The peer's key was withdrawn: the address stays reserved until it expires, and takes no
     /// new connection.
     public var revoked = false
+    /// The `not-after` of the countersignature that vouched for `key`.
+    public var keyNotAfter: Int64 = 0
 }
 
 /// Intercept addresses handed to applications in place of group peers' real addresses.
@@ -58,14 +60,14 @@ public final class InterceptPool: Sendable {
 
     /// The intercept address for `peer`, new or extended; nil when every address is in use.
     public func assign(
-        peer: DomainName, addresses: [IPAddress], key: PublicKey, settings: PathSettings, now: Double
+        peer: DomainName, addresses: [IPAddress], key: PublicKey, settings: PathSettings, now: Double, keyNotAfter: Int64 = 0
     ) -> Mapping? {
         state.withLock { state in
             let expiresAt = now + lifetime
             if let address = state.byPeer[peer], let old = state.byAddress[address], old.peer == peer {
                 let renewed = Mapping(
                     intercept: address, peer: peer, peerAddresses: addresses, key: key, settings: settings,
-                    expiresAt: expiresAt, liveConnections: old.liveConnections)
+                    expiresAt: expiresAt, liveConnections: old.liveConnections, keyNotAfter: keyNotAfter)
                 state.byAddress[address] = renewed
                 return renewed
             }
@@ -83,7 +85,7 @@ public final class InterceptPool: Sendable {
             }
             let mapping = Mapping(
                 intercept: address, peer: peer, peerAddresses: addresses, key: key, settings: settings,
-                expiresAt: expiresAt, liveConnections: 0)
+                expiresAt: expiresAt, liveConnections: 0, keyNotAfter: keyNotAfter)
             state.byAddress[address] = mapping
             state.byPeer[peer] = address
             return mapping
@@ -121,10 +123,10 @@ public final class InterceptPool: Sendable {
     }
 
     /// Puts `key` in force for `peer`'s mapping (its key was rotated); false if it has none.
-    public func rekey(peer: DomainName, key: PublicKey) -> Bool {
+    public func rekey(peer: DomainName, key: PublicKey, keyNotAfter: Int64? = nil) -> Bool {
         state.withLock { state in
             guard let address = state.byPeer[peer], let mapping = state.byAddress[address] else { return false }
-            state.byAddress[address] = mapping.with(key: key, revoked: false)
+            state.byAddress[address] = mapping.with(key: key, revoked: false, keyNotAfter: keyNotAfter)
             return true
         }
     }
@@ -165,12 +167,12 @@ extension Mapping {
     func with(liveConnections: Int) -> Mapping {
         Mapping(
             intercept: intercept, peer: peer, peerAddresses: peerAddresses, key: key, settings: settings,
-            expiresAt: expiresAt, liveConnections: liveConnections, revoked: revoked)
+            expiresAt: expiresAt, liveConnections: liveConnections, revoked: revoked, keyNotAfter: keyNotAfter)
     }
 
-    func with(key: PublicKey, revoked: Bool) -> Mapping {
+    func with(key: PublicKey, revoked: Bool, keyNotAfter: Int64? = nil) -> Mapping {
         Mapping(
             intercept: intercept, peer: peer, peerAddresses: peerAddresses, key: key, settings: settings,
-            expiresAt: expiresAt, liveConnections: liveConnections, revoked: revoked)
+            expiresAt: expiresAt, liveConnections: liveConnections, revoked: revoked, keyNotAfter: keyNotAfter ?? self.keyNotAfter)
     }
 }

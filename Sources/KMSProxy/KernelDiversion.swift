@@ -111,8 +111,14 @@ final class KernelDiversion: Sendable {
         }
     }
 
-    /// Every live mapping (one per peer address).
-    var mappings: [Mapping] { peers.withLock { table in table.values.map(\.mapping) } }
+    /// Every live mapping, one per peer.
+    var mappings: [Mapping] {
+        peers.withLock { table in
+            var byPeer: [DomainName: Mapping] = [:]
+            for entry in table.values { byPeer[entry.mapping.peer] = entry.mapping }
+            return byPeer.values.sorted { $0.peer.text < $1.peer.text }
+        }
+    }
 
     /// The peer a diverted connection was headed for.
     func mapping(for address: IPAddress, now: Double) -> Mapping? {

@@ -52,9 +52,10 @@ struct KeyWatch: Sendable {
         for (peer, mapping) in peers.sorted(by: { $0.key.text < $1.key.text }) {
             guard let fetcher = fetchers[mapping.settings.identity] else { continue }
             do {
-                let current = try await fetcher.fetch(peer).key
+                let fetched = try await fetcher.fetch(peer)
+                let current = fetched.key
                 guard current != mapping.key else { continue }
-                for pool in pools { _ = pool.rekey(peer: peer, key: current) }
+                for pool in pools { _ = pool.rekey(peer: peer, key: current, keyNotAfter: fetched.countersignature.notAfter) }
                 kernel?.rekey(peer: peer, key: current)
                 await persist(peer)
                 let closed = sessions.close(peer: peer, keeping: current)

@@ -172,8 +172,9 @@ public final class ProxyService: Sendable {
             }
             if let control = configuration.control {
                 channels.append(try await configuration.starting("control") {
-                    try await ControlSocket.serve(at: control, group: group) { [pool, sessions] _ in
-                        (try? JSONEncoder().encode(Self.status(pool: pool, sessions: sessions))) ?? Data("{}".utf8)
+                    try await ControlSocket.serve(at: control, group: group) { [pool, poolV6, kernel, sessions] _ in
+                        (try? JSONEncoder().encode(Self.status(pools: [pool] + (poolV6.map { [$0] } ?? []), kernel: kernel, sessions: sessions)))
+                            ?? Data("{}".utf8)
                     }
                 })
             }
@@ -227,27 +228,37 @@ public final class ProxyService: Sendable {
             public let intercept: String
             public let peer: String
             public let addresses: [String]
+            /// The peer's key in wire form, as the hierarchy vouched for it.
             public let key: String
             public let path: String
+            /// This host's identity the path presents.
+            public let identity: String
             public let expiresIn: Int
             public let liveConnections: Int
+            /// Until when the countersignature over `key` is valid (seconds since the epoch).
+            public let keyValidUntil: Int64
+            /// `intercept` (an intercept address) or `kernel` (the peer's own address, diverted).
+            public let kind: String
+            public let revoked: Bool
         }
 
         public let mappings: [MappingRow]
         public let sessions: [Session]
     }
 
-    public func status() -> Status { Self.status(pool: pool, sessions: sessions) }
+    public func status() -> Status { Self.status(pools: keyWatch.pools, kernel: kernel, sessions: sessions) }
 
-    static func status(pool: InterceptPool, sessions: Sessions) -> Status {
+    static func status(pools: [InterceptPool], kernel: KernelDiversion?, sessions: Sessions) -> Status {
         let now = Date().timeIntervalSince1970
+        func row(_ mapping: Mapping, kind: String) -> Status.MappingRow {
+            Status.MappingRow(
+                intercept: mapping.intercept.description, peer: mapping.peer.text, addresses: mapping.peerAddresses.map(\.description),
+                key: KeyField.encode(mapping.key), path: "\(mapping.settings)", identity: mapping.settings.identity.rawValue,
+                expiresIn: Int(mapping.expiresAt - now), liveConnections: mapping.liveConnections, keyValidUntil: mapping.keyNotAfter,
+                kind: kind, revoked: mapping.revoked)
+        }
         return Status(
-            mappings: pool.mappings.map {
-                Status.MappingRow(
-                    intercept: $0.intercept.description, peer: $0.peer.text, addresses: $0.peerAddresses.map(\.description),
-                    key: String(KeyField.encode($0.key).prefix(32)) + "…", path: "\($0.settings)",
-                    expiresIn: Int($0.expiresAt - now), liveConnections: $0.liveConnections)
-            },
+            mappings: pools.flatMap(\.mappings).map { row($0, kind: "intercept") } + (kernel?.mappings ?? []).map { row($0, kind: "kernel") },
             sessions: sessions.all)
     }
 

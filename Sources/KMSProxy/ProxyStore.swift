@@ -40,6 +40,9 @@ final class ProxyStore: Sendable {
                 table.primaryKey(["kind", "address"])
             }
         }
+        migrator.registerMigration("v2: key validity") { db in
+            try db.alter(table: "mapping") { table in table.add(column: "key_not_after", .integer).notNull().defaults(to: 0) }
+        }
         try migrator.migrate(database)
     }
 
@@ -50,13 +53,13 @@ final class ProxyStore: Sendable {
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO mapping
-                        (kind, address, peer, peer_addresses, key, protocol, identity, cipher, expires_at, revoked)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        (kind, address, peer, peer_addresses, key, protocol, identity, cipher, expires_at, revoked, key_not_after)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     kind.rawValue, address.description, mapping.peer.text, mapping.peerAddresses.map(\.description).joined(separator: " "),
                     KeyField.encode(mapping.key), mapping.settings.pathProtocol.rawValue, mapping.settings.identity.rawValue,
-                    mapping.settings.cipher.rawValue, expiresAt, mapping.revoked,
+                    mapping.settings.cipher.rawValue, expiresAt, mapping.revoked, mapping.keyNotAfter,
                 ])
         }
     }
@@ -78,7 +81,7 @@ final class ProxyStore: Sendable {
                 let mapping = Mapping(
                     intercept: address, peer: peer, peerAddresses: addresses, key: key,
                     settings: PathSettings(pathProtocol: pathProtocol, identity: Identity(row["identity"] as String), cipher: cipher),
-                    expiresAt: expiresAt, liveConnections: 0, revoked: row["revoked"])
+                    expiresAt: expiresAt, liveConnections: 0, revoked: row["revoked"], keyNotAfter: row["key_not_after"])
                 return (address, mapping, expiresAt)
             }
         }

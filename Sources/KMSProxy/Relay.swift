@@ -7,25 +7,31 @@ import TLSTransport
 /// Backpressure: each write is awaited before the next read, so a slow side slows the other.
 /// Half-close: when one side's input ends, the other side's output is closed (TCP FIN, or
 /// TLS close_notify), and the opposite direction keeps flowing until it ends too.
+/// `counted(aToB, count)` is told every chunk relayed (for `kms-proxy status`).
 enum Relay {
     static func run(
         _ aInbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ aOutbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
-        _ bInbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ bOutbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        _ bInbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ bOutbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        counted: @escaping @Sendable (_ aToB: Bool, _ bytes: Int) -> Void = { _, _ in }
     ) async {
         let fromA = Handed(aInbound)
         let fromB = Handed(bInbound)
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await copy(fromA.iterator, to: bOutbound) }
-            group.addTask { await copy(fromB.iterator, to: aOutbound) }
+            group.addTask { await copy(fromA.iterator, to: bOutbound) { counted(true, $0) } }
+            group.addTask { await copy(fromB.iterator, to: aOutbound) { counted(false, $0) } }
         }
     }
 
     private static func copy(
-        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, to outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, to outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>,
+        counted: (Int) -> Void
     ) async {
         var iterator = inbound
         do {
-            while let bytes = try await iterator.next() { try await outbound.write(bytes) }
+            while let bytes = try await iterator.next() {
+                counted(bytes.readableBytes)
+                try await outbound.write(bytes)
+            }
         } catch {}
         outbound.finish()
     }

@@ -16,6 +16,34 @@ public struct Session: Codable, Sendable {
     public let local: String
     public let cipher: String
     public let started: Double
+    /// The peer's key the tunnel is pinned to (or the caller's key, checked), in wire form.
+    public var key: String = ""
+    /// How long the TCP connect and TLS handshake took, in milliseconds.
+    public var handshakeMilliseconds: Int = 0
+    /// Bytes carried to the peer and from it.
+    public var bytesSent: Int = 0
+    public var bytesReceived: Int = 0
+    /// When bytes last went either way (seconds since the epoch).
+    public var lastActivity: Double = 0
+}
+
+/// A live session's counters, updated by its relay.
+final class Activity: Sendable {
+    private let sent = Atomic<Int>(0)
+    private let received = Atomic<Int>(0)
+    private let last = Atomic<Int64>(0)
+
+    func count(sent isSent: Bool, _ bytes: Int) {
+        if isSent { sent.add(bytes, ordering: .relaxed) } else { received.add(bytes, ordering: .relaxed) }
+        last.store(Int64(Date().timeIntervalSince1970 * 1000), ordering: .relaxed)
+    }
+
+    func fill(_ session: inout Session) {
+        session.bytesSent = sent.load(ordering: .relaxed)
+        session.bytesReceived = received.load(ordering: .relaxed)
+        let last = last.load(ordering: .relaxed)
+        session.lastActivity = last == 0 ? session.started : Double(last) / 1000
+    }
 }
 
 /// Live sessions, outgoing and incoming, with the peer's verified key and the channels that
@@ -26,19 +54,25 @@ final class Sessions: Sendable {
         let peerName: DomainName
         let key: PublicKey
         let channels: [any Channel]
+        let activity: Activity
     }
 
     private let table = Mutex<(next: Int, live: [Int: Live])>((1, [:]))
 
+    /// Opens a session; its relay counts into the returned activity.
     func open(
-        direction: String, peer: String, local: String, cipher: String, peerName: DomainName, key: PublicKey, channels: [any Channel]
-    ) -> Int {
+        direction: String, peer: String, local: String, cipher: String, peerName: DomainName, key: PublicKey, channels: [any Channel],
+        handshakeMilliseconds: Int = 0
+    ) -> (id: Int, activity: Activity) {
         table.withLock { state in
             let id = state.next
             state.next += 1
-            let session = Session(id: id, direction: direction, peer: peer, local: local, cipher: cipher, started: Date().timeIntervalSince1970)
-            state.live[id] = Live(session: session, peerName: peerName, key: key, channels: channels)
-            return id
+            var session = Session(id: id, direction: direction, peer: peer, local: local, cipher: cipher, started: Date().timeIntervalSince1970)
+            session.key = KeyField.encode(key)
+            session.handshakeMilliseconds = handshakeMilliseconds
+            let activity = Activity()
+            state.live[id] = Live(session: session, peerName: peerName, key: key, channels: channels, activity: activity)
+            return (id, activity)
         }
     }
 
@@ -52,7 +86,15 @@ final class Sessions: Sendable {
         return doomed.count
     }
 
-    var all: [Session] { table.withLock { $0.live.values.map(\.session).sorted { $0.id < $1.id } } }
+    var all: [Session] {
+        table.withLock { state in
+            state.live.values.map { live in
+                var session = live.session
+                live.activity.fill(&session)
+                return session
+            }.sorted { $0.id < $1.id }
+        }
+    }
 }
 
 /// The sending side: accepts the application's connections to intercept addresses, opens
@@ -134,10 +176,19 @@ final class TunnelSender: Sendable {
         let now = Date().timeIntervalSince1970
         switch destination {
         case .intercept(let pools):
-            guard let local = channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port,
-                let mapping = pools.lazy.compactMap({ $0.open(ip, now: now) }).first, let peer = mapping.peerAddresses.first
-            else { return nil }
-            return (ip, port, mapping, peer)
+            guard let local = channel.localAddress, let ip = local.ipAddress.flatMap({ IPAddress($0) }), let port = local.port else {
+                return nil
+            }
+            // Opened in exactly one pool (a lazy compactMap(...).first would open it twice).
+            for pool in pools {
+                guard let mapping = pool.open(ip, now: now) else { continue }
+                guard let peer = mapping.peerAddresses.first else {
+                    pool.close(ip)
+                    return nil
+                }
+                return (ip, port, mapping, peer)
+            }
+            return nil
         case .original(let kernel):
             guard let provider = channel as? any SocketOptionProvider, let local = channel.localAddress else { return nil }
             let ip: IPAddress
@@ -180,6 +231,7 @@ final class TunnelSender: Sendable {
         do {
             let peerName = mapping.peer.text
             let pinned = mapping.key
+            let connecting = ContinuousClock.now
             let tunnel = try await ClientBootstrap(group: group)
                 .connectTimeout(timeout)
                 .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
@@ -201,17 +253,21 @@ final class TunnelSender: Sendable {
                 throw error
             }
             deadline.cancel()
+            let took = ContinuousClock.now - connecting
             metrics.opened.increment()
-            let session = sessions.open(
+            let (session, activity) = sessions.open(
                 direction: "out", peer: "\(mapping.peer) \(peerAddress):\(tunnelPort)", local: "\(ip):\(port)",
                 cipher: handshake.cipherSuite ?? "?", peerName: mapping.peer, key: pinned,
-                channels: [application.channel, tunnel.channel.channel])
+                channels: [application.channel, tunnel.channel.channel],
+                handshakeMilliseconds: Int(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000))
             defer { sessions.close(session) }
             logger.info("tunnel open", metadata: ["peer": "\(mapping.peer)", "intercept": "\(ip):\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
             try await application.executeThenClose { appIn, appOut in
                 try await tunnel.channel.executeThenClose { tunnelIn, tunnelOut in
                     try await tunnelOut.write(ByteBuffer(bytes: TunnelHeader.line(port: port)))
-                    await Relay.run(appIn.makeAsyncIterator(), appOut, tunnelIn.makeAsyncIterator(), tunnelOut)
+                    await Relay.run(appIn.makeAsyncIterator(), appOut, tunnelIn.makeAsyncIterator(), tunnelOut) { toPeer, bytes in
+                        activity.count(sent: toPeer, bytes)
+                    }
                 }
             }
         } catch {

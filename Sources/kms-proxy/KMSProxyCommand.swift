@@ -88,14 +88,24 @@ struct Status: AsyncParsableCommand {
             print(String(decoding: data, as: UTF8.self))
             return
         }
+        let now = Date().timeIntervalSince1970
         print("mappings (\(status.mappings.count))")
         for row in status.mappings {
-            print("  \(row.intercept) -> \(row.peer) [\(row.addresses.joined(separator: " "))] \(row.path), expires in \(row.expiresIn) s, \(row.liveConnections) live")
+            let address = row.kind == "kernel" ? "kernel" : row.intercept
+            print("  \(address) -> \(row.peer) [\(row.addresses.joined(separator: " "))]\(row.revoked ? " WITHDRAWN" : "")")
+            print("      \(row.path); key \(row.key.prefix(24))… valid until \(Self.date(Double(row.keyValidUntil))); expires in \(row.expiresIn) s; \(row.liveConnections) live")
         }
-        print("sessions (\(status.sessions.count))")
+        print("tunnels (\(status.sessions.count))")
         for session in status.sessions {
             print("  #\(session.id) \(session.direction) \(session.peer) via \(session.local) \(session.cipher)")
+            print("      key \(session.key.prefix(24))…; handshake \(session.handshakeMilliseconds) ms; sent \(session.bytesSent) B, received \(session.bytesReceived) B; up \(Int(now - session.started)) s, idle \(Int(now - session.lastActivity)) s")
         }
+    }
+}
+
+extension Status {
+    static func date(_ time: Double) -> String {
+        time == 0 ? "?" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: time))
     }
 }
 
