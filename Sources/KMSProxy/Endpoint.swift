@@ -55,70 +55,97 @@ final class ReceivingEndpoint: Sendable {
         return listener
     }
 
+    /// One caller, top to bottom: the TLS handshake; the header line (`kms1-tunnel PORT`, or
+    /// `kms1-ping`); 1. its key is the one the hierarchy vouches for its name; 2. its name is
+    /// in the inbound table; 3. the port is allowed. A tunnel then relays to `forward:PORT`. A
+    /// ping is answered with its verdict, `kms1-pong ok ports=...` or `kms1-pong refused:
+    /// REASON`, and closed; a refused tunnel is closed without a word.
     private func admit(_ caller: TLSChannel, group: any EventLoop) async {
         let remote = caller.channel.channel.remoteAddress.map { "\($0)" } ?? "-"
         do {
             let deadline = caller.channel.channel.eventLoop.scheduleTask(in: timeout) { caller.channel.channel.close(promise: nil) }
             let handshake = try await caller.handshake.get()
             deadline.cancel()
-            // 1. The caller is who its certificate says, by the KMS hierarchy.
-            guard let nameText = handshake.peerName, let name = try? DomainName(canonical: nameText.lowercased()),
-                let presented = handshake.peerKey
-            else { throw Refused("the client certificate names no host") }
-            let vouched: FetchResult
-            do { vouched = try await fetcher.fetch(name) } catch {
-                throw Refused("no verified key for \(name): \(error.message)")
-            }
-            guard vouched.key == presented else {
-                throw Refused("\(name) presented a key that is not the one the KMS hierarchy vouches for")
-            }
-            // 2. The caller is in this host's inbound group.
-            guard let ports = inbound.value.ports(for: name) else { throw Refused("\(name) is not in the inbound CUG table") }
             try await caller.channel.executeThenClose { tunnelIn, tunnelOut in
-                // 3. The port it asks for is allowed.
                 var iterator = tunnelIn.makeAsyncIterator()
                 var header: [UInt8] = []
                 var rest = ByteBuffer()
                 while !header.contains(0x0A) {
                     guard header.count <= TunnelHeader.maximumLength, let chunk = try await iterator.next() else {
-                        throw Refused("\(name) sent no tunnel header")
+                        throw Refused("the caller sent no tunnel header")
                     }
                     header += chunk.readableBytesView
                 }
                 let newline = header.firstIndex(of: 0x0A)!
                 rest.writeBytes(header[(newline + 1)...])
-                guard let port = TunnelHeader.parse(Array(header[..<newline])) else { throw Refused("\(name) sent a malformed tunnel header") }
-                guard ports.contains(port) else { throw Refused("\(name) may not reach port \(port) (allowed: \(ports.sorted()))") }
-
-                let local = try await ClientBootstrap(group: group)
-                    .connectTimeout(timeout)
-                    .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                    .connect(to: try SocketAddress(ipAddress: forward.description, port: port)) { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                        }
+                let line = Array(header[..<newline])
+                let isPing = TunnelHeader.isPing(line)
+                let port = TunnelHeader.parse(line)
+                guard isPing || port != nil else { throw Refused("the caller sent a malformed tunnel header") }
+                do {
+                    // 1. The caller is who its certificate says, by the KMS hierarchy.
+                    guard let nameText = handshake.peerName, let name = try? DomainName(canonical: nameText.lowercased()),
+                        let presented = handshake.peerKey
+                    else { throw Refused("the client certificate names no host") }
+                    let vouched: FetchResult
+                    do { vouched = try await fetcher.fetch(name) } catch let error as FetchError {
+                        throw Refused("no verified key for \(name): \(error.message)")
                     }
-                metrics.inboundAccepted.increment()
-                let (session, activity) = sessions.open(
-                    direction: "in", peer: "\(name) \(remote)", local: "\(forward):\(port)", cipher: handshake.cipherSuite ?? "?",
-                    peerName: name, key: presented, channels: [caller.channel.channel, local.channel])
-                defer { sessions.close(session) }
-                logger.info("inbound tunnel", metadata: ["caller": "\(name)", "port": "\(port)", "cipher": "\(handshake.cipherSuite ?? "?")"])
-                try await local.executeThenClose { localIn, localOut in
-                    if rest.readableBytes > 0 {
-                        activity.count(sent: false, rest.readableBytes)
-                        try await localOut.write(rest)
+                    guard vouched.key == presented else {
+                        throw Refused("\(name) presented a key that is not the one the KMS hierarchy vouches for")
                     }
-                    await Relay.run(iterator, tunnelOut, localIn.makeAsyncIterator(), localOut) { fromPeer, bytes in
-                        activity.count(sent: !fromPeer, bytes)
+                    // 2. The caller is in this host's inbound group.
+                    guard let ports = inbound.value.ports(for: name) else { throw Refused("\(name) is not in the inbound CUG table") }
+                    if isPing {
+                        try await tunnelOut.write(ByteBuffer(bytes: TunnelHeader.pong(ok: true, "ports=\(ports.sorted().map(String.init).joined(separator: ","))")))
+                        logger.info("ping answered", metadata: ["caller": "\(name)"])
+                        return
                     }
+                    // 3. The port it asks for is allowed.
+                    guard let port, ports.contains(port) else { throw Refused("\(name) may not reach port \(port ?? 0) (allowed: \(ports.sorted()))") }
+                    try await relay(from: name, key: presented, remote: remote, port: port, cipher: handshake.cipherSuite,
+                                    caller: caller, iterator: iterator, rest: rest, tunnelOut: tunnelOut, group: group)
+                } catch let refused as Refused where isPing {
+                    try await tunnelOut.write(ByteBuffer(bytes: TunnelHeader.pong(ok: false, refused.description)))
+                    throw refused
                 }
             }
         } catch {
             metrics.inboundRefused.increment()
             logger.warning("inbound refused", metadata: ["remote": "\(remote)", "reason": "\(error)"])
             try? await caller.channel.channel.close()
+        }
+    }
+
+    /// An admitted tunnel: connect to `forward:port` and relay both ways.
+    private func relay(
+        from name: DomainName, key: PublicKey, remote: String, port: Int, cipher: String?, caller: TLSChannel,
+        iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, rest: ByteBuffer,
+        tunnelOut: NIOAsyncChannelOutboundWriter<ByteBuffer>, group: any EventLoop
+    ) async throws {
+        let local = try await ClientBootstrap(group: group)
+            .connectTimeout(timeout)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .connect(to: try SocketAddress(ipAddress: forward.description, port: port)) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                }
+            }
+        metrics.inboundAccepted.increment()
+        let (session, activity) = sessions.open(
+            direction: "in", peer: "\(name) \(remote)", local: "\(forward):\(port)", cipher: cipher ?? "?",
+            peerName: name, key: key, channels: [caller.channel.channel, local.channel])
+        defer { sessions.close(session) }
+        logger.info("inbound tunnel", metadata: ["caller": "\(name)", "port": "\(port)", "cipher": "\(cipher ?? "?")"])
+        try await local.executeThenClose { localIn, localOut in
+            if rest.readableBytes > 0 {
+                activity.count(sent: false, rest.readableBytes)
+                try await localOut.write(rest)
+            }
+            await Relay.run(iterator, tunnelOut, localIn.makeAsyncIterator(), localOut) { fromPeer, bytes in
+                activity.count(sent: !fromPeer, bytes)
+            }
         }
     }
 

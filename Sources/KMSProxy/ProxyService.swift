@@ -171,10 +171,21 @@ public final class ProxyService: Sendable {
                 receivingEndpoint = receiving
             }
             if let control = configuration.control {
+                let pools = [pool] + (poolV6.map { [$0] } ?? [])
+                let pinger = Pinger(
+                    dnsProxy: dnsProxy, contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout, pools: pools,
+                    kernel: kernel, group: group)
                 channels.append(try await configuration.starting("control") {
-                    try await ControlSocket.serve(at: control, group: group) { [pool, poolV6, kernel, sessions] _ in
-                        (try? JSONEncoder().encode(Self.status(pools: [pool] + (poolV6.map { [$0] } ?? []), kernel: kernel, sessions: sessions)))
-                            ?? Data("{}".utf8)
+                    try await ControlSocket.serve(at: control, group: group) { [kernel, sessions] request in
+                        // {"op":"ping","name":NAME}, or anything else: the status.
+                        let asked = try? JSONDecoder().decode([String: String].self, from: request)
+                        if asked?["op"] == "ping" {
+                            guard let text = asked?["name"], let name = try? DomainName(text.hasSuffix(".") ? text : text + ".") else {
+                                return (try? JSONEncoder().encode(PingReport(name: asked?["name"] ?? ""))) ?? Data("{}".utf8)
+                            }
+                            return (try? JSONEncoder().encode(await pinger.ping(name))) ?? Data("{}".utf8)
+                        }
+                        return (try? JSONEncoder().encode(Self.status(pools: pools, kernel: kernel, sessions: sessions))) ?? Data("{}".utf8)
                     }
                 })
             }
@@ -264,6 +275,11 @@ public final class ProxyService: Sendable {
 
     public static func status(control: String, group: any EventLoopGroup) async throws -> Status {
         try await ControlSocket.send(["op": "status"], expecting: Status.self, to: control, group: group)
+    }
+
+    /// Asks a running proxy to ping `name` (`Pinger`).
+    public static func ping(_ name: String, control: String, group: any EventLoopGroup) async throws -> PingReport {
+        try await ControlSocket.send(["op": "ping", "name": name], expecting: PingReport.self, to: control, group: group)
     }
 }
 

@@ -24,7 +24,7 @@ struct KMSProxyCommand: AsyncParsableCommand {
             never its real address. SIGHUP reads the CUG and inbound tables again (live \
             mappings stay); SIGINT or SIGTERM stops it. See docs/PROXY.md.
             """,
-        subcommands: [Run.self, Status.self],
+        subcommands: [Run.self, Status.self, Ping.self],
         defaultSubcommand: Run.self)
 }
 
@@ -106,6 +106,47 @@ struct Status: AsyncParsableCommand {
 extension Status {
     static func date(_ time: Double) -> String {
         time == 0 ? "?" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: time))
+    }
+}
+
+struct Ping: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the encrypted path to a peer without an application: resolve, key, tunnel, the peer's verdict.",
+        discussion: """
+            The running proxy resolves NAME as an application would, fetches and verifies its key \
+            from the KMS hierarchy, opens the TLS tunnel pinned to that key, and asks the peer's \
+            receiving endpoint whether it would let this host in (and to which ports). Each step \
+            is printed with its time. Exit code 0 when every step succeeded, 1 otherwise, 69 when \
+            the proxy cannot be reached.
+
+            Example: kms-proxy ping hostb.c.a.xx. --control run/proxy-a.control
+            """)
+
+    @Argument(help: "The peer's name, e.g. hostb.c.a.xx.")
+    var name: String
+
+    @Option(help: "The proxy's status socket (`control` in its configuration).")
+    var control: String
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        let report: PingReport
+        do { report = try await ProxyService.ping(name, control: control, group: MultiThreadedEventLoopGroup.singleton) } catch {
+            let reason = (error as? ControlSocket.Failure)?.reason ?? "\(error)"
+            fail("cannot reach the proxy at \(control): \(reason) (is kms-proxy running?)", code: 69)
+        }
+        if json {
+            print(String(decoding: try JSONEncoder().encode(report), as: UTF8.self))
+        } else {
+            print("ping \(report.name)")
+            for step in report.steps {
+                print("  \(step.ok ? "ok  " : "FAIL") \(step.step.padding(toLength: 8, withPad: " ", startingAt: 0)) \(String(format: "%7.1f", step.milliseconds)) ms  \(step.detail)")
+            }
+            if report.steps.isEmpty { print("  FAIL nothing could be done (is NAME a domain name?)") }
+        }
+        if !report.ok { Foundation.exit(1) }
     }
 }
 

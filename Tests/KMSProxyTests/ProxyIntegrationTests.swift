@@ -399,6 +399,31 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         }
     }
 
+    /// `kms-proxy ping`: every step to the peer, timed, and the peer endpoint's own verdict.
+    @Test func pingReportsEachStepAndThePeersVerdict() async throws {
+        let setup = try await setUp(extraA: "control state/proxy-a.control")
+        try await afterwards({ await setup.shutdown() }) {
+            let control = setup.hierarchy.directory.appendingPathComponent("state/proxy-a.control").path
+            let group = MultiThreadedEventLoopGroup.singleton
+            let report = try await ProxyService.ping("hostb.c.a.xx.", control: control, group: group)
+            #expect(report.steps.map(\.step) == ["resolve", "key", "tunnel", "endpoint"], "\(report)")
+            #expect(report.ok, "\(report)")
+            #expect(report.steps.last?.detail.contains("ports=\(setup.server.port)") == true, "\(report)")
+            // Not a group peer: said so, and no tunnel.
+            let plain = try await ProxyService.ping("hosta.b.a.xx.", control: control, group: group)
+            #expect(!plain.ok && plain.steps.map(\.step) == ["resolve", "cug"] && plain.steps[1].detail.contains("not a CUG peer"), "\(plain)")
+        }
+        // Host B's endpoint does not let A in: the verdict says why.
+        let refusing = try await setUp(inbound: "*.elsewhere.xx.", extraA: "control state/proxy-a.control")
+        try await afterwards({ await refusing.shutdown() }) {
+            let control = refusing.hierarchy.directory.appendingPathComponent("state/proxy-a.control").path
+            let report = try await ProxyService.ping("hostb.c.a.xx.", control: control, group: MultiThreadedEventLoopGroup.singleton)
+            #expect(!report.ok)
+            #expect(report.steps.last?.step == "endpoint" && report.steps.last?.ok == false)
+            #expect(report.steps.last?.detail.contains("not in the inbound CUG table") == true, "\(report)")
+        }
+    }
+
     /// A removed peer: its tunnels close and its intercept address takes no new connection.
     @Test func aRemovedPeerLosesItsTunnels() async throws {
         let setup = try await setUp()

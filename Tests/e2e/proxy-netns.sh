@@ -153,6 +153,13 @@ check "an unknown name outside the hierarchy is NXDOMAIN with the zone's SOA" \
 
 status=$("$BIN/kms-proxy" status --control "$WORK/run/proxy-gw.control")
 check "kms-proxy status lists the mapping" grep -q "hostb.c.a.xx. \[10.77.2.2\]" <<<"$status"
+check "kms-proxy status shows the mapping's key and its validity" grep -q "key p256:.*valid until 20" <<<"$status"
+pinged() {
+  local out
+  out=$("$BIN/kms-proxy" ping hostb.c.a.xx. --control "$WORK/run/proxy-gw.control") || { echo "$out"; return 1; }
+  grep -q "ok   resolve" <<<"$out" && grep -q "ok   tunnel .*TLS 1.3" <<<"$out" && grep -q "ok   endpoint .*ports=8080" <<<"$out"
+}
+check "kms-proxy ping: resolve, key, tunnel and host B's endpoint verdict, each timed (exit 0)" pinged
 
 # SIGHUP reloads the CUG table and keeps serving (it used to kill the proxy). The client's
 # resolver asks the gateway again: the mapping made before the reload is kept.
