@@ -84,12 +84,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .target(
+            name: "LogFormat",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
             name: "MetricsHTTP",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -163,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "kmsd",
             dependencies: [
-                "KMSNode", "KMSSettings",
+                "KMSNode", "KMSSettings", "LogFormat", "MetricsHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -175,7 +181,7 @@ let package = Package(
         .executableTarget(
             name: "kms-proxy",
             dependencies: [
-                "KMSProxy", "KMSSettings", "ControlSocket",
+                "KMSProxy", "KMSSettings", "ControlSocket", "LogFormat", "MetricsHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -205,6 +211,9 @@ let package = Package(
             swiftSettings: executableSettings),
 
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LogFormatTests",
+            dependencies: ["LogFormat", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(
             name: "DNSTransportTests",
             dependencies: [

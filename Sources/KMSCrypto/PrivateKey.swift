@@ -67,6 +67,7 @@ public struct PrivateKey: Sendable {
 
     /// Signs `message`: Ed25519 (pure) or ECDSA with SHA-256, DER-encoded.
     public func signature(for message: [UInt8]) throws(CryptoError) -> [UInt8] {
+        CryptoCounts.signed.add(1, ordering: .relaxed)
         guard let context = EVP_MD_CTX_new() else { throw CryptoError(.signingFailed, "out of memory") }
         defer { EVP_MD_CTX_free(context) }
         guard EVP_DigestSignInit(context, nil, EVPKey.digest(for: algorithm), nil, key.pointer) == 1 else {

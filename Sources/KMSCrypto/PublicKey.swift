@@ -70,6 +70,7 @@ public struct PublicKey: Hashable, Sendable {
     /// True when `signature` is this key's signature over `message`. A malformed signature
     /// is simply not valid.
     public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
+        CryptoCounts.verified.add(1, ordering: .relaxed)
         guard let context = EVP_MD_CTX_new() else { return false }
         defer {
             EVP_MD_CTX_free(context)

@@ -46,8 +46,14 @@ public struct KMSDaemon: Service {
                         + "  hosts: \(node.registeredHostCount)  control: \(configuration.control)")
             }
             if let metrics {
+                let nodes = servers.map(\.node)
+                let process = ProcessMetrics()
                 metricsChannel = try await MetricsEndpoint.serve(
-                    metrics.registry, host: metrics.endpoint.address.description, port: metrics.endpoint.port, group: group)
+                    metrics.registry, host: metrics.endpoint.address.description, port: metrics.endpoint.port, group: group,
+                    beforeScrape: {
+                        for node in nodes { node.updateGauges() }
+                        process.update()
+                    })
                 report("metrics    http://\(metrics.endpoint)/metrics")
             }
         } catch {

@@ -7,6 +7,7 @@ import KMSSettings
 public import Logging
 import NIOCore
 import Synchronization
+import CoreMetrics
 
 /// One Key Management Server: the patent's figure 1, serving one zone.
 ///
@@ -93,8 +94,9 @@ public final class KMSNode: Sendable {
         dnsZone = Zone(configuration: configuration, now: now)
         notifiedSerial = Atomic(0)
         if !configuration.staticSigners.isEmpty { staticRecords.queue(registry.names) }
-        upstream = Upstream(client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)))
         metrics = NodeMetrics(zone: configuration.zone)
+        upstream = Upstream(
+            client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)), timers: metrics.upstreamTime)
         do { policy = try configuration.policy.map { (path) throws(ConfigError) in try PolicySource(path: path) } } catch {
             throw NodeError(nil, field: nil, "\(error)")
         }
@@ -246,6 +248,18 @@ public final class KMSNode: Sendable {
             ("started", "\(startedAt)"),
         ]
     }
+
+    /// Sets this node's gauges from its tables (when `/metrics` is scraped).
+    public func updateGauges() {
+        let zone = ("zone", self.zone.text)
+        Gauge(label: "kms_key_cache_entries", dimensions: [zone]).record(cache.count)
+        Gauge(label: "kms_registered_hosts", dimensions: [zone]).record(registry.count)
+        Gauge(label: "kms_log_entries", dimensions: [zone]).record(Int(log.head.size))
+        Gauge(label: "kms_upstream_in_flight", dimensions: [zone]).record(spending.fetchesInFlight)
+    }
+
+    /// The `# HELP` texts of kmsd's metrics.
+    public static var metricsHelp: [String: String] { NodeMetrics.help }
 
     /// Counters since start, and the sizes a knotc user would look for (`kms ctl stats`).
     public var stats: [(String, String)] {

@@ -1,5 +1,7 @@
 import CoreMetrics
 import DNSWire
+import KMSCrypto
+import KMSSettings
 import Synchronization
 
 /// A counter exported as a metric and also kept here, so `kms ctl stats` can read it without
@@ -59,7 +61,47 @@ struct NodeMetrics: Sendable {
         throttled = Tally("throttled.verify", label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "verify")])
         throttledAnonymous = Tally("throttled.anonymous", label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "anonymous")])
         throttledUpstream = Tally("throttled.upstream", label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "upstream")])
+        var types: [UInt16: Counter] = [:]
+        for type in [RRType.a, .aaaa, .txt, .soa, .ns, RRType(rawValue: 252), RRType(rawValue: 251), RRType(rawValue: 43)] {
+            let name = type.rawValue == 252 ? "AXFR" : type.rawValue == 251 ? "IXFR" : type.rawValue == 43 ? "DS" : "\(type)"
+            types[type.rawValue] = Counter(label: "kms_queries_total", dimensions: [zoneLabel, ("type", name)])
+        }
+        queryTypes = types
+        otherQueryType = Counter(label: "kms_queries_total", dimensions: [zoneLabel, ("type", "other")])
+        var upstream: [String: Timer] = [:]
+        for outcome in ["answer", "unresolved", "error", "timeout", "unreachable", "rejected"] {
+            upstream[outcome] = Timer(label: "kms_upstream_seconds", dimensions: [zoneLabel, ("outcome", outcome)])
+        }
+        upstreamTime = upstream
     }
+
+    /// The `# HELP` text of every metric of kmsd.
+    static let help: [String: String] = [
+        "kms_requests_total": "Requests by kind: signed inquiries and sigreqs, anonymous TXT, address queries, other, malformed.",
+        "kms_responses_total": "Responses by rcode.",
+        "kms_queries_total": "Queries by the question's type.",
+        "kms_key_cache_total": "Key cache lookups, by hit or miss.",
+        "kms_upstream_failures_total": "Questions to a parent or child KMS that got no usable answer.",
+        "kms_upstream_seconds": "Time to hear back from a parent or child KMS, by outcome.",
+        "kms_countersignatures_issued_total": "Countersignatures this node issued (each appended to its transparency log).",
+        "kms_dropped_total": "Packets dropped unanswered: too short, responses, or too many replies waiting.",
+        "kms_throttled_total": "Requests turned away by a budget before the work they asked for, by budget.",
+        "kms_signatures_total": "Signatures this process made (all nodes): answers, requests, countersignatures, tree heads.",
+        "kms_verifications_total": "Signature checks this process made (all nodes).",
+        "kms_key_cache_entries": "Countersigned keys held in the key cache.",
+        "kms_registered_hosts": "Hosts registered in the zone.",
+        "kms_log_entries": "Entries in this node's transparency log.",
+        "kms_upstream_in_flight": "Questions to neighbours waiting for an answer now.",
+        "kms_build_info": "The running build (value 1).",
+    ]
+
+    /// Queries by type (the question's), labelled with a fixed set.
+    let queryTypes: [UInt16: Counter]
+    let otherQueryType: Counter
+    /// Time to hear back from a parent or child KMS, by outcome.
+    let upstreamTime: [String: Timer]
+
+    func count(type: RRType) { (queryTypes[type.rawValue] ?? otherQueryType).increment() }
 
     /// Every tally, named, in a fixed order (`kms ctl stats`).
     var all: [Tally] {
@@ -69,4 +111,24 @@ struct NodeMetrics: Sendable {
 
     func count(_ kind: Kind) { requests[kind]?.increment() }
     func count(_ rcode: RCode) { responses[rcode.rawValue]?.increment() }
+}
+
+/// The process-wide metrics of kmsd: signatures made and checked (`CryptoCounts`, brought up
+/// to date at each scrape), and the build.
+final class ProcessMetrics: Sendable {
+    private let signatures = Counter(label: "kms_signatures_total")
+    private let verifications = Counter(label: "kms_verifications_total")
+    private let build = Gauge(label: "kms_build_info", dimensions: [("version", Build.version)])
+    private let seen = Mutex<(signatures: Int, verifications: Int)>((0, 0))
+
+    func update() {
+        let (signed, verified) = (CryptoCounts.signatures, CryptoCounts.verifications)
+        let (newSignatures, newVerifications) = seen.withLock { seen in
+            defer { seen = (signed, verified) }
+            return (signed - seen.signatures, verified - seen.verifications)
+        }
+        if newSignatures > 0 { signatures.increment(by: newSignatures) }
+        if newVerifications > 0 { verifications.increment(by: newVerifications) }
+        build.record(1)
+    }
 }

@@ -53,6 +53,7 @@ extension KMSNode {
 /// (`ReplyEncoder`).
 extension KMSNode: DNSResponder {
     public func respond(to request: DNSRequest) -> DNSReply {
+        metrics.count(type: request.question.type)
         // 6. A COOKIE option of the wrong length (RFC 7873 section 5.2.2).
         let cookie = cookies.state(of: request)
         if cookie == .malformed {

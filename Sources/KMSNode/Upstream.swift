@@ -3,7 +3,9 @@ import DNSWire
 import KMSClient
 import KMSProtocol
 import KMSSettings
+import MetricsHTTP
 import NIOCore
+import CoreMetrics
 
 /// What a parent or child KMS said, after its signature and the nonce echo were checked.
 enum UpstreamAnswer: Sendable {
@@ -20,6 +22,8 @@ enum UpstreamAnswer: Sendable {
 struct Upstream: Sendable {
     let client: DNSClient
     let timeout: TimeAmount
+    /// `NodeMetrics.upstreamTime`.
+    var timers: [String: Timer] = [:]
 
     /// How long to wait upstream for `request`: the configured time-out, or less when the
     /// requester said it waits less (`TimeBudget`).
@@ -33,8 +37,19 @@ struct Upstream: Sendable {
         audit: Bool = false
     ) async -> (UpstreamAnswer, hops: [ResourceRecord]) {
         let exchange = KMS1Exchange(client: client, timeout: timeout)
+        let start = ContinuousClock.now
         let (outcome, hops) = await exchange.ask(
             peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait, audit: audit)
+        let label: String
+        switch outcome {
+        case .key: label = "answer"
+        case .unresolved: label = "unresolved"
+        case .error: label = "error"
+        case .timeout: label = "timeout"
+        case .unreachable: label = "unreachable"
+        case .rejected: label = "rejected"
+        }
+        timers[label]?.record(ContinuousClock.now - start)
         switch outcome {
         case .key(let answer, let proof):
             return (.key(answer, proof: proof), hops)

@@ -1,3 +1,4 @@
+import MetricsHTTP
 public import DNSTransport
 public import DNSWire
 import Foundation
@@ -58,7 +59,12 @@ public final class DNSProxy: DNSResponder {
     /// KMS node; every admitted query needs the upstream, so the answer always comes later.
     public func respond(to request: DNSRequest) -> DNSReply {
         let query = request.message
-        return .later { [self] in Reply(await resolve(query), answering: query) }
+        return .later { [self] in
+            let start = ContinuousClock.now
+            let answer = await resolve(query)
+            metrics.answerTime.record(ContinuousClock.now - start)
+            return Reply(answer, answering: query)
+        }
     }
 
     /// Forwards, then decides: pass, encrypt, or refuse.
@@ -134,6 +140,8 @@ public final class DNSProxy: DNSResponder {
             return refuse(query, row, "identity \(row.settings.identity) is not configured")
         }
         let key: FetchResult
+        let fetching = ContinuousClock.now
+        defer { metrics.keyFetchTime.record(ContinuousClock.now - fetching) }
         do {
             key = try await fetcher.fetch(question.name)
         } catch {

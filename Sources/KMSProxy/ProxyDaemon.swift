@@ -34,7 +34,8 @@ public struct ProxyDaemon: Service {
         if let metrics {
             do {
                 metricsChannel = try await MetricsEndpoint.serve(
-                    metrics.registry, host: metrics.endpoint.address.description, port: metrics.endpoint.port, group: group)
+                    metrics.registry, host: metrics.endpoint.address.description, port: metrics.endpoint.port, group: group,
+                    beforeScrape: { proxy.updateGauges() })
             } catch {
                 await proxy.stop()
                 throw error

@@ -203,6 +203,25 @@ public final class ProxyService: Sendable {
                 logger: logger))
     }
 
+    /// Sets the gauges from the tables (called when `/metrics` is scraped).
+    public func updateGauges() {
+        let gauges = ProxyGauges()
+        gauges.intercepts.record(keyWatch.pools.reduce(0) { $0 + $1.mappings.count })
+        gauges.diverted.record(kernel?.mappings.count ?? 0)
+        let all = sessions.all
+        gauges.tunnelsOut.record(all.filter { $0.direction == "out" }.count)
+        gauges.tunnelsIn.record(all.filter { $0.direction == "in" }.count)
+        gauges.used4.record(pool.mappings.count)
+        gauges.total4.record(pool.capacity)
+        let v6 = keyWatch.pools.dropFirst().first
+        gauges.used6.record(v6?.mappings.count ?? 0)
+        gauges.total6.record(v6?.capacity ?? 0)
+        gauges.build.record(1)
+    }
+
+    /// The `# HELP` texts of the proxy's metrics.
+    public static var metricsHelp: [String: String] { ProxyMetrics.help }
+
     /// One pass of `KeyWatch` now (what the `key-refresh` timer does).
     func refreshKeys() async -> [KeyWatch.Change] { await keyWatch.pass() }
 

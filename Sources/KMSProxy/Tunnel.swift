@@ -1,3 +1,4 @@
+import MetricsHTTP
 import DNSWire
 import Foundation
 import KMSCrypto
@@ -34,7 +35,13 @@ final class Activity: Sendable {
     private let last = Atomic<Int64>(0)
 
     func count(sent isSent: Bool, _ bytes: Int) {
-        if isSent { sent.add(bytes, ordering: .relaxed) } else { received.add(bytes, ordering: .relaxed) }
+        if isSent {
+            sent.add(bytes, ordering: .relaxed)
+            RelayedBytes.sent.increment(by: bytes)
+        } else {
+            received.add(bytes, ordering: .relaxed)
+            RelayedBytes.received.increment(by: bytes)
+        }
         last.store(Int64(Date().timeIntervalSince1970 * 1000), ordering: .relaxed)
     }
 
@@ -255,6 +262,7 @@ final class TunnelSender: Sendable {
             deadline.cancel()
             let took = ContinuousClock.now - connecting
             metrics.opened.increment()
+            metrics.setupTime.record(took)
             let (session, activity) = sessions.open(
                 direction: "out", peer: "\(mapping.peer) \(peerAddress):\(tunnelPort)", local: "\(ip):\(port)",
                 cipher: handshake.cipherSuite ?? "?", peerName: mapping.peer, key: pinned,

@@ -11,10 +11,12 @@ public enum MetricsEndpoint {
         public let description: String
     }
 
+    /// `beforeScrape` runs before each `/metrics` answer (to set gauges from live tables).
     public static func serve(
-        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup
+        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup,
+        beforeScrape: @escaping @Sendable () -> Void = {}
     ) async throws -> any Channel {
-        do { return try await bind(registry, host: host, port: port, group: group) } catch {
+        do { return try await bind(registry, host: host, port: port, group: group, beforeScrape: beforeScrape) } catch {
             let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
             throw Failure(description: "--metrics: cannot serve on \(address): \(reason)")
@@ -22,14 +24,15 @@ public enum MetricsEndpoint {
     }
 
     private static func bind(
-        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup
+        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup,
+        beforeScrape: @escaping @Sendable () -> Void
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(Handler(registry: registry))
+                    try channel.pipeline.syncOperations.addHandler(Handler(registry: registry, beforeScrape: beforeScrape))
                 }
             }
             .bind(to: try SocketAddress(ipAddress: host, port: port)).get()
@@ -39,8 +42,12 @@ public enum MetricsEndpoint {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let registry: PrometheusCollectorRegistry
+        let beforeScrape: @Sendable () -> Void
         private var path = ""
-        init(registry: PrometheusCollectorRegistry) { self.registry = registry }
+        init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
+            self.registry = registry
+            self.beforeScrape = beforeScrape
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
@@ -48,6 +55,7 @@ public enum MetricsEndpoint {
             case .body: break
             case .end:
                 let found = path == "/metrics"
+                if found { beforeScrape() }
                 let body = found ? registry.emitToBuffer() : Array("not found; try /metrics\n".utf8)
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")

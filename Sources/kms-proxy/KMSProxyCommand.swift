@@ -3,7 +3,9 @@ import ControlSocket
 import Foundation
 import KMSProxy
 import KMSSettings
+import LogFormat
 import Logging
+import MetricsHTTP
 import Metrics
 import NIOPosix
 import Prometheus
@@ -24,6 +26,7 @@ struct KMSProxyCommand: AsyncParsableCommand {
             never its real address. SIGHUP reads the CUG and inbound tables again (live \
             mappings stay); SIGINT or SIGTERM stops it. See docs/PROXY.md.
             """,
+        version: Build.version,
         subcommands: [Run.self, Status.self, Ping.self],
         defaultSubcommand: Run.self)
 }
@@ -47,15 +50,11 @@ struct Run: AsyncParsableCommand {
         if let metrics {
             guard Endpoint(metrics) != nil else { fail("--metrics: '\(metrics)' is not ADDRESS:PORT", code: 64) }
             let made = PrometheusCollectorRegistry()
-            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: made))
+            MetricsSystem.bootstrap(HelpfulMetricsFactory(registry: made, help: ProxyService.metricsHelp))
             registry = made
         }
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in LogfmtHandler.standardError(label: label, level: level) }
         let logger = Logger(label: "kms-proxy")
         let service = ProxyDaemon(
             configuration: configuration, metrics: metrics.flatMap(Endpoint.init).map { ($0, registry!) }, logger: logger,

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KMSSettings
 
 /// `kms`: the host-side tool. Each subcommand lives in its own file and calls the libraries.
 @main
@@ -11,5 +12,6 @@ struct KMS: AsyncParsableCommand {
             their home KMS for a peer's key; the answer comes back countersigned by a KMS the \
             host trusts. See docs/ for the protocol and the example hierarchy.
             """,
+        version: Build.version,
         subcommands: [Keygen.self, Fetch.self, Register.self, Rotate.self, Ctl.self, Monitor.self, Bench.self])
 }

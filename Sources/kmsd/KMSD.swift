@@ -2,7 +2,9 @@ import ArgumentParser
 import Foundation
 import KMSNode
 import KMSSettings
+import LogFormat
 import Logging
+import MetricsHTTP
 import Metrics
 import Prometheus
 import ServiceLifecycle
@@ -26,7 +28,8 @@ struct KMSD: AsyncParsableCommand {
             stops the nodes gracefully: they stop accepting queries and flush their stores. Register hosts while a node runs with `kms register`, \
             and control it with `kms ctl`; `kmsd --check CONFIG...` checks files without starting. \
             See docs/OPERATING.md for every directive.
-            """)
+            """,
+        version: Build.version)
 
     @Argument(help: "Node configuration files.")
     var configs: [String]
@@ -73,15 +76,11 @@ struct KMSD: AsyncParsableCommand {
         if let metrics {
             guard let endpoint = Endpoint(metrics) else { Self.fail("--metrics: '\(metrics)' is not ADDRESS:PORT") }
             let registry = PrometheusCollectorRegistry()
-            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            MetricsSystem.bootstrap(HelpfulMetricsFactory(registry: registry, help: KMSNode.metricsHelp))
             metricsSetup = (endpoint, registry)
         }
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in LogfmtHandler.standardError(label: label, level: level) }
         let logger = Logger(label: "kmsd")
         let bannerText = try banner.map { try String(contentsOfFile: $0, encoding: .utf8) }
         let daemon = KMSDaemon(

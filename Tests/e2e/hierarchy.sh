@@ -21,7 +21,7 @@ sed -i 's/127\.0\.0\.1:530\([1-4]\)/127.0.0.1:1530\1/g' "$WORK"/hierarchy/*.conf
 
 # kmsd prints the banner once every node listens; wait for it (at most 30 s).
 start_kmsd() {
-  "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
+  "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" --metrics 127.0.0.1:19153 \
     > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
   KMSD_PID=$!
   for _ in $(seq 1 300); do
@@ -181,6 +181,18 @@ rotated() {
 check "kms rotate: the home KMS serves the new key and the key files are swapped" rotated
 check "host A, signing with its new key, still fetches host B's key" \
   test "$("$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --no-cache 2>/dev/null)" = "$expected_b"
+
+# /metrics: HELP lines, queries by type, upstream latency, crypto spent, gauges, build.
+curl -s -m 5 http://127.0.0.1:19153/metrics > "$WORK/metrics.txt"
+metric_positive() { awk -v name="$1" 'index($0, name) == 1 && $NF + 0 > 0 { found = 1 } END { exit !found }' "$WORK/metrics.txt"; }
+check "/metrics has a HELP line for every family" \
+  bash -c "[ \$(grep -c '^# TYPE' '$WORK/metrics.txt') -eq \$(grep -c '^# HELP' '$WORK/metrics.txt') ] && grep -q '^# HELP kms_requests_total ' '$WORK/metrics.txt'"
+check "/metrics counts queries by type (TXT at b.a.xx.)" metric_positive 'kms_queries_total{zone="b.a.xx.",type="TXT"}'
+check "/metrics has the upstream latency histogram" metric_positive 'kms_upstream_seconds_count{zone="b.a.xx.",outcome="answer"}'
+check "/metrics counts signatures made and checked" bash -c "$(declare -f metric_positive); WORK='$WORK'; metric_positive kms_signatures_total && metric_positive kms_verifications_total"
+check "/metrics has the key cache size of b.a.xx." metric_positive 'kms_key_cache_entries{zone="b.a.xx."}'
+check "/metrics says which build runs" grep -q '^kms_build_info{version="[0-9.]*"} 1' "$WORK/metrics.txt"
+check "kmsd logs in logfmt, values quoted" grep -q '^time="[^"]*" level="[a-z]*" logger="kmsd"' "$WORK/kmsd.err"
 
 # The transparency log: an audited fetch, a monitor that sees every key xx. vouched for.
 audited() { "$BIN/kms" fetch hostb.c.a.xx. --host "$HOSTA" --audit 2>&1 >/dev/null | grep -q "audit: in xx.'s log at index"; }
