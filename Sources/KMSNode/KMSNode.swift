@@ -113,8 +113,14 @@ public final class KMSNode: Sendable {
         return configuration.anchors.anchor(named: name)?.key
     }
 
+    /// At most this many stored countersignatures warm the cache at start: each is verified
+    /// again (about 60 µs), so a store that holds a million must not cost a minute of start.
+    static let warmLimit = 10_000
+
     private func warmCache(now: UnixTime) {
-        guard let rows = try? store.countersignatures(origin: .received, validAt: now) else { return }
+        guard let rows = try? store.countersignatures(
+            origin: .received, validAt: now, storedAfter: now - cache.maximumAge, limit: Self.warmLimit)
+        else { return }
         var loaded = 0
         for (countersignature, storedAt) in rows.reversed() {
             // What comes back from disk is checked again: a key is never used unverified.

@@ -202,16 +202,19 @@ public final class NodeStore: Sendable {
         })
     }
 
-    /// Countersignatures of `origin` still valid at `now`, newest first.
-    public func countersignatures(origin: Origin, validAt now: UnixTime) throws -> [(Countersignature, storedAt: UnixTime)] {
+    /// Countersignatures of `origin` still valid at `now` and stored after `storedAfter`,
+    /// newest first, at most `limit`.
+    public func countersignatures(
+        origin: Origin, validAt now: UnixTime, storedAfter: UnixTime = 0, limit: Int = Int.max
+    ) throws -> [(Countersignature, storedAt: UnixTime)] {
         try database.read { db in
             try Row.fetchAll(
                 db,
                 sql: """
                     SELECT target, signer, key, not_before, not_after, signature, stored_at FROM countersignature
-                    WHERE origin = ? AND not_after > ? ORDER BY stored_at DESC
+                    WHERE origin = ? AND not_after > ? AND stored_at > ? ORDER BY stored_at DESC LIMIT ?
                     """,
-                arguments: [origin.rawValue, now]
+                arguments: [origin.rawValue, now, storedAfter, limit]
             ).compactMap { row in
                 guard let target = try? DomainName(canonical: row["target"]),
                     let signer = try? DomainName(canonical: row["signer"]),
