@@ -93,7 +93,7 @@ public final class KMSNode: Sendable {
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
         dnsZone = Zone(configuration: configuration, now: now)
         notifiedSerial = Atomic(0)
-        if !configuration.staticSigners.isEmpty { staticRecords.queue(registry.names) }
+        staticRecords.requestSweep()
         metrics = NodeMetrics(zone: configuration.zone)
         upstream = Upstream(
             client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)), timers: metrics.upstreamTime)
@@ -113,9 +113,10 @@ public final class KMSNode: Sendable {
         return configuration.anchors.anchor(named: name)?.key
     }
 
-    /// At most this many stored countersignatures warm the cache at start: each is verified
-    /// again (about 60 µs), so a store that holds a million must not cost a minute of start.
-    static let warmLimit = 10_000
+    /// At most this many stored countersignatures warm the cache at start: each is decoded and
+    /// verified again (about 100 µs), so a store that holds a million must not cost a minute of
+    /// start, and a big one not more than a fraction of a second.
+    static let warmLimit = 2_000
 
     private func warmCache(now: UnixTime) {
         guard let rows = try? store.countersignatures(
@@ -294,7 +295,7 @@ public final class KMSNode: Sendable {
             do {
                 _ = try registry.load(from: store)
                 staticRecords.retain { registry[$0.target]?.key == $0.key }
-                if !configuration.staticSigners.isEmpty { staticRecords.queue(registry.names) }
+                staticRecords.requestSweep()
                 cache.clear()
                 replies.clear()
                 spending.unresolved.clear()

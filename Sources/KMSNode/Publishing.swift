@@ -11,6 +11,7 @@ extension KMSNode {
     @discardableResult
     public func publishStaticRecords(limit: Int = 200) async -> Int {
         guard !configuration.staticSigners.isEmpty else { return 0 }
+        if staticRecords.takeSweepRequest() { sweepStaticRecords() }
         var changed = 0
         for target in staticRecords.take(limit) {
             guard let host = registry[target] else { continue }

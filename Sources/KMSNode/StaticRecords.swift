@@ -14,6 +14,9 @@ final class StaticRecords: Sendable {
     private struct State {
         var published: [DomainName: [DomainName: Countersignature]] = [:]
         var pending: Set<DomainName> = []
+        /// Every host is to be checked (start, reload): done by the next publication, after
+        /// the node serves, not while a million names hold up its start.
+        var sweepRequested = false
     }
 
     private let state = Mutex(State())
@@ -42,6 +45,16 @@ final class StaticRecords: Sendable {
         state.withLock { state in
             state.pending.insert(target)
             return state.published.removeValue(forKey: target) != nil
+        }
+    }
+
+    func requestSweep() { state.withLock { $0.sweepRequested = true } }
+
+    /// Whether a sweep was requested since the last call.
+    func takeSweepRequest() -> Bool {
+        state.withLock { state in
+            defer { state.sweepRequested = false }
+            return state.sweepRequested
         }
     }
 
