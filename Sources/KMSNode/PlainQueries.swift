@@ -34,9 +34,10 @@ extension KMSNode {
         case .txt where route == .local && StaticCountersignature.target(ofOwner: name) != nil:
             metrics.count(.other)
             return .reply(answerStatic(request))
-        case .txt where route == .local && LogQuery(name: name, signer: zone) != nil:
+        case .txt where route == .local && LogQuery.isUnder(name, signer: zone):
             metrics.count(.other)
-            return .reply(answerLog(request, LogQuery(name: name, signer: zone)!))
+            guard let query = LogQuery(name: name, signer: zone) else { return .reply(negative(request)) }
+            return .reply(answerLog(request, query))
         case .txt:
             metrics.count(.anonymous)
             return answerAnonymous(request, route: route)

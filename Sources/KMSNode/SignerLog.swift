@@ -115,14 +115,4 @@ final class SignerLog: Sendable {
             return ConsistencyProof(old: old, new: new, path: state.tree.consistencyPath(old: old, new: new))
         }
     }
-
-    /// The proof for entry `index` against the last head, if the index is within it.
-    func proof(index: UInt64, entry: LogEntry) -> InclusionProof? {
-        state.withLock { state in
-            guard index < state.head.size else { return nil }
-            return InclusionProof(
-                target: entry.countersignature.target, index: index, loggedAt: entry.loggedAt,
-                path: state.tree.inclusionPath(index: index, size: state.head.size), head: state.head)
-        }
-    }
 }

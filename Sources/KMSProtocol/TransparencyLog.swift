@@ -260,8 +260,19 @@ public enum LogQuery: Hashable, Sendable {
         return try? DomainName("\(prefix).\(Self.label).\(signer.text)")
     }
 
+    /// Whether `name` is under `_kms1log.<signer>`: a comparison of wire bytes, cheap enough
+    /// for every TXT query of the zone (the full parse builds strings).
+    public static func isUnder(_ name: DomainName, signer: DomainName) -> Bool {
+        let tail = labelWire + signer.canonicalWire
+        let wire = name.canonicalWire
+        return wire.count > tail.count && wire[(wire.count - tail.count)...].elementsEqual(tail)
+    }
+
+    private static let labelWire: [UInt8] = [UInt8(label.utf8.count)] + Array(label.utf8)
+
     /// The log query `name` asks of `signer`'s log, if it is one.
     public init?(name: DomainName, signer: DomainName) {
+        guard Self.isUnder(name, signer: signer) else { return nil }
         let text = name.lowercased.text
         let suffix = ".\(Self.label).\(signer.lowercased.text)"
         guard text.hasSuffix(suffix) else { return nil }

@@ -1,3 +1,4 @@
+import DNSWire
 import Foundation
 import KMSCrypto
 import KMSProtocol
@@ -163,6 +164,20 @@ import Testing
             Issue.record("a proof for another leaf verified")
         } catch {
             #expect("\(error)".contains("does not lead to the root"))
+        }
+    }
+
+    @Test func logQueryNamesRoundTripAndOthersAreNotLogQueries() throws {
+        for query in [LogQuery.head, .entries(first: 0, end: 100), .consistency(old: 3, new: 8)] {
+            let name = try #require(query.name(signer: "xx."))
+            #expect(LogQuery(name: name, signer: "xx.") == query)
+            #expect(LogQuery.isUnder(name, signer: "xx."))
+            #expect(LogQuery(name: name, signer: "a.xx.") == nil)
+        }
+        #expect(LogQuery(name: "_HEAD._KMS1LOG.XX.", signer: "xx.") == .head)
+        for other in ["hostb.c.a.xx.", "_kms1log.xx.", "x._kms1log.a.xx.", "5-2._entries._kms1log.xx.", "1-2._other._kms1log.xx.",
+                      "_head._kms1logs.xx."] as [DomainName] {
+            #expect(LogQuery(name: other, signer: "xx.") == nil, "\(other)")
         }
     }
 }
