@@ -7,20 +7,9 @@ import Testing
 /// The RFC 9162 tree, against the Certificate Transparency reference vectors and against its
 /// own definition for every shape up to 40 leaves.
 @Suite struct MerkleTests {
-    static func hex(_ text: String) -> [UInt8] {
-        var bytes: [UInt8] = []
-        var index = text.startIndex
-        while index < text.endIndex {
-            let next = text.index(index, offsetBy: 2)
-            bytes.append(UInt8(text[index..<next], radix: 16)!)
-            index = next
-        }
-        return bytes
-    }
-
     /// The eight leaves of the CT reference tests (RFC 6962 test data, also RFC 9162's hashing).
     static let leaves: [[UInt8]] = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                                    "606162636465666768696a6b6c6d6e6f"].map(hex)
+                                    "606162636465666768696a6b6c6d6e6f"].map { hex($0) }
     static let roots = [
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
@@ -31,7 +20,7 @@ import Testing
         "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
         "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
         "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-    ].map(hex)
+    ].map { hex($0) }
 
     static func tree(_ leafHashes: [[UInt8]]) -> MerkleTree {
         var tree = MerkleTree()
@@ -64,12 +53,12 @@ import Testing
             "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
             "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
-        ].map(Self.hex))
+        ].map { hex($0) })
         #expect(tree.inclusionPath(index: 5, size: 8) == [
             "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
             "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-        ].map(Self.hex))
+        ].map { hex($0) })
     }
 
     @Test func everyShapeHasTheRootOfTheDefinition() {
