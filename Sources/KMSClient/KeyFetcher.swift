@@ -163,7 +163,7 @@ public final class KeyFetcher: Sendable {
         switch outcome {
         case .key(let answer, let proof):
             note("answer signed by \(home.name): verified; nonce echoed")
-            note("countersignature by \(anchor.name): verified with the trust anchor; valid \(Self.date(answer.countersignature.notBefore)) to \(Self.date(answer.countersignature.notAfter))")
+            note("countersignature by \(anchor.name): verified with the trust anchor; valid \(answer.countersignature.notBefore.iso8601) to \(answer.countersignature.notAfter.iso8601)")
             if audit {
                 guard let proof else {
                     throw FetchError(
@@ -173,7 +173,7 @@ public final class KeyFetcher: Sendable {
                 do { try proof.verify(answer.countersignature, signerKey: anchor.key) } catch {
                     throw FetchError(kind: .verificationFailed, message: "audit: \(error); key not accepted")
                 }
-                note("audit: in \(anchor.name)'s log at index \(proof.index) of \(proof.head.size); tree head signed \(Self.date(proof.head.time)), verified with the trust anchor")
+                note("audit: in \(anchor.name)'s log at index \(proof.index) of \(proof.head.size); tree head signed \(proof.head.time.iso8601), verified with the trust anchor")
             }
             // Step 5: cache and use.
             try? cache?.store(answer.countersignature, at: now)
@@ -270,8 +270,4 @@ public final class KeyFetcher: Sendable {
         return found
     }
 
-    static func date(_ time: UnixTime) -> String {
-        let formatter = ISO8601DateFormatter()
-        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(time)))
-    }
 }

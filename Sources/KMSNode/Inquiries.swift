@@ -65,6 +65,7 @@ extension KMSNode {
     private func reply(_ outcome: KeyOutcome, _ hops: Hops, to request: Request, nonce: Nonce, extra: [ResourceRecord]) -> Reply {
         let now = Self.now()
         var message: DNSMessage
+        var proofs: [ResourceRecord] = []
         switch outcome {
         case .key(let countersignature, let proof, let ttl, let authoritative):
             guard var answer = signedAnswer(countersignature, nonce: nonce, now: now) else {
@@ -73,10 +74,7 @@ extension KMSNode {
             answer.ttl = ttl
             message = request.message.response(rcode: .noError, authoritative: authoritative)
             message.answers = [answer] + extra
-            if let proof, AuditRequest.isRequested(by: request.message) {
-                message.additionals = hops.records + proof.records
-                return Reply(message, answering: request.message)
-            }
+            proofs = proofRecords(proof, for: request)
         case .unresolved:
             let unresolved = Unresolved(target: request.question.name.lowercased, from: zone, nonce: nonce, time: now)
             guard let record = try? unresolved.record().signed(by: configuration.key) else {
@@ -98,8 +96,14 @@ extension KMSNode {
             reply.message.additionals += hops.records
             return reply
         }
-        message.additionals = hops.records
+        message.additionals = hops.records + proofs
         return Reply(message, answering: request.message)
+    }
+
+    /// The inclusion proof and its tree head, for a request that asked for them (EDNS 65004).
+    func proofRecords(_ proof: InclusionProof?, for request: Request) -> [ResourceRecord] {
+        guard let proof, AuditRequest.isRequested(by: request.message) else { return [] }
+        return proof.records
     }
 
     /// The `kms1:answer` record for a countersigned key, signed by this node. Anonymous answers

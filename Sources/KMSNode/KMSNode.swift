@@ -7,7 +7,6 @@ import KMSSettings
 public import Logging
 import NIOCore
 import Synchronization
-import CoreMetrics
 
 /// One Key Management Server: the patent's figure 1, serving one zone.
 ///
@@ -258,11 +257,10 @@ public final class KMSNode: Sendable {
 
     /// Sets this node's gauges from its tables (when `/metrics` is scraped).
     public func updateGauges() {
-        let zone = ("zone", self.zone.text)
-        Gauge(label: "kms_key_cache_entries", dimensions: [zone]).record(cache.count)
-        Gauge(label: "kms_registered_hosts", dimensions: [zone]).record(registry.count)
-        Gauge(label: "kms_log_entries", dimensions: [zone]).record(Int(log.head.size))
-        Gauge(label: "kms_upstream_in_flight", dimensions: [zone]).record(spending.fetchesInFlight)
+        metrics.keyCacheEntries.record(cache.count)
+        metrics.registeredHosts.record(registry.count)
+        metrics.logEntries.record(Int(log.head.size))
+        metrics.upstreamInFlight.record(spending.fetchesInFlight)
     }
 
     /// The `# HELP` texts of kmsd's metrics.

@@ -73,6 +73,10 @@ struct NodeMetrics: Sendable {
             upstream[outcome] = Timer(label: "kms_upstream_seconds", dimensions: [zoneLabel, ("outcome", outcome)])
         }
         upstreamTime = upstream
+        keyCacheEntries = Gauge(label: "kms_key_cache_entries", dimensions: [zoneLabel])
+        registeredHosts = Gauge(label: "kms_registered_hosts", dimensions: [zoneLabel])
+        logEntries = Gauge(label: "kms_log_entries", dimensions: [zoneLabel])
+        upstreamInFlight = Gauge(label: "kms_upstream_in_flight", dimensions: [zoneLabel])
     }
 
     /// The `# HELP` text of every metric of kmsd.
@@ -100,6 +104,11 @@ struct NodeMetrics: Sendable {
     let otherQueryType: Counter
     /// Time to hear back from a parent or child KMS, by outcome.
     let upstreamTime: [String: Timer]
+    /// Sizes, set when `/metrics` is scraped (`KMSNode.updateGauges`).
+    let keyCacheEntries: Gauge
+    let registeredHosts: Gauge
+    let logEntries: Gauge
+    let upstreamInFlight: Gauge
 
     func count(type: RRType) { (queryTypes[type.rawValue] ?? otherQueryType).increment() }
 

@@ -94,8 +94,7 @@ extension KMSNode {
         }
         var message = request.message.response(rcode: .noError)
         message.answers = [record.resourceRecord()]
-        message.additionals = hops.records
-        if let proof, AuditRequest.isRequested(by: request.message) { message.additionals += proof.records }
+        message.additionals = hops.records + proofRecords(proof, for: request)
         return Reply(message, answering: request.message)
     }
 

@@ -25,12 +25,7 @@ public enum Merkle {
             guard sn != 0 else { return nil }
             if fn & 1 == 1 || fn == sn {
                 r = nodeHash(p, r)
-                if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 {
-                        fn >>= 1
-                        sn >>= 1
-                    }
-                }
+                shiftToRightEdge(&fn, &sn)
             } else {
                 r = nodeHash(r, p)
             }
@@ -65,12 +60,7 @@ public enum Merkle {
             if fn & 1 == 1 || fn == sn {
                 fr = nodeHash(c, fr)
                 sr = nodeHash(c, sr)
-                if fn & 1 == 0 {
-                    while fn & 1 == 0 && fn != 0 {
-                        fn >>= 1
-                        sn >>= 1
-                    }
-                }
+                shiftToRightEdge(&fn, &sn)
             } else {
                 sr = nodeHash(sr, c)
             }
@@ -78,6 +68,15 @@ public enum Merkle {
             sn >>= 1
         }
         return fr == oldRoot && sr == newRoot && sn == 0
+    }
+
+    /// The step both RFC 9162 verifiers take after hashing a left sibling in: "if LSB(fn) is not
+    /// set, right-shift both fn and sn equally until either LSB(fn) is set or fn is 0".
+    private static func shiftToRightEdge(_ fn: inout UInt64, _ sn: inout UInt64) {
+        while fn & 1 == 0 && fn != 0 {
+            fn >>= 1
+            sn >>= 1
+        }
     }
 
     /// The largest power of two strictly below `n` (n > 1): where RFC 9162 splits a tree.

@@ -263,9 +263,12 @@ public enum LogQuery: Hashable, Sendable {
     /// Whether `name` is under `_kms1log.<signer>`: a comparison of wire bytes, cheap enough
     /// for every TXT query of the zone (the full parse builds strings).
     public static func isUnder(_ name: DomainName, signer: DomainName) -> Bool {
-        let tail = labelWire + signer.canonicalWire
         let wire = name.canonicalWire
-        return wire.count > tail.count && wire[(wire.count - tail.count)...].elementsEqual(tail)
+        let zone = signer.canonicalWire
+        guard wire.count > labelWire.count + zone.count else { return false }
+        let labelStart = wire.count - zone.count - labelWire.count
+        return wire[(labelStart + labelWire.count)...].elementsEqual(zone)
+            && wire[labelStart..<(labelStart + labelWire.count)].elementsEqual(labelWire)
     }
 
     private static let labelWire: [UInt8] = [UInt8(label.utf8.count)] + Array(label.utf8)

@@ -103,3 +103,11 @@ enum CanonicalAddress {
         return address
     }
 }
+
+extension UnixTime {
+    /// The time as ISO 8601 in UTC (`2026-11-22T10:14:14Z`), for people: traces, listings.
+    public var iso8601: String { isoFormatter.string(from: Date(timeIntervalSince1970: TimeInterval(self))) }
+}
+
+/// ISO8601DateFormatter is thread-safe; one serves every caller.
+nonisolated(unsafe) private let isoFormatter = ISO8601DateFormatter()

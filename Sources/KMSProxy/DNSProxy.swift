@@ -193,10 +193,15 @@ public final class DNSProxy: DNSResponder {
         guard !addresses.isEmpty else { return answer }
         // The peer's addresses of the other family are diverted too, so that no connection to
         // it leaves in clear, whichever address the application uses (a literal included).
-        var other = DNSMessage.query(id: 0, name: question.name, type: question.type == .a ? .aaaa : .a)
-        other.header.recursionDesired = true
+        // Asked of the hierarchy once; while they are diverted, the next answers reuse them.
+        let otherIsIPv6 = question.type == .a
         var diverted = addresses
-        if case .success(let reply) = await ask(forwarding.route(question.name), other), reply.rcode == .noError {
+        let known = kernel.addresses(of: question.name.lowercased).filter { $0.isIPv6 == otherIsIPv6 }
+        var other = DNSMessage.query(id: 0, name: question.name, type: otherIsIPv6 ? .aaaa : .a)
+        other.header.recursionDesired = true
+        if !known.isEmpty {
+            diverted += known
+        } else if case .success(let reply) = await ask(forwarding.route(question.name), other), reply.rcode == .noError {
             diverted += reply.answers.compactMap { record -> IPAddress? in
                 switch record.data {
                 case .a(let bytes), .aaaa(let bytes): IPAddress(bytes: bytes)

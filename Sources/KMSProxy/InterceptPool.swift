@@ -38,10 +38,14 @@ public final class InterceptPool: Sendable {
     public let lifetime: Double
     public let capacity: Int
 
+    /// Whether the pool's addresses are IPv6.
+    public let isIPv6: Bool
+
     public init(addresses: [IPAddress], lifetime: Double) {
         state = Mutex(State(free: addresses.reversed()))
         self.lifetime = lifetime
         capacity = addresses.count
+        isIPv6 = addresses.first?.isIPv6 ?? false
     }
 
     /// Addresses `first`, `first + 1`, ... `count` of them (IPv4 or IPv6).

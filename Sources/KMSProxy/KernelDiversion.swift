@@ -120,6 +120,11 @@ final class KernelDiversion: Sendable {
         }
     }
 
+    /// The addresses diverted now for `peer`.
+    func addresses(of peer: DomainName) -> [IPAddress] {
+        peers.withLock { table in table.compactMap { $0.value.mapping.peer == peer ? $0.key : nil } }
+    }
+
     /// The peer a diverted connection was headed for.
     func mapping(for address: IPAddress, now: Double) -> Mapping? {
         peers.withLock { table in

@@ -56,7 +56,7 @@ struct Pinger: Sendable {
             if case .a(let bytes) = record.data { return IPAddress(bytes: bytes) }
             return nil
         }.first
-        let mapping = pools.lazy.compactMap { $0.mapping(of: name.lowercased) }.first
+        let mapping = pools.compactMap { $0.mapping(of: name.lowercased) }.first
             ?? kernel?.mappings.first { $0.peer == name.lowercased }
         guard answer.rcode == .noError, let address else {
             let why = answer.extendedErrors.map(\.text).joined(separator: "; ")
@@ -81,7 +81,7 @@ struct Pinger: Sendable {
         case .success(let key):
             let c = key.countersignature
             add("key", key.key == mapping.key, fetchTime,
-                "\(KeyField.encode(key.key).prefix(24))… countersigned by \(c.signer) until \(Self.date(c.notAfter))\(key.fromCache ? " (host cache)" : "")\(key.key == mapping.key ? "" : "; NOT the key the mapping is pinned to")")
+                "\(KeyField.encode(key.key).prefix(24))… countersigned by \(c.signer) until \(c.notAfter.iso8601)\(key.fromCache ? " (host cache)" : "")\(key.key == mapping.key ? "" : "; NOT the key the mapping is pinned to")")
         case .failure(let error):
             add("key", false, fetchTime, "\(error)")
             return report
@@ -132,9 +132,5 @@ struct Pinger: Sendable {
         case .failure(let error): add("endpoint", false, verdictTime, "\(error)")
         }
         return report
-    }
-
-    static func date(_ time: Int64) -> String {
-        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(time)))
     }
 }

@@ -23,6 +23,8 @@ public final class ProxyService: Sendable {
     private let client: DNSClient
     private let kernel: KernelDiversion?
     let keyWatch: KeyWatch
+    /// Set from the tables when `/metrics` is scraped.
+    private let gauges = ProxyGauges()
     private let refreshing: Task<Void, Never>
 
     private init(
@@ -87,6 +89,7 @@ public final class ProxyService: Sendable {
         let timeout = TimeAmount.milliseconds(Int64(configuration.timeout * 1000))
         let pool = InterceptPool(addresses: configuration.pool, lifetime: configuration.lifetime)
         let poolV6 = configuration.poolV6.isEmpty ? nil : InterceptPool(addresses: configuration.poolV6, lifetime: configuration.lifetime)
+        let pools = [pool] + (poolV6.map { [$0] } ?? [])
         let sessions = Sessions()
         let store: ProxyStore?
         do { store = try configuration.store.map { try ProxyStore(path: $0) } } catch {
@@ -98,8 +101,7 @@ public final class ProxyService: Sendable {
         if let store {
             do {
                 let intercepts = try store.live(.intercept, now: now).map(\.mapping)
-                pool.restore(intercepts)
-                poolV6?.restore(intercepts)
+                for pool in pools { pool.restore(intercepts) }
             } catch {
                 await client.close()
                 throw configuration.startError("store", "cannot read \(configuration.store!): \(error)")
@@ -135,7 +137,7 @@ public final class ProxyService: Sendable {
                     responder: ResponderBox(dnsProxy))
             }
             let sender = TunnelSender(
-                destination: .intercept([pool] + (poolV6.map { [$0] } ?? [])), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
+                destination: .intercept(pools), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
                 sessions: sessions, logger: logger)
             if let kernel {
                 let diverted = TunnelSender(
@@ -171,7 +173,6 @@ public final class ProxyService: Sendable {
                 receivingEndpoint = receiving
             }
             if let control = configuration.control {
-                let pools = [pool] + (poolV6.map { [$0] } ?? [])
                 let pinger = Pinger(
                     dnsProxy: dnsProxy, contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout, pools: pools,
                     kernel: kernel, group: group)
@@ -199,23 +200,23 @@ public final class ProxyService: Sendable {
             configuration: configuration, dnsProxy: dnsProxy, pool: pool, sessions: sessions, channels: channels, dnsServer: dnsServer,
             endpointChannel: endpointChannel, endpoint: receivingEndpoint, client: client, kernel: kernel,
             keyWatch: KeyWatch(
-                pools: [pool] + (poolV6.map { [$0] } ?? []), kernel: kernel, fetchers: fetchers, sessions: sessions, store: store,
+                pools: pools, kernel: kernel, fetchers: fetchers, sessions: sessions, store: store,
                 logger: logger))
     }
 
     /// Sets the gauges from the tables (called when `/metrics` is scraped).
     public func updateGauges() {
-        let gauges = ProxyGauges()
         gauges.intercepts.record(keyWatch.pools.reduce(0) { $0 + $1.mappings.count })
         gauges.diverted.record(kernel?.mappings.count ?? 0)
         let all = sessions.all
         gauges.tunnelsOut.record(all.filter { $0.direction == "out" }.count)
         gauges.tunnelsIn.record(all.filter { $0.direction == "in" }.count)
-        gauges.used4.record(pool.mappings.count)
-        gauges.total4.record(pool.capacity)
-        let v6 = keyWatch.pools.dropFirst().first
-        gauges.used6.record(v6?.mappings.count ?? 0)
-        gauges.total6.record(v6?.capacity ?? 0)
+        let v4 = keyWatch.pools.filter { !$0.isIPv6 }
+        let v6 = keyWatch.pools.filter(\.isIPv6)
+        gauges.used4.record(v4.reduce(0) { $0 + $1.mappings.count })
+        gauges.total4.record(v4.reduce(0) { $0 + $1.capacity })
+        gauges.used6.record(v6.reduce(0) { $0 + $1.mappings.count })
+        gauges.total6.record(v6.reduce(0) { $0 + $1.capacity })
         gauges.build.record(1)
     }
 

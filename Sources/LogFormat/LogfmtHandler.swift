@@ -41,7 +41,7 @@ public struct LogfmtHandler: LogHandler {
 
     public static func line(time: Date, level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
         var fields = [
-            ("time", ISO8601DateFormatter().string(from: time)), ("level", level.rawValue), ("logger", label), ("msg", message),
+            ("time", timeFormatter.string(from: time)), ("level", level.rawValue), ("logger", label), ("msg", message),
         ]
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) { fields.append((key, "\(value)")) }
         return fields.map { "\(key($0.0))=\(quote($0.1))" }.joined(separator: " ") + "\n"
@@ -72,3 +72,6 @@ public struct LogfmtHandler: LogHandler {
         return out + "\""
     }
 }
+
+/// ISO8601DateFormatter is thread-safe; one serves every log line.
+nonisolated(unsafe) private let timeFormatter = ISO8601DateFormatter()

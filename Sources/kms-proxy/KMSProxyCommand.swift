@@ -92,19 +92,13 @@ struct Status: AsyncParsableCommand {
         for row in status.mappings {
             let address = row.kind == "kernel" ? "kernel" : row.intercept
             print("  \(address) -> \(row.peer) [\(row.addresses.joined(separator: " "))]\(row.revoked ? " WITHDRAWN" : "")")
-            print("      \(row.path); key \(row.key.prefix(24))… valid until \(Self.date(Double(row.keyValidUntil))); expires in \(row.expiresIn) s; \(row.liveConnections) live")
+            print("      \(row.path); key \(row.key.prefix(24))… valid until \(row.keyValidUntil == 0 ? "?" : row.keyValidUntil.iso8601); expires in \(row.expiresIn) s; \(row.liveConnections) live")
         }
         print("tunnels (\(status.sessions.count))")
         for session in status.sessions {
             print("  #\(session.id) \(session.direction) \(session.peer) via \(session.local) \(session.cipher)")
             print("      key \(session.key.prefix(24))…; handshake \(session.handshakeMilliseconds) ms; sent \(session.bytesSent) B, received \(session.bytesReceived) B; up \(Int(now - session.started)) s, idle \(Int(now - session.lastActivity)) s")
         }
-    }
-}
-
-extension Status {
-    static func date(_ time: Double) -> String {
-        time == 0 ? "?" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: time))
     }
 }
 

@@ -110,12 +110,12 @@ struct Monitor: AsyncParsableCommand {
                 worsen(error.kind == .log ? 2 : 3)
                 continue
             }
-            report("head", signer: signer, ["size": "\(head.size)", "time": Self.date(head.time), "new_entries": "\(entries.count)"])
+            report("head", signer: signer, ["size": "\(head.size)", "time": head.time.iso8601, "new_entries": "\(entries.count)"])
             for (index, entry) in entries where watched.contains(entry.countersignature.target) {
                 let c = entry.countersignature
                 var fields = [
                     "index": "\(index)", "target": c.target.text, "key": KeyField.encode(c.key),
-                    "valid": "\(Self.date(c.notBefore)) to \(Self.date(c.notAfter))", "logged": Self.date(entry.loggedAt),
+                    "valid": "\(c.notBefore.iso8601) to \(c.notAfter.iso8601)", "logged": entry.loggedAt.iso8601,
                 ]
                 if (try? c.verify(by: monitor.signer.key)) == nil { fields["problem"] = "the entry's countersignature does not verify" }
                 if let want = expected[c.target], want != c.key {
@@ -224,10 +224,6 @@ struct Monitor: AsyncParsableCommand {
             FileHandle.standardError.write(Data("kms monitor: cannot write \(state)\n".utf8))
             return
         }
-    }
-
-    static func date(_ time: UnixTime) -> String {
-        ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(time)))
     }
 
     static func exit(_ message: String, code: Int32) -> Never {

@@ -19,3 +19,16 @@ eventually() {
     sleep 0.1
   done
 }
+# metrics_positive FILE SAMPLE...: every SAMPLE (a metric name with its labels, as the line
+# starts) has a value above 0 in the Prometheus text FILE.
+metrics_positive() {
+  local file=$1 sample
+  shift
+  for sample in "$@"; do
+    awk -v name="$sample" 'index($0, name) == 1 && $NF + 0 > 0 { found = 1 } END { exit !found }' "$file" || return 1
+  done
+}
+# metrics_helped FILE FAMILY: every family in FILE has its # HELP line, FAMILY among them.
+metrics_helped() {
+  [ "$(grep -c '^# TYPE' "$1")" -eq "$(grep -c '^# HELP' "$1")" ] && grep -q "^# HELP $2 " "$1"
+}

@@ -163,15 +163,14 @@ check "kms-proxy ping: resolve, key, tunnel and host B's endpoint verdict, each 
 
 # /metrics of the gateway's proxy: HELP lines, latency histograms, gauges, bytes relayed.
 in_ns cs-gateway curl -s -m 5 http://127.0.0.1:9154/metrics > "$WORK/proxy-metrics.txt"
-proxy_metric_positive() { awk -v name="$1" 'index($0, name) == 1 && $NF + 0 > 0 { found = 1 } END { exit !found }' "$WORK/proxy-metrics.txt"; }
-every_family_helped() { [ "$(grep -c '^# TYPE' "$WORK/proxy-metrics.txt")" -eq "$(grep -c '^# HELP' "$WORK/proxy-metrics.txt")" ] && grep -q '^# HELP kms_proxy_tunnels ' "$WORK/proxy-metrics.txt"; }
-check "proxy /metrics has a HELP line for every family" every_family_helped
+PM="$WORK/proxy-metrics.txt"
+check "proxy /metrics has a HELP line for every family" metrics_helped "$PM" kms_proxy_tunnels
 check "proxy /metrics: DNS answer, key fetch and tunnel set-up histograms" \
-  bash -c "$(declare -f proxy_metric_positive); WORK='$WORK'; proxy_metric_positive kms_proxy_dns_seconds_count && proxy_metric_positive kms_proxy_key_fetch_seconds_count && proxy_metric_positive kms_proxy_tunnel_setup_seconds_count"
+  metrics_positive "$PM" kms_proxy_dns_seconds_count kms_proxy_key_fetch_seconds_count kms_proxy_tunnel_setup_seconds_count
 check "proxy /metrics: bytes relayed each way" \
-  bash -c "$(declare -f proxy_metric_positive); WORK='$WORK'; proxy_metric_positive 'kms_proxy_relayed_bytes_total{direction=\"sent\"}' && proxy_metric_positive 'kms_proxy_relayed_bytes_total{direction=\"received\"}'"
+  metrics_positive "$PM" 'kms_proxy_relayed_bytes_total{direction="sent"}' 'kms_proxy_relayed_bytes_total{direction="received"}'
 check "proxy /metrics: the live mapping and the pool in use" \
-  bash -c "$(declare -f proxy_metric_positive); WORK='$WORK'; proxy_metric_positive 'kms_proxy_mappings{kind=\"intercept\"}' && proxy_metric_positive 'kms_proxy_pool_addresses{family=\"ipv4\",state=\"used\"}'"
+  metrics_positive "$PM" 'kms_proxy_mappings{kind="intercept"}' 'kms_proxy_pool_addresses{family="ipv4",state="used"}'
 check "proxy /metrics says which build runs" grep -q '^kms_proxy_build_info{version="[0-9.]*"} 1' "$WORK/proxy-metrics.txt"
 
 # SIGHUP reloads the CUG table and keeps serving (it used to kill the proxy). The client's
