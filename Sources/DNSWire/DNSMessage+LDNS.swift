@@ -105,6 +105,14 @@ extension DNSMessage {
     /// written again with compression (RFC 1035 section 4.1.4), so nothing that fits a UDP
     /// reply compressed is sent truncated for want of it.
     public func wire() throws(WireError) -> [UInt8] {
+        if let plain = LDNSWriter.uncompressed(self, limit: Self.uncompressedLimit) { return plain }
+        return try wireThroughPacket()
+    }
+
+    /// The general way: libldns's own packet (`toLDNS()`), written without compression when
+    /// that fits 512 bytes, otherwise with it. `LDNSWriter` writes the same bytes for most
+    /// messages without building the packet.
+    func wireThroughPacket() throws(WireError) -> [UInt8] {
         let packet = try toLDNS()
         defer { ldns_pkt_free(packet) }
         guard let plain = ldns_buffer_new(512) else { throw WireError(.encodingFailed, "out of memory") }

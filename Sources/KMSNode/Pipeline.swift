@@ -116,7 +116,8 @@ extension KMSNode: DNSResponder {
     }
 
     /// QUERY, and UPDATE for a host's own key rotation (`Rotations.swift`).
-    public var acceptedOpcodes: Set<OpCode> { [.query, Rotation.updateOpcode] }
+    public var acceptedOpcodes: Set<OpCode> { Self.opcodes }
+    private static let opcodes: Set<OpCode> = [.query, Rotation.updateOpcode]
 
     /// Stage 3: a UDP client out of failed-verify budget is sent to TCP undecoded.
     public func isPenalised(_ client: SocketAddress) -> Bool {
