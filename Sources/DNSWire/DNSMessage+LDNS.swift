@@ -100,24 +100,25 @@ extension DNSMessage {
     /// Encodes the message to wire format.
     ///
     /// A message that is small without name compression (most answers: one question and a
-    /// record or two) is written without it: libldns's compression builds a tree of every name
-    /// per message, which was a quarter of the cost of an address answer. A larger one is
-    /// written again with compression (RFC 1035 section 4.1.4), so nothing that fits a UDP
-    /// reply compressed is sent truncated for want of it.
+    /// record or two) is written without it, by `LDNSWriter`: libldns's compression builds a
+    /// tree of every name per message, which was a quarter of the cost of an address answer.
+    /// A larger one is written with compression (RFC 1035 section 4.1.4), so nothing that fits
+    /// a UDP reply compressed is sent truncated for want of it.
     public func wire() throws(WireError) -> [UInt8] {
         if let plain = LDNSWriter.uncompressed(self, limit: Self.uncompressedLimit) { return plain }
-        return try wireThroughPacket()
+        return try wireThroughPacket(compressed: true)
     }
 
-    /// The general way: libldns's own packet (`toLDNS()`), written without compression when
-    /// that fits 512 bytes, otherwise with it. `LDNSWriter` writes the same bytes for most
-    /// messages without building the packet.
-    func wireThroughPacket() throws(WireError) -> [UInt8] {
+    /// The general way: libldns's own packet (`toLDNS()`), written with name compression or
+    /// without. `LDNSWriter` writes the same bytes as the latter without building the packet.
+    func wireThroughPacket(compressed: Bool) throws(WireError) -> [UInt8] {
         let packet = try toLDNS()
         defer { ldns_pkt_free(packet) }
-        guard let plain = ldns_buffer_new(512) else { throw WireError(.encodingFailed, "out of memory") }
-        defer { ldns_buffer_free(plain) }
-        if ldns_pkt2buffer_wire_compress(plain, packet, nil) == LDNS_STATUS_OK, ldns_buffer_position(plain) <= Self.uncompressedLimit {
+        if !compressed {
+            guard let plain = ldns_buffer_new(512) else { throw WireError(.encodingFailed, "out of memory") }
+            defer { ldns_buffer_free(plain) }
+            let status = ldns_pkt2buffer_wire_compress(plain, packet, nil)
+            guard status == LDNS_STATUS_OK else { throw WireError(.encodingFailed, LDNS.errorString(status)) }
             return Array(UnsafeBufferPointer(start: ldns_buffer_begin(plain), count: ldns_buffer_position(plain)))
         }
         var buffer: UnsafeMutablePointer<UInt8>?

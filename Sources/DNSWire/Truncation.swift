@@ -10,8 +10,14 @@ extension DNSMessage {
     /// Encodes for a UDP reply of at most `limit` bytes. A message that does not fit is cut to
     /// its header, question and OPT record with TC=1 (RFC 2181 section 9, RFC 7766 section 5),
     /// so the requester retries over TCP.
+    ///
+    /// What fits `limit` without name compression is sent without it (`LDNSWriter`): a signed
+    /// KMS1 answer is a little over 512 bytes, and compressing it (libldns builds a tree of
+    /// every name) would save a few dozen bytes of a requester's 1232 at a visible share of
+    /// the answer's cost.
     public func wireForUDP(limit: Int) throws(WireError) -> [UInt8] {
-        let full = try wire()
+        if let plain = LDNSWriter.uncompressed(self, limit: max(limit, Self.uncompressedLimit)) { return plain }
+        let full = try wireThroughPacket(compressed: true)
         guard full.count > limit else { return full }
         var cut = DNSMessage(header: header, questions: questions, edns: edns)
         cut.header.isTruncated = true

@@ -3,7 +3,7 @@ import Testing
 @testable import DNSWire
 
 /// `LDNSWriter` lays libldns's structures out on the stack instead of building its packet; the
-/// bytes must be exactly those of the general path (`wireThroughPacket`), for every shape of
+/// bytes must be exactly those of the general path (`wireThroughPacket`, uncompressed), for every shape of
 /// message a server writes.
 @Suite struct LDNSWriterTests {
     /// Messages of every kind: each section, each RDATA kind, EDNS with and without options,
@@ -55,7 +55,7 @@ import Testing
     @Test(arguments: messages())
     func sameBytesAsTheGeneralPath(_ message: DNSMessage) throws {
         let fast = try #require(LDNSWriter.uncompressed(message, limit: 512))
-        #expect(fast == (try message.wireThroughPacket()))
+        #expect(fast == (try message.wireThroughPacket(compressed: false)))
         #expect(try DNSMessage(wire: fast) == message)
     }
 
@@ -71,10 +71,25 @@ import Testing
         #expect(throws: WireError.self) { try tooLong.wire() }
     }
 
+    /// Over UDP, what fits the requester's limit uncompressed goes uncompressed; what only fits
+    /// compressed goes compressed; what fits neither is cut with TC=1.
+    @Test func udpRepliesAreCompressedOnlyWhenThatMakesThemFit() throws {
+        let name: DomainName = "a-rather-long-label-to-compress.hostb.c.a.xx."
+        var answer = DNSMessage.query(id: 3, name: name, type: .txt).response()
+        answer.answers = (0..<8).map { _ in ResourceRecord(name: name, ttl: 1, data: .txt([[UInt8](repeating: 0x61, count: 20)])) }
+        let plain = try answer.wireThroughPacket(compressed: false)
+        let compressed = try answer.wireThroughPacket(compressed: true)
+        #expect(plain.count > 512 && compressed.count <= 512 && compressed.count < plain.count)
+        #expect(try answer.wireForUDP(limit: 1232) == plain)
+        #expect(try answer.wireForUDP(limit: plain.count - 1) == compressed)
+        let cut = try DNSMessage(wire: answer.wireForUDP(limit: compressed.count - 1))
+        #expect(cut.header.isTruncated && cut.answers.isEmpty)
+    }
+
     /// The computed size is exact: a limit one byte short refuses the message.
     @Test(arguments: messages())
     func sizeIsExact(_ message: DNSMessage) throws {
-        let size = try message.wireThroughPacket().count
+        let size = try message.wireThroughPacket(compressed: false).count
         #expect(LDNSWriter.uncompressed(message, limit: size) != nil)
         #expect(LDNSWriter.uncompressed(message, limit: size - 1) == nil)
     }
