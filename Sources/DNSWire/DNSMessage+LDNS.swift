@@ -9,27 +9,39 @@ extension DNSMessage {
     /// The header is 12 bytes (RFC 1035 section 4.1.1); anything shorter is not a message.
     public static let headerSize = 12
 
-    /// Decodes a message from wire format.
+    /// Decodes a message from wire format. Bytes in contiguous storage (an array, a NIO
+    /// buffer's readable bytes) are read where they are, not copied first.
     public init(wire bytes: some Collection<UInt8>) throws(WireError) {
-        let bytes = Array(bytes)
-        guard bytes.count >= Self.headerSize else {
+        let decoded: Result<DNSMessage, WireError>? = bytes.withContiguousStorageIfAvailable { buffer in
+            do throws(WireError) { return .success(try Self.decode(buffer)) } catch { return .failure(error) }
+        }
+        if let decoded {
+            self = try decoded.get()
+        } else {
+            let copy = Array(bytes)
+            self = try copy.withUnsafeBufferPointer { buffer throws(WireError) in try Self.decode(buffer) }
+        }
+    }
+
+    private static func decode(_ bytes: UnsafeBufferPointer<UInt8>) throws(WireError) -> DNSMessage {
+        guard bytes.count >= Self.headerSize, let base = bytes.baseAddress else {
             throw WireError(.malformedMessage, "\(bytes.count) bytes is shorter than a DNS header")
         }
         var packet: LDNSPacket?
-        let status = bytes.withUnsafeBufferPointer { ldns_wire2pkt(&packet, $0.baseAddress, $0.count) }
+        let status = ldns_wire2pkt(&packet, base, bytes.count)
         guard status == LDNS_STATUS_OK, let packet else {
             throw WireError(.malformedMessage, LDNS.errorString(status))
         }
         defer { ldns_pkt_free(packet) }
-        try Self.checkOPT(packet, bytes)
-        self = Self.fromLDNS(packet)
+        try checkOPT(packet, bytes)
+        return fromLDNS(packet)
     }
 
     /// RFC 6891 section 6.1.1: at most one OPT record, in the additional section, owned by the
     /// root, its options exactly filling its RDATA. libldns reads OPT leniently (a second one
     /// overwrites the first, the owner is not kept, a bad option list is dropped), so what it
     /// lets through is checked here; any breach makes the message malformed (FORMERR).
-    private static func checkOPT(_ packet: LDNSPacket, _ bytes: [UInt8]) throws(WireError) {
+    private static func checkOPT(_ packet: LDNSPacket, _ bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
         if containsOPT(ldns_pkt_answer(packet)) {
             throw WireError(.malformedMessage, "an OPT record in the answer section (RFC 6891 section 6.1.1)")
         }
@@ -62,7 +74,7 @@ extension DNSMessage {
 
     /// The wire length of the OPT record's owner name, found by stepping over the question and
     /// the records before it; nil if the walk does not find one.
-    private static func optOwnerLength(_ bytes: [UInt8]) -> Int? {
+    private static func optOwnerLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         func count(_ section: Int) -> Int { Int(bytes[4 + 2 * section]) << 8 | Int(bytes[5 + 2 * section]) }
         var position = headerSize
         for _ in 0..<count(0) {
@@ -81,7 +93,7 @@ extension DNSMessage {
     }
 
     /// Steps over the name at `position` (labels up to the root, or up to a compression pointer).
-    private static func skipName(_ bytes: [UInt8], _ position: inout Int) -> Bool {
+    private static func skipName(_ bytes: UnsafeBufferPointer<UInt8>, _ position: inout Int) -> Bool {
         while position < bytes.count {
             let length = Int(bytes[position])
             if length == 0 {

@@ -33,15 +33,17 @@ enum LDNSWriter {
             counts.bytes += question.name.wire.count
             counts.wire += question.name.wire.count + 4
         }
-        for section in [message.answers, message.authorities, message.additionals] {
+        func measure(_ section: [ResourceRecord]) -> Bool {
             for record in section {
-                guard let length = dataLength(record.data) else { return nil }
+                guard let length = dataLength(record.data) else { return false }
                 counts.records += 1
                 counts.fields += fieldCount(record.data)
                 counts.bytes += record.name.wire.count + length
                 counts.wire += record.name.wire.count + 10 + length
             }
+            return true
         }
+        guard measure(message.answers), measure(message.authorities), measure(message.additionals) else { return nil }
         let options = message.edns.map { $0.options.reduce(0) { $0 + 4 + $1.data.count } }
         if let options {
             counts.records += 1
@@ -77,7 +79,7 @@ enum LDNSWriter {
             }
             list(0, listedCount, questionCount)
             listedCount += questionCount
-            for (index, section) in [message.answers, message.authorities, message.additionals].enumerated() {
+            func add(_ index: Int, _ section: [ResourceRecord]) {
                 for record in section {
                     arena.addRecord(owner: record.name.wire, type: record.type.rawValue, rrClass: record.rrClass.rawValue, ttl: record.ttl, question: false)
                     switch record.data {
@@ -104,6 +106,9 @@ enum LDNSWriter {
                 list(index + 1, listedCount, count)
                 listedCount += count
             }
+            add(0, message.answers)
+            add(1, message.authorities)
+            add(2, message.additionals)
 
             let head = message.header
             let headerPointer = scratch.baseAddress!.advanced(by: header.offset).bindMemory(to: ldns_hdr.self, capacity: 1)
