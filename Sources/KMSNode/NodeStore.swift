@@ -31,7 +31,7 @@ public struct RegisteredHost: Hashable, Sendable {
 ///
 /// Registrations are written synchronously and are durable when `register` returns.
 /// Countersignature rows are an audit and a cache warm-up source; they are written in the
-/// background, off the request path.
+/// background, off the request path, without a sync of their own (`writeInBackground`).
 public final class NodeStore: Sendable {
     public enum Origin: String, Sendable { case issued, received }
 
@@ -41,12 +41,19 @@ public final class NodeStore: Sendable {
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var configuration = Configuration()
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         configuration.busyMode = .timeout(5)
         database = try DatabasePool(path: path, configuration: configuration)
+        // GRDB's pool turns WAL on after the configuration's own set-up and sets its writer to
+        // `synchronous = NORMAL` as it does (a commit then survives the process, not the
+        // machine). The writer is the one connection that commits: FULL again, so a commit is
+        // on disk (fdatasync of the WAL) before `write` returns.
+        try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(database)
+    }
+
+    /// The writer connection's `PRAGMA synchronous` (2 is FULL), for tests.
+    func writerSynchronous() throws -> Int {
+        try database.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     private static var migrator: DatabaseMigrator {
@@ -176,7 +183,7 @@ public final class NodeStore: Sendable {
     /// Records a countersignature in the background. `completion` reports a failure to log.
     public func record(_ countersignature: Countersignature, origin: Origin, at now: UnixTime,
                        completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
-        database.asyncWrite({ db in
+        writeInBackground({ db in
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO countersignature
@@ -188,18 +195,37 @@ public final class NodeStore: Sendable {
                     countersignature.notBefore, countersignature.notAfter, Data(countersignature.signature),
                     origin.rawValue, now,
                 ])
-        }, completion: { _, result in
-            if case .failure(let error) = result { completion(error) } else { completion(nil) }
-        })
+        }, completion: completion)
     }
 
     /// Forgets, in the background, every countersignature received for `target` (revoked).
     public func forgetReceived(target: DomainName, completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
-        database.asyncWrite({ db in
+        writeInBackground({ db in
             try db.execute(sql: "DELETE FROM countersignature WHERE target = ? AND origin = ?", arguments: [target.text, Origin.received.rawValue])
-        }, completion: { _, result in
-            if case .failure(let error) = result { completion(error) } else { completion(nil) }
-        })
+        }, completion: completion)
+    }
+
+    /// A background write nobody waits for (a cached countersignature, a forgotten one): one
+    /// transaction committed with `synchronous = NORMAL`, in the WAL but not yet synced (a
+    /// machine that fails meanwhile loses a cache entry, which is asked for again); the next
+    /// acknowledged commit, FULL, syncs it along. Each had cost an fdatasync that the next
+    /// log append on the same writer waited behind.
+    private func writeInBackground(
+        _ updates: @escaping @Sendable (GRDB.Database) throws -> Void, completion: @escaping @Sendable ((any Error)?) -> Void
+    ) {
+        database.asyncWriteWithoutTransaction { db in
+            do {
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                try db.inTransaction {
+                    try updates(db)
+                    return .commit
+                }
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+        }
     }
 
     /// Countersignatures of `origin` still valid at `now` and stored after `storedAfter`,

@@ -20,7 +20,7 @@ import Testing
     }
 
     @Test func aReturnedServerCookieProvesTheAddress() async throws {
-        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.5 1"])
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let client: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
             let first = try await Self.udp(Self.query(cookie: client), hierarchy)
