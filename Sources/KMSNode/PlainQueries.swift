@@ -157,12 +157,12 @@ extension KMSNode {
                 message.answers = dnsZone.addresses(of: [server], type: question.type)
                 return .reply(message.answers.isEmpty ? negative(request) : Reply(message, answering: request.message))
             }
-            guard let addresses = registry.addressData(of: question.name, ipv6: question.type == .aaaa) else {
+            guard let addresses = registry.addresses(of: question.name, ipv6: question.type == .aaaa) else {
                 return .reply(negative(request))
             }
             guard !addresses.isEmpty else { return .reply(negative(request)) }
             var message = request.message.response(rcode: .noError)
-            message.answers = addresses.map { ResourceRecord(name: question.name, ttl: 300, data: $0) }
+            message.answers = addresses.map { ResourceRecord(name: question.name, ttl: 300, data: $0.rdata) }
             guard policy == nil else {
                 addVerdict(to: &message, for: request)
                 return .reply(Reply(message, answering: request.message))

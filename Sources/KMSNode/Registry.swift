@@ -90,17 +90,6 @@ final class Registry: Sendable {
         state.withLock { $0.hosts[name] }?.addresses(ipv6: ipv6)
     }
 
-    /// The host's addresses of one family as A or AAAA RDATA, for an answer: one table lookup,
-    /// only the packed bytes of that family copied out; nil if not registered.
-    func addressData(of name: DomainName, ipv6: Bool) -> [RData]? {
-        guard let packed = state.withLock({ ipv6 ? $0.hosts[name]?.v6 : $0.hosts[name]?.v4 }) else { return nil }
-        let size = ipv6 ? 16 : 4
-        return stride(from: 0, to: packed.count, by: size).map {
-            let bytes = Array(packed[$0..<$0 + size])
-            return ipv6 ? RData.aaaa(bytes) : RData.a(bytes)
-        }
-    }
-
     func set(_ host: RegisteredHost) {
         let entry = HostEntry(addresses: host.addresses, key: host.key.subjectPublicKeyInfo, registeredAt: host.registeredAt)
         state.withLock { state in
