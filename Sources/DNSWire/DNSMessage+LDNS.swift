@@ -122,7 +122,8 @@ extension DNSMessage {
     }
 
     /// The general way: libldns's own packet (`toLDNS()`), written with name compression or
-    /// without. `LDNSWriter` writes the same bytes as the latter without building the packet.
+    /// without. Serving only ever needs it compressed; uncompressed it is the reference
+    /// `LDNSWriterTests` hold `LDNSWriter` to, which writes those bytes without the packet.
     func wireThroughPacket(compressed: Bool) throws(WireError) -> [UInt8] {
         let packet = try toLDNS()
         defer { ldns_pkt_free(packet) }

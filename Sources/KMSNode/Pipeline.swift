@@ -120,10 +120,7 @@ extension KMSNode: DNSResponder {
     private static let opcodes: Set<OpCode> = [.query, Rotation.updateOpcode]
 
     /// Stage 3: a UDP client out of failed-verify budget is sent to TCP undecoded.
-    public func isPenalised(_ client: SocketAddress) -> Bool {
-        guard let address = client.ip else { return false }
-        return spending.isPenalised(address)
-    }
+    public func isPenalised(_ client: SocketAddress) -> Bool { spending.isPenalised(client) }
 
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {

@@ -75,9 +75,9 @@ final class Spending: Sendable {
 
     /// Whether a UDP client's prefix is out of failed-verify budget: its queries are sent to
     /// TCP before they are even decoded (`Admission`, step 3).
-    func isPenalised(_ address: IPAddress) -> Bool {
-        // No failure charged yet (the usual state): no lock, no hash.
-        guard let failures, failuresCharged.load(ordering: .relaxed) else { return false }
+    func isPenalised(_ client: SocketAddress) -> Bool {
+        // No failure charged yet (the usual state): no lock, no hash, not even the address.
+        guard let failures, failuresCharged.load(ordering: .relaxed), let address = client.ip else { return false }
         return failures.isLimited(limits.prefix.prefix(of: address))
     }
 
