@@ -29,7 +29,7 @@ public final class KMSNode: Sendable {
     /// SOA, NS, delegations and the serial (`Zone`).
     let dnsZone: Zone
     /// Countersignatures published as zone data (`_kms1.<host>` TXT).
-    let staticRecords = StaticRecords()
+    let staticRecords: StaticRecords
     /// Neighbours that fetched keys through this node (whom to tell of a revocation).
     let subscribers = Subscribers()
     /// Revocations being sent (`revocationsSent()` waits for them).
@@ -76,6 +76,7 @@ public final class KMSNode: Sendable {
         }
         do {
             registry = Registry(zone: configuration.zone)
+            staticRecords = StaticRecords(registry: registry)
             let unreadable = try registry.load(from: store)
             for name in unreadable { logger.warning("skipping unreadable host row", metadata: ["host": "\(name)"]) }
             for seed in configuration.hosts where !registry.contains(seed.name) {
@@ -175,6 +176,9 @@ public final class KMSNode: Sendable {
             if case .child(let child) = router.route(name) {
                 throw NodeError(nil, field: place, "\(name) is in the child zone \(child.name); register it there")
             }
+            guard registration.addresses.count <= Int(UInt16.max) else {
+                throw NodeError(nil, field: place, "\(registration.addresses.count) addresses; a host has at most \(UInt16.max)")
+            }
             hosts.append(RegisteredHost(name: name.lowercased, addresses: registration.addresses, key: registration.key, registeredAt: now))
         }
         let result: Result<Void, NodeError> = registrationOrder.withLock { _ in
@@ -245,7 +249,7 @@ public final class KMSNode: Sendable {
         [
             ("zone", zone.text), ("listen", "\(configuration.listen)"), ("serial", "\(dnsZone.serial)"),
             ("hosts", "\(registry.count)"), ("cached keys", "\(cache.count)"),
-            ("static records", "\(staticRecords.all.count) published, \(staticRecords.pendingCount) waiting"),
+            ("static records", "\(staticRecords.publishedCount) published, \(staticRecordsPending) waiting"),
             ("upstream fetches in flight", "\(spending.fetchesInFlight)"),
             ("parent", configuration.parent.map { "\($0.name) \($0.endpoint)" } ?? "none (root)"),
             ("children", configuration.children.map { "\($0.name) \($0.endpoint)" }.joined(separator: ", ")),
@@ -292,7 +296,6 @@ public final class KMSNode: Sendable {
         let result: Result<Int, any Error> = registrationOrder.withLock { _ in
             do {
                 _ = try registry.load(from: store)
-                staticRecords.retain { registry[$0.target]?.key == $0.key }
                 staticRecords.requestSweep()
                 cache.clear()
                 replies.clear()

@@ -173,11 +173,30 @@ public final class NodeStore: Sendable {
                     guard let address = IPAddress(String(text)) else { continue }
                     addresses.append(address)
                 }
-                visit(domain, HostEntry(addresses: addresses, key: der, registeredAt: row[3]))
+                guard let entry = HostEntry(addresses: addresses, key: der, registeredAt: row[3]) else {
+                    unreadable.append(name)
+                    continue
+                }
+                visit(domain, entry)
                 count += 1
             }
             return (count, unreadable)
         }
+    }
+
+    /// Up to `limit` registered names after row `rowID`, in row order, with their row ids (a
+    /// walk over every host a page at a time; a host registered again moves to the end).
+    /// Names that no longer parse are left out.
+    func hostNames(afterRowID rowID: Int64, limit: Int) throws -> [(rowID: Int64, name: DomainName)] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT rowid, name FROM host WHERE rowid > ? ORDER BY rowid LIMIT ?", arguments: [rowID, limit])
+                .compactMap { row in (try? DomainName(row[1] as String)).map { (row[0], $0) } }
+        }
+    }
+
+    /// How many hosts lie after row `rowID`.
+    func hostCount(afterRowID rowID: Int64) throws -> Int {
+        try database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM host WHERE rowid > ?", arguments: [rowID]) ?? 0 }
     }
 
     /// Records a countersignature in the background. `completion` reports a failure to log.

@@ -230,6 +230,6 @@ extension KMSNode {
     /// a name server, or an ancestor of a host (an empty non-terminal).
     private func nameExists(_ name: DomainName) -> Bool {
         name == zone || registry.exists(name) || configuration.txt[name] != nil || dnsZone.nameServer(named: name) != nil
-            || StaticCountersignature.target(ofOwner: name).map { !staticRecords.countersignatures(of: $0).isEmpty } ?? false
+            || StaticCountersignature.target(ofOwner: name).map(registry.hasPublished) ?? false
     }
 }

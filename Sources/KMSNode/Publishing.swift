@@ -11,7 +11,10 @@ extension KMSNode {
     @discardableResult
     public func publishStaticRecords(limit: Int = 200) async -> Int {
         guard !configuration.staticSigners.isEmpty else { return 0 }
-        if staticRecords.takeSweepRequest() { sweepStaticRecords() }
+        if staticRecords.takeSweepRequest() {
+            staticRecords.startSweep(restart: true)
+        }
+        continueSweep(until: limit)
         var changed = 0
         for target in staticRecords.take(limit) {
             guard let host = registry[target] else { continue }
@@ -40,14 +43,40 @@ extension KMSNode {
         return true
     }
 
-    /// Queues every host whose static records have used half their validity (or lack one).
+    /// Starts a sweep for every host whose static records have used half their validity (or
+    /// lack one), unless one is running, and queues the first page's.
     public func sweepStaticRecords() {
         guard !configuration.staticSigners.isEmpty else { return }
-        staticRecords.queue(staticRecords.due(among: registry.names, signers: configuration.staticSigners, now: Self.now()))
+        staticRecords.startSweep(restart: false)
+        continueSweep(until: Self.sweepPage)
     }
 
-    /// Hosts waiting to be published.
-    public var staticRecordsPending: Int { staticRecords.pendingCount }
+    /// Rows of the store a sweep reads at a time.
+    static let sweepPage = 10_000
+
+    /// Walks the running sweep on, a page at a time, until `wanted` hosts wait or five pages
+    /// were read (a store of fresh records is walked over several rounds, not in one).
+    private func continueSweep(until wanted: Int) {
+        for _ in 0..<5 {
+            guard staticRecords.queuedCount < wanted, let position = staticRecords.sweepPosition else { return }
+            let page: [(rowID: Int64, name: DomainName)]
+            do { page = try store.hostNames(afterRowID: position, limit: Self.sweepPage) } catch {
+                warnings.warning("cannot read the hosts to publish; the sweep starts again later", metadata: ["error": "\(error)"])
+                staticRecords.advanceSweep(to: nil, queueing: [])
+                return
+            }
+            let due = registry.due(among: page.map(\.name), signers: configuration.staticSigners, now: Self.now())
+            staticRecords.advanceSweep(to: page.count < Self.sweepPage ? nil : page.last?.rowID, queueing: due)
+        }
+    }
+
+    /// Hosts waiting to be published: those queued, and those the running sweep has yet to
+    /// look at (which it may find fresh).
+    public var staticRecordsPending: Int {
+        let queued = staticRecords.queuedCount
+        guard let position = staticRecords.sweepPosition else { return queued }
+        return queued + ((try? store.hostCount(afterRowID: position)) ?? 0)
+    }
 
     private func staticCountersignature(for host: RegisteredHost, signer: DomainName, now: UnixTime) async -> Countersignature? {
         if let entry = cache.lookup(target: host.name, signer: signer, now: now), entry.countersignature.key == host.key {

@@ -3,33 +3,6 @@ import KMSCrypto
 import KMSProtocol
 import Synchronization
 
-/// A registered host as the registry keeps it: compact, its key as DER SubjectPublicKeyInfo
-/// bytes. A million hosts must fit in a few hundred megabytes and load in seconds, so the key
-/// is decoded (OpenSSL) only when it is used, and addresses are packed bytes, not objects.
-struct HostEntry: Sendable {
-    /// Concatenated 4-byte IPv4 and 16-byte IPv6 addresses.
-    let v4: [UInt8]
-    let v6: [UInt8]
-    /// DER SubjectPublicKeyInfo, decoded into a `PublicKey` on use.
-    let key: [UInt8]
-    let registeredAt: UnixTime
-
-    init(addresses: [IPAddress], key: [UInt8], registeredAt: UnixTime) {
-        v4 = addresses.filter { !$0.isIPv6 }.flatMap(\.bytes)
-        v6 = addresses.filter(\.isIPv6).flatMap(\.bytes)
-        self.key = key
-        self.registeredAt = registeredAt
-    }
-
-    func addresses(ipv6: Bool) -> [IPAddress] {
-        let packed = ipv6 ? v6 : v4
-        let size = ipv6 ? 16 : 4
-        return stride(from: 0, to: packed.count, by: size).compactMap { IPAddress(bytes: Array(packed[$0..<$0 + size])) }
-    }
-
-    var addresses: [IPAddress] { addresses(ipv6: false) + addresses(ipv6: true) }
-}
-
 /// The registered hosts, in memory, for the request path. The store is the truth; this mirrors
 /// it, and also keeps every empty non-terminal (a name that exists only because hosts lie
 /// below it), so telling NXDOMAIN from NODATA is one lookup, not a scan.
@@ -42,6 +15,8 @@ final class Registry: Sendable {
         /// Names that exist only because hosts lie below them, with how many do.
         var nonTerminals: [DomainName: Int] = [:]
         var decoded: [DomainName: PublicKey] = [:]
+        /// The signers of published countersignatures, which `HostEntry` names by index.
+        var signers: [DomainName] = []
     }
 
     private let state = Mutex(State())
@@ -53,12 +28,15 @@ final class Registry: Sendable {
     }
 
     /// Replaces every host with the store's (a start or a reload), read row by row into the
-    /// new table, so that no second copy of a million hosts is ever held. Returns the names of
-    /// rows that could not be read.
+    /// new table, so that no second copy of a million hosts is ever held. A host whose key is
+    /// unchanged keeps what was published for it. Returns the names of rows that could not be
+    /// read.
     func load(from store: NodeStore) throws -> [String] {
         var fresh = State()
+        fresh.signers = state.withLock { $0.signers }
         let (_, unreadable) = try store.forEachHost(expecting: { fresh.hosts.reserveCapacity($0) }) { name, entry in
-            add(name, entry, to: &fresh)
+            let previous = state.withLock { $0.hosts[name] }
+            add(name, previous.map { entry.keepingPublications(of: $0) } ?? entry, to: &fresh)
         }
         state.withLock { $0 = fresh }
         return unreadable
@@ -68,19 +46,19 @@ final class Registry: Sendable {
     /// stored key no longer decodes: never use a key that was not read whole).
     subscript(name: DomainName) -> RegisteredHost? {
         let (entry, cached) = state.withLock { ($0.hosts[name], $0.decoded[name]) }
-        guard let entry else { return nil }
-        let key: PublicKey
-        if let cached {
-            key = cached
-        } else {
-            guard let decodedKey = try? PublicKey(subjectPublicKeyInfo: entry.key) else { return nil }
-            key = decodedKey
-            state.withLock { state in
-                if state.decoded.count >= Self.decodedCapacity { state.decoded.removeAll(keepingCapacity: true) }
-                if state.hosts[name]?.key == entry.key { state.decoded[name] = key }
-            }
-        }
+        guard let entry, let key = key(of: name, entry, cached: cached) else { return nil }
         return RegisteredHost(name: name, addresses: entry.addresses, key: key, registeredAt: entry.registeredAt)
+    }
+
+    /// `entry`'s key: `cached` when the table had it, else decoded and kept.
+    private func key(of name: DomainName, _ entry: HostEntry, cached: PublicKey?) -> PublicKey? {
+        if let cached { return cached }
+        guard let key = try? PublicKey(subjectPublicKeyInfo: Array(entry.key)) else { return nil }
+        state.withLock { state in
+            if state.decoded.count >= Self.decodedCapacity { state.decoded.removeAll(keepingCapacity: true) }
+            if state.hosts[name]?.key.elementsEqual(entry.key) == true { state.decoded[name] = key }
+        }
+        return key
     }
 
     func contains(_ name: DomainName) -> Bool { state.withLock { $0.hosts[name] != nil } }
@@ -90,12 +68,18 @@ final class Registry: Sendable {
         state.withLock { $0.hosts[name] }?.addresses(ipv6: ipv6)
     }
 
-    func set(_ host: RegisteredHost) {
-        let entry = HostEntry(addresses: host.addresses, key: host.key.subjectPublicKeyInfo, registeredAt: host.registeredAt)
+    /// Adds or replaces a host; false if it does not fit an entry (`HostEntry`). Its published
+    /// countersignatures stay only if its key is unchanged.
+    @discardableResult
+    func set(_ host: RegisteredHost) -> Bool {
+        guard let entry = HostEntry(addresses: host.addresses, key: host.key.subjectPublicKeyInfo, registeredAt: host.registeredAt) else {
+            return false
+        }
         state.withLock { state in
-            add(host.name, entry, to: &state)
+            add(host.name, state.hosts[host.name].map { entry.keepingPublications(of: $0) } ?? entry, to: &state)
             state.decoded[host.name] = host.key
         }
+        return true
     }
 
     private func add(_ name: DomainName, _ entry: HostEntry, to state: inout State) {
@@ -138,6 +122,80 @@ final class Registry: Sendable {
     /// Every host with its addresses, sorted by name (a snapshot, for a zone transfer).
     var addressTable: [(name: DomainName, addresses: [IPAddress])] {
         state.withLock { state in state.hosts.map { ($0.key, $0.value.addresses) } }.sorted { $0.name.text < $1.name.text }
+    }
+
+    // MARK: Published countersignatures (`StaticRecords`)
+
+    /// Publishes a countersignature of a host's current key; false if the zone does not change
+    /// (already published, the host is gone, or its key is no longer the one countersigned).
+    func publish(_ countersignature: Countersignature) -> Bool {
+        let der = countersignature.key.subjectPublicKeyInfo
+        return state.withLock { state in
+            guard var entry = state.hosts[countersignature.target], entry.hasKey(der) else { return false }
+            let signer: Int
+            if let known = state.signers.firstIndex(of: countersignature.signer) {
+                signer = known
+            } else {
+                guard state.signers.count <= Int(UInt8.max) else { return false }
+                state.signers.append(countersignature.signer)
+                signer = state.signers.count - 1
+            }
+            let publication = HostEntry.Publication(
+                signer: UInt8(signer), notBefore: countersignature.notBefore, notAfter: countersignature.notAfter,
+                signature: countersignature.signature)
+            guard entry.publish(publication) else { return false }
+            state.hosts[countersignature.target] = entry
+            return true
+        }
+    }
+
+    /// Withdraws what was published for `name`; true if anything was.
+    func withdrawPublications(_ name: DomainName) -> Bool {
+        state.withLock { state in
+            guard var entry = state.hosts[name], entry.withdrawPublications() else { return false }
+            state.hosts[name] = entry
+            return true
+        }
+    }
+
+    /// The countersignatures published for `name`, by the key of the same entry.
+    func published(of name: DomainName) -> [Countersignature] {
+        let (entry, cached, signers) = state.withLock { ($0.hosts[name], $0.decoded[name], $0.signers) }
+        guard let entry, entry.hasPublications, let key = key(of: name, entry, cached: cached) else { return [] }
+        return entry.publications.map {
+            Countersignature(
+                target: name, key: key, signer: signers[Int($0.signer)], notBefore: $0.notBefore, notAfter: $0.notAfter,
+                signature: $0.signature)
+        }
+    }
+
+    /// Whether anything is published for `name`.
+    func hasPublished(_ name: DomainName) -> Bool { state.withLock { $0.hosts[name]?.hasPublications ?? false } }
+
+    /// Every published countersignature (a zone transfer).
+    var allPublished: [Countersignature] {
+        state.withLock { state in state.hosts.compactMap { $0.value.hasPublications ? $0.key : nil } }.flatMap { published(of: $0) }
+    }
+
+    /// How many countersignatures are published.
+    var publishedCount: Int {
+        state.withLock { state in state.hosts.values.reduce(0) { $0 + ($1.hasPublications ? $1.publications.count : 0) } }
+    }
+
+    /// The hosts among `names` that lack a publication by one of `signers`, or have one past
+    /// half its validity at `now`.
+    func due(among names: [DomainName], signers: [DomainName], now: UnixTime) -> [DomainName] {
+        state.withLock { state in
+            let indices = signers.map { signer in state.signers.firstIndex(of: signer).map(UInt8.init) }
+            return names.filter { name in
+                guard let entry = state.hosts[name] else { return false }
+                let publications = entry.publications
+                return indices.contains { index in
+                    guard let index, let publication = publications.first(where: { $0.signer == index }) else { return true }
+                    return publication.isPastHalfLife(at: now)
+                }
+            }
+        }
     }
 
     /// Every host, keys decoded (for listings; not for the request path).

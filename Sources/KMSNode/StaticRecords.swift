@@ -7,45 +7,47 @@ import Synchronization
 /// DNS server (a secondary, a resolver's cache) can hold and serve the key with no KMS on the
 /// read path.
 ///
-/// Hosts wait in `pending` until they are published: a registration puts the host there (and a
-/// rotation first withdraws its records, so an old key is never served again), and a sweep puts
-/// back every host whose records have used half their validity.
+/// What is published is kept in the registry, beside the host and its key (`HostEntry`): a
+/// rotation or a removal takes it away in the same step, so an old key is never served again.
+/// This type keeps what waits to be published: hosts queued by a registration or a rotation,
+/// and a sweep that walks the store page by page for hosts whose records are missing or have
+/// used half their validity. The sweep holds only its place (a row id) and one page, so at a
+/// million hosts it does not hold a million names.
 final class StaticRecords: Sendable {
     private struct State {
-        var published: [DomainName: [DomainName: Countersignature]] = [:]
         var pending: Set<DomainName> = []
+        /// The row id of the last host the running sweep looked at; nil when none runs.
+        var sweep: Int64?
         /// Every host is to be checked (start, reload): done by the next publication, after
         /// the node serves, not while a million names hold up its start.
         var sweepRequested = false
     }
 
     private let state = Mutex(State())
+    private let registry: Registry
+
+    init(registry: Registry) {
+        self.registry = registry
+    }
 
     /// The published countersignatures of `target`, by signer.
     func countersignatures(of target: DomainName) -> [Countersignature] {
-        state.withLock { Array(($0.published[target] ?? [:]).values) }.sorted { $0.signer.text < $1.signer.text }
+        registry.published(of: target).sorted { $0.signer.text < $1.signer.text }
     }
 
     var all: [Countersignature] {
-        state.withLock { $0.published.values.flatMap(\.values) }.sorted { ($0.target.text, $0.signer.text) < ($1.target.text, $1.signer.text) }
+        registry.allPublished.sorted { ($0.target.text, $0.signer.text) < ($1.target.text, $1.signer.text) }
     }
 
-    /// Publishes (or replaces) one; true if the zone changed.
-    func publish(_ countersignature: Countersignature) -> Bool {
-        state.withLock { state in
-            let previous = state.published[countersignature.target]?[countersignature.signer]
-            state.published[countersignature.target, default: [:]][countersignature.signer] = countersignature
-            return previous != countersignature
-        }
-    }
+    var publishedCount: Int { registry.publishedCount }
 
-    /// Withdraws every record of `target` and queues it again (its key changed); true if any
-    /// was published.
+    /// Publishes (or replaces) one, if it is of the host's current key; true if the zone changed.
+    func publish(_ countersignature: Countersignature) -> Bool { registry.publish(countersignature) }
+
+    /// Withdraws every record of `target` and queues it again; true if any was published.
     func withdraw(_ target: DomainName) -> Bool {
-        state.withLock { state in
-            state.pending.insert(target)
-            return state.published.removeValue(forKey: target) != nil
-        }
+        state.withLock { _ = $0.pending.insert(target) }
+        return registry.withdrawPublications(target)
     }
 
     func requestSweep() { state.withLock { $0.sweepRequested = true } }
@@ -55,6 +57,24 @@ final class StaticRecords: Sendable {
         state.withLock { state in
             defer { state.sweepRequested = false }
             return state.sweepRequested
+        }
+    }
+
+    /// Starts a sweep from the store's first host; one already running goes on unless `restart`.
+    func startSweep(restart: Bool) {
+        state.withLock { state in
+            if restart || state.sweep == nil { state.sweep = 0 }
+        }
+    }
+
+    /// Where the running sweep is, nil when none runs.
+    var sweepPosition: Int64? { state.withLock { $0.sweep } }
+
+    /// Moves the sweep past `rowID` (nil: it has seen every host), queueing `due`.
+    func advanceSweep(to rowID: Int64?, queueing due: [DomainName]) {
+        state.withLock { state in
+            state.pending.formUnion(due)
+            state.sweep = rowID
         }
     }
 
@@ -71,28 +91,6 @@ final class StaticRecords: Sendable {
         }
     }
 
-    var pendingCount: Int { state.withLock { $0.pending.count } }
-
-    /// Hosts with a record past half its validity at `now`, or missing one of `signers`.
-    func due(among hosts: [DomainName], signers: [DomainName], now: UnixTime) -> [DomainName] {
-        state.withLock { state in
-            hosts.filter { host in
-                let records = state.published[host] ?? [:]
-                return signers.contains { signer in
-                    guard let record = records[signer] else { return true }
-                    return record.isPastHalfLife(at: now)
-                }
-            }
-        }
-    }
-
-    /// Withdraws every record `keep` rejects (a reload found another key in the store).
-    func retain(_ keep: (Countersignature) -> Bool) {
-        state.withLock { state in
-            for (target, bySigner) in state.published {
-                let kept = bySigner.filter { keep($0.value) }
-                state.published[target] = kept.isEmpty ? nil : kept
-            }
-        }
-    }
+    /// Hosts queued (not counting those the running sweep has yet to look at).
+    var queuedCount: Int { state.withLock { $0.pending.count } }
 }

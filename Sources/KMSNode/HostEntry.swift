@@ -1,0 +1,146 @@
+import DNSWire
+import KMSProtocol
+
+/// A registered host as the registry keeps it: one heap buffer per host, so that a million
+/// hosts fit in a few hundred megabytes and load in seconds. The key stays DER
+/// SubjectPublicKeyInfo bytes (decoded by OpenSSL only when used), addresses are packed bytes,
+/// and the countersignatures published for the host as zone data (`StaticRecords`) follow in
+/// the same buffer: their target and key are the host's, so each is a signer, a validity and a
+/// signature.
+///
+/// Layout, integers little-endian:
+///
+///     v4 count (2) | v6 count (2) | key length (2) | registered at (8)
+///     v4 addresses (4 each) | v6 addresses (16 each) | key (DER SPKI)
+///     published records: signer index (1) | signature length (1) | not before (8) | not after (8) | signature
+struct HostEntry: Sendable {
+    private(set) var bytes: [UInt8]
+
+    private static let headerSize = 14
+    private static let recordHeaderSize = 18
+
+    /// A published countersignature without its target and key (the host's).
+    struct Publication: Equatable, Sendable {
+        /// Index into the registry's table of signers.
+        var signer: UInt8
+        var notBefore: UnixTime
+        var notAfter: UnixTime
+        var signature: [UInt8]
+
+        func isPastHalfLife(at now: UnixTime) -> Bool { now >= notBefore + (notAfter - notBefore) / 2 }
+    }
+
+    /// Nil when the host has more addresses than the layout counts (65 535 of a family) or a
+    /// key longer than 65 535 bytes; registrations are far below both.
+    init?(addresses: [IPAddress], key: [UInt8], registeredAt: UnixTime) {
+        let v4 = addresses.filter { !$0.isIPv6 }
+        let v6 = addresses.filter(\.isIPv6)
+        guard v4.count <= UInt16.max, v6.count <= UInt16.max, key.count <= UInt16.max else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Self.headerSize + v4.count * 4 + v6.count * 16 + key.count)
+        Self.append(UInt16(v4.count), to: &bytes)
+        Self.append(UInt16(v6.count), to: &bytes)
+        Self.append(UInt16(key.count), to: &bytes)
+        Self.append(UInt64(bitPattern: registeredAt), to: &bytes)
+        for address in v4 + v6 { bytes += address.bytes }
+        bytes += key
+        self.bytes = bytes
+    }
+
+    private var v4Count: Int { Int(Self.read(UInt16.self, bytes, at: 0)) }
+    private var v6Count: Int { Int(Self.read(UInt16.self, bytes, at: 2)) }
+    private var keyStart: Int { Self.headerSize + v4Count * 4 + v6Count * 16 }
+    private var keyEnd: Int { keyStart + Int(Self.read(UInt16.self, bytes, at: 4)) }
+
+    var registeredAt: UnixTime { UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: 6)) }
+
+    /// The DER SubjectPublicKeyInfo.
+    var key: ArraySlice<UInt8> { bytes[keyStart..<keyEnd] }
+
+    func hasKey(_ der: [UInt8]) -> Bool { key.elementsEqual(der) }
+
+    func addresses(ipv6: Bool) -> [IPAddress] {
+        let size = ipv6 ? 16 : 4
+        let start = ipv6 ? Self.headerSize + v4Count * 4 : Self.headerSize
+        let count = ipv6 ? v6Count : v4Count
+        return (0..<count).compactMap { IPAddress(bytes: Array(bytes[start + $0 * size..<start + ($0 + 1) * size])) }
+    }
+
+    var addresses: [IPAddress] { addresses(ipv6: false) + addresses(ipv6: true) }
+
+    // MARK: Published countersignatures
+
+    var publications: [Publication] {
+        var found: [Publication] = []
+        var offset = keyEnd
+        while offset + Self.recordHeaderSize <= bytes.count {
+            let length = Int(bytes[offset + 1])
+            let start = offset + Self.recordHeaderSize
+            found.append(
+                Publication(
+                    signer: bytes[offset], notBefore: UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: offset + 2)),
+                    notAfter: UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: offset + 10)),
+                    signature: Array(bytes[start..<start + length])))
+            offset = start + length
+        }
+        return found
+    }
+
+    var hasPublications: Bool { bytes.count > keyEnd }
+
+    /// Publishes `publication`, replacing the signer's previous one; false if it was already
+    /// there or its signature is longer than the layout holds (255 bytes).
+    mutating func publish(_ publication: Publication) -> Bool {
+        guard publication.signature.count <= UInt8.max else { return false }
+        var records = publications
+        if let index = records.firstIndex(where: { $0.signer == publication.signer }) {
+            guard records[index] != publication else { return false }
+            records[index] = publication
+        } else {
+            records.append(publication)
+        }
+        setPublications(records)
+        return true
+    }
+
+    /// Drops every publication; true if there was any.
+    mutating func withdrawPublications() -> Bool {
+        guard hasPublications else { return false }
+        setPublications([])
+        return true
+    }
+
+    /// This entry with `other`'s publications (the same host re-read or re-registered with the
+    /// same key: what was published still speaks for it).
+    func keepingPublications(of other: HostEntry) -> HostEntry {
+        guard other.hasPublications, other.key.elementsEqual(key) else { return self }
+        var copy = self
+        copy.setPublications(other.publications)
+        return copy
+    }
+
+    private mutating func setPublications(_ records: [Publication]) {
+        var fresh = Array(bytes[..<keyEnd])
+        fresh.reserveCapacity(keyEnd + records.reduce(0) { $0 + Self.recordHeaderSize + $1.signature.count })
+        for record in records {
+            fresh.append(record.signer)
+            fresh.append(UInt8(record.signature.count))
+            Self.append(UInt64(bitPattern: record.notBefore), to: &fresh)
+            Self.append(UInt64(bitPattern: record.notAfter), to: &fresh)
+            fresh += record.signature
+        }
+        bytes = fresh
+    }
+
+    // MARK: Integers
+
+    private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+    }
+
+    private static func read<T: FixedWidthInteger>(_: T.Type, _ bytes: [UInt8], at offset: Int) -> T {
+        var value: T = 0
+        for index in (0..<MemoryLayout<T>.size).reversed() { value = value << 8 | T(bytes[offset + index]) }
+        return value
+    }
+}
