@@ -1,5 +1,5 @@
 public import DNSTransport
-public import KMSSettings
+import KMSSettings
 public import Logging
 public import NIOCore
 

@@ -116,9 +116,6 @@ final class Registry: Sendable {
 
     var count: Int { state.withLock { $0.hosts.count } }
 
-    /// Every registered name (a snapshot).
-    var names: [DomainName] { state.withLock { Array($0.hosts.keys) } }
-
     /// Every host with its addresses, sorted by name (a snapshot, for a zone transfer).
     var addressTable: [(name: DomainName, addresses: [IPAddress])] {
         state.withLock { state in state.hosts.map { ($0.key, $0.value.addresses) } }.sorted { $0.name.text < $1.name.text }

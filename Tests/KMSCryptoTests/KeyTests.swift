@@ -32,6 +32,26 @@ import Testing
         #expect(try PublicKey(subjectPublicKeyInfo: key.publicKey.subjectPublicKeyInfo) == key.publicKey)
     }
 
+    /// A SubjectPublicKeyInfo in its one DER form is built from its raw bytes: the key it
+    /// builds is the same key (OpenSSL encodes it to the same bytes, and it verifies what the
+    /// private key signed), and a P-256 point off the curve is refused.
+    @Test(arguments: KeyAlgorithm.allCases)
+    func keysBuiltFromRawBytesAreTheSameKeys(_ algorithm: KeyAlgorithm) throws {
+        let key = try PrivateKey(generating: algorithm)  // new: not among the decoded keys yet
+        let der = key.publicKey.subjectPublicKeyInfo
+        #expect(der.count == (algorithm == .ed25519 ? 44 : 91))
+        let decoded = try PublicKey(subjectPublicKeyInfo: der)
+        #expect(decoded.algorithm == algorithm)
+        #expect(try decoded.key.subjectPublicKeyInfo() == der)
+        let message = Array("raw".utf8)
+        #expect(decoded.isValidSignature(try key.signature(for: message), for: message))
+        if algorithm == .p256 {
+            var offCurve = try PrivateKey(generating: .p256).publicKey.subjectPublicKeyInfo
+            offCurve[90] ^= 1  // the last byte of Y
+            #expect(throws: CryptoError.self) { try PublicKey(subjectPublicKeyInfo: offCurve) }
+        }
+    }
+
     @Test func ed25519IsDeterministic() throws {
         let key = try PrivateKey(ed25519Seed: Self.hostSeed)
         let message = Array("same".utf8)
