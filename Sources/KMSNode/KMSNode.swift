@@ -2,7 +2,7 @@ public import DNSTransport
 public import DNSWire
 import Foundation
 public import KMSCrypto
-public import KMSProtocol
+import KMSProtocol
 import KMSSettings
 public import Logging
 import NIOCore
@@ -185,6 +185,7 @@ public final class KMSNode: Sendable {
             do { try store.register(hosts) } catch {
                 return .failure(NodeError(configuration.database, field: nil, "cannot store the registration: \(error)"))
             }
+            var toPublish: [DomainName] = []
             for host in hosts {
                 let previous = registry[host.name]?.key
                 let rotated = previous.map { $0 != host.key } ?? false
@@ -195,8 +196,16 @@ public final class KMSNode: Sendable {
                     // Its static records speak for the old key: withdrawn now, republished later.
                     _ = staticRecords.withdraw(host.name)
                 } else if !configuration.staticSigners.isEmpty {
-                    staticRecords.queue([host.name])
+                    toPublish.append(host.name)
                 }
+            }
+            // Publication goes at 200 hosts a second, so a bulk load must not wait as a queue
+            // of names: past a page of them, the sweep walks the store instead (a registered
+            // host takes a row id past the sweep's place, so a sweep under way reaches it too).
+            if staticRecords.queuedCount + toPublish.count > Self.sweepPage {
+                staticRecords.startSweep(restart: false)
+            } else {
+                staticRecords.queue(toPublish)
             }
             replies.clear()
             dnsZone.bump(now: now)

@@ -185,7 +185,8 @@ public final class NodeStore: Sendable {
     }
 
     /// Up to `limit` registered names after row `rowID`, in row order, with their row ids (a
-    /// walk over every host a page at a time; a host registered again moves to the end).
+    /// walk over every host a page at a time; a new host takes the next row id, one registered
+    /// again keeps its own).
     /// Names that no longer parse are left out.
     func hostNames(afterRowID rowID: Int64, limit: Int) throws -> [(rowID: Int64, name: DomainName)] {
         try database.read { db in

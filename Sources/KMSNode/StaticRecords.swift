@@ -9,8 +9,8 @@ import Synchronization
 ///
 /// What is published is kept in the registry, beside the host and its key (`HostEntry`): a
 /// rotation or a removal takes it away in the same step, so an old key is never served again.
-/// This type keeps what waits to be published: hosts queued by a registration or a rotation,
-/// and a sweep that walks the store page by page for hosts whose records are missing or have
+/// This type keeps what waits to be published: hosts queued by a registration or a rotation
+/// (a bulk registration past a page of them starts the sweep instead), and a sweep that walks the store page by page for hosts whose records are missing or have
 /// used half their validity. The sweep holds only its place (a row id) and one page, so at a
 /// million hosts it does not hold a million names.
 final class StaticRecords: Sendable {

@@ -3,7 +3,7 @@ import DNSWire
 import Foundation
 import KMSClient
 import KMSCrypto
-import KMSNode
+@testable import KMSNode
 import KMSProtocol
 import KMSTestSupport
 import NIOCore
@@ -136,6 +136,31 @@ import Testing
             #expect(await node.publishStaticRecords() == 2)
             node.sweepStaticRecords()
             #expect(node.staticRecordsPending == 2, "both past half their validity: queued for renewal")
+        }
+    }
+
+    /// A bulk registration is not held as a queue of names: past a page of them the sweep
+    /// walks the store for it, and finds every new host; a small one is queued as it is.
+    @Test func aBulkRegistrationIsLeftToTheSweep() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let node = hierarchy.nodes["c.a.xx."]!
+            #expect(await node.publishStaticRecords() == 2)
+            let key = try PrivateKey(generating: .ed25519).publicKey
+            func batch(_ range: Range<Int>) throws -> [KMSNode.Registration] {
+                try range.map { .init(name: try DomainName("bulk\($0).c.a.xx."), key: key, addresses: [IPAddress("127.0.0.50")!]) }
+            }
+            try node.register(try batch(0..<3))
+            #expect(node.staticRecords.queuedCount == 3, "a small batch is queued")
+            #expect(node.staticRecords.sweepPosition == nil)
+            _ = node.staticRecords.take(3)
+
+            try node.register(try batch(3..<(KMSNode.sweepPage + 4)))
+            #expect(node.staticRecords.queuedCount == 0, "a batch past a page is not queued name by name")
+            #expect(node.staticRecords.sweepPosition == 0, "but starts the sweep")
+            node.sweepStaticRecords()
+            #expect(node.staticRecords.queuedCount == KMSNode.sweepPage + 4, "every host without records, and only those")
+            #expect(node.staticRecords.sweepPosition == nil, "the sweep has seen every row")
         }
     }
 

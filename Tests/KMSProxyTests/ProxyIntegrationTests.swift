@@ -55,8 +55,9 @@ func countingServer(host: String) async throws -> any Channel {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) { count += unwrapInboundIn(data).readableBytes }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             guard case ChannelEvent.inputClosed? = event as? ChannelEvent else { return }
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "got \(count) bytes"))).whenComplete { _ in
-                context.close(promise: nil)
+                bound.value.close(promise: nil)
             }
         }
     }
