@@ -21,10 +21,22 @@ final class Registry: Sendable {
 
     private let state = Mutex(State())
     private let zone: DomainName
-    static let decodedCapacity = 65_536
+    /// Decoded keys kept at most (an `EVP_PKEY` is several hundred bytes; a million of them
+    /// would more than double a large registry).
+    let decodedCapacity: Int
 
-    init(zone: DomainName) {
+    init(zone: DomainName, decodedCapacity: Int = 65_536) {
         self.zone = zone
+        self.decodedCapacity = decodedCapacity
+    }
+
+    /// How many decoded keys are kept (for tests).
+    var decodedCount: Int { state.withLock { $0.decoded.count } }
+
+    /// Keeps a decoded key, emptying the table first when it is full.
+    private func keep(_ key: PublicKey, for name: DomainName, in state: inout State) {
+        if state.decoded.count >= decodedCapacity { state.decoded.removeAll(keepingCapacity: true) }
+        state.decoded[name] = key
     }
 
     /// Replaces every host with the store's (a start or a reload), read row by row into the
@@ -55,8 +67,7 @@ final class Registry: Sendable {
         if let cached { return cached }
         guard let key = try? PublicKey(subjectPublicKeyInfo: Array(entry.key)) else { return nil }
         state.withLock { state in
-            if state.decoded.count >= Self.decodedCapacity { state.decoded.removeAll(keepingCapacity: true) }
-            if state.hosts[name]?.key.elementsEqual(entry.key) == true { state.decoded[name] = key }
+            if state.hosts[name]?.key.elementsEqual(entry.key) == true { keep(key, for: name, in: &state) }
         }
         return key
     }
@@ -77,7 +88,7 @@ final class Registry: Sendable {
         }
         state.withLock { state in
             add(host.name, state.hosts[host.name].map { entry.keepingPublications(of: $0) } ?? entry, to: &state)
-            state.decoded[host.name] = host.key
+            keep(host.key, for: host.name, in: &state)
         }
         return true
     }
