@@ -26,8 +26,6 @@ struct HostEntry: Sendable {
         var notBefore: UnixTime
         var notAfter: UnixTime
         var signature: [UInt8]
-
-        func isPastHalfLife(at now: UnixTime) -> Bool { now >= notBefore + (notAfter - notBefore) / 2 }
     }
 
     /// Nil when the host has more addresses than the layout counts (65 535 of a family) or a
@@ -72,19 +70,44 @@ struct HostEntry: Sendable {
 
     var publications: [Publication] {
         var found: [Publication] = []
-        var offset = keyEnd
-        while offset + Self.recordHeaderSize <= bytes.count {
-            let length = Int(bytes[offset + 1])
+        forEachRecord { offset, length in
             let start = offset + Self.recordHeaderSize
             found.append(
                 Publication(
-                    signer: bytes[offset], notBefore: UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: offset + 2)),
-                    notAfter: UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: offset + 10)),
+                    signer: bytes[offset], notBefore: notBefore(at: offset), notAfter: notAfter(at: offset),
                     signature: Array(bytes[start..<start + length])))
-            offset = start + length
         }
         return found
     }
+
+    /// How many records are published (counted in place, for a status over a million hosts).
+    var publicationCount: Int {
+        var count = 0
+        forEachRecord { _, _ in count += 1 }
+        return count
+    }
+
+    /// The validity of what `signer` published, read in place; nil if it published nothing.
+    func validity(of signer: UInt8) -> (notBefore: UnixTime, notAfter: UnixTime)? {
+        var found: (UnixTime, UnixTime)?
+        forEachRecord { offset, _ in
+            if found == nil, bytes[offset] == signer { found = (notBefore(at: offset), notAfter(at: offset)) }
+        }
+        return found
+    }
+
+    /// Calls `body` with each record's offset and signature length.
+    private func forEachRecord(_ body: (_ offset: Int, _ signatureLength: Int) -> Void) {
+        var offset = keyEnd
+        while offset + Self.recordHeaderSize <= bytes.count {
+            let length = Int(bytes[offset + 1])
+            body(offset, length)
+            offset += Self.recordHeaderSize + length
+        }
+    }
+
+    private func notBefore(at offset: Int) -> UnixTime { UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: offset + 2)) }
+    private func notAfter(at offset: Int) -> UnixTime { UnixTime(bitPattern: Self.read(UInt64.self, bytes, at: offset + 10)) }
 
     var hasPublications: Bool { bytes.count > keyEnd }
 

@@ -187,7 +187,7 @@ final class Registry: Sendable {
 
     /// How many countersignatures are published.
     var publishedCount: Int {
-        state.withLock { state in state.hosts.values.reduce(0) { $0 + ($1.hasPublications ? $1.publications.count : 0) } }
+        state.withLock { state in state.hosts.values.reduce(0) { $0 + $1.publicationCount } }
     }
 
     /// The hosts among `names` that lack a publication by one of `signers`, or have one past
@@ -197,10 +197,9 @@ final class Registry: Sendable {
             let indices = signers.map { signer in state.signers.firstIndex(of: signer).map(UInt8.init) }
             return names.filter { name in
                 guard let entry = state.hosts[name] else { return false }
-                let publications = entry.publications
                 return indices.contains { index in
-                    guard let index, let publication = publications.first(where: { $0.signer == index }) else { return true }
-                    return publication.isPastHalfLife(at: now)
+                    guard let index, let (notBefore, notAfter) = entry.validity(of: index) else { return true }
+                    return Countersignature.isPastHalfLife(notBefore: notBefore, notAfter: notAfter, at: now)
                 }
             }
         }

@@ -63,6 +63,11 @@ public struct Countersignature: Hashable, Sendable {
 
     /// Whether half the validity has passed at `now`: the time to renew it.
     public func isPastHalfLife(at now: UnixTime) -> Bool {
+        Self.isPastHalfLife(notBefore: notBefore, notAfter: notAfter, at: now)
+    }
+
+    /// The same, for a validity kept without its countersignature (a published record).
+    public static func isPastHalfLife(notBefore: UnixTime, notAfter: UnixTime, at now: UnixTime) -> Bool {
         now >= notBefore + (notAfter - notBefore) / 2
     }
 

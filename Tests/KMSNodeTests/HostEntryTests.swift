@@ -34,12 +34,17 @@ import Testing
         changed = entry.publish(Self.publication(0, 300))
         #expect(changed, "a renewal replaces the signer's record")
         #expect(entry.publications == [Self.publication(0, 300), Self.publication(1, 200, signature: Array(repeating: 9, count: 72))])
+        // Read in place, as a status or a sweep over a million hosts reads them.
+        #expect(entry.publicationCount == 2)
+        #expect(entry.validity(of: 1).map { [$0.notBefore, $0.notAfter] } == [200, 200 + 86_400])
+        #expect(entry.validity(of: 0).map { [$0.notBefore, $0.notAfter] } == [300, 300 + 86_400])
+        #expect(entry.validity(of: 2) == nil)
         // The host's own fields are untouched by what follows them.
         #expect(Array(entry.key) == Self.key && entry.addresses.count == 3 && entry.registeredAt == 1)
         changed = entry.publish(Self.publication(2, 0, signature: Array(repeating: 1, count: 256)))
         #expect(!changed, "too long for the layout")
         changed = entry.withdrawPublications()
-        #expect(changed && !entry.hasPublications)
+        #expect(changed && !entry.hasPublications && entry.publicationCount == 0 && entry.validity(of: 0) == nil)
         changed = entry.withdrawPublications()
         #expect(!changed)
         #expect(Array(entry.key) == Self.key)
