@@ -1,4 +1,4 @@
-public import DNSWire
+import DNSWire
 public import NIOCore
 
 /// What every query goes through before a responder sees it, in this order (as hickory-dns's

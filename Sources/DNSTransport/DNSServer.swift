@@ -1,4 +1,4 @@
-public import DNSWire
+import DNSWire
 public import NIOCore
 import NIOExtras
 import NIOPosix

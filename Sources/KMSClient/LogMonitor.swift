@@ -1,6 +1,6 @@
 public import DNSTransport
-public import DNSWire
-public import KMSCrypto
+import DNSWire
+import KMSCrypto
 public import KMSProtocol
 public import KMSSettings
 public import NIOCore

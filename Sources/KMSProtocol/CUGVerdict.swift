@@ -1,5 +1,5 @@
 public import DNSWire
-public import KMSCrypto
+import KMSCrypto
 
 /// `kms1:cug`: a KMS's Closed User Group verdict on `target` for the client that asked
 /// (the seed's second embodiment, figure 6). It rides in the additional section of the answer

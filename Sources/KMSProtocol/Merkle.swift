@@ -1,4 +1,4 @@
-public import KMSCrypto
+import KMSCrypto
 
 /// The Merkle tree of RFC 9162 section 2.1 (Certificate Transparency 2.0), with SHA-256: leaf
 /// hashes are SHA-256(0x00 || input), interior nodes SHA-256(0x01 || left || right), and a tree

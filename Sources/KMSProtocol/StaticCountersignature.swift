@@ -1,5 +1,5 @@
 public import DNSWire
-public import KMSCrypto
+import KMSCrypto
 
 /// A countersignature as static zone data (docs/PROTOCOL.md, "Countersignatures in the zone"):
 /// a TXT record any DNS server can hold, transfer and serve, with no per-query signature.

@@ -1,4 +1,4 @@
-public import DNSWire
+import DNSWire
 import Foundation
 public import KMSCrypto
 

@@ -1,5 +1,5 @@
 public import DNSWire
-public import KMSCrypto
+import KMSCrypto
 public import KMSSettings
 public import KMSProtocol
 

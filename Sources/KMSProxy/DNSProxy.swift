@@ -1,12 +1,12 @@
 import MetricsHTTP
 public import DNSTransport
-public import DNSWire
+import DNSWire
 import Foundation
-public import KMSClient
-public import KMSProtocol
-public import KMSSettings
-public import Logging
-public import NIOCore
+import KMSClient
+import KMSProtocol
+import KMSSettings
+import Logging
+import NIOCore
 import NIOPosix
 
 /// The DNS server applications use (PROTOCOL.md section 6, the seed's figure 4).

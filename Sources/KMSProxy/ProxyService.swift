@@ -1,5 +1,5 @@
 import ControlSocket
-public import DNSTransport
+import DNSTransport
 import DNSWire
 import Foundation
 import KMSClient

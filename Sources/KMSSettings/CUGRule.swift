@@ -1,5 +1,5 @@
-public import DNSWire
-public import KMSCrypto
+import DNSWire
+import KMSCrypto
 public import KMSProtocol
 
 /// One Closed User Group rule: names matching `pattern` are group peers, reached with
