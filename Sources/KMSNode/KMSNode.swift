@@ -113,6 +113,13 @@ public final class KMSNode: Sendable {
         return configuration.anchors.anchor(named: name)?.key
     }
 
+    /// What comes back from the store is checked again before any use (a key is never used
+    /// unverified): its signer's key is known here and the signature verifies with it.
+    func reverified(_ countersignature: Countersignature) -> Bool {
+        guard let key = knownKey(of: countersignature.signer) else { return false }
+        return (try? countersignature.verify(by: key)) != nil
+    }
+
     /// At most this many stored countersignatures warm the cache at start: each is decoded and
     /// verified again (about 100 µs), so a store that holds a million must not cost a minute of
     /// start, and a big one not more than a fraction of a second.
@@ -124,11 +131,7 @@ public final class KMSNode: Sendable {
         else { return }
         var loaded = 0
         for (countersignature, storedAt) in rows.reversed() {
-            // What comes back from disk is checked again: a key is never used unverified.
-            guard let key = knownKey(of: countersignature.signer),
-                (try? countersignature.verify(by: key)) != nil,
-                storedAt + cache.maximumAge > now
-            else { continue }
+            guard storedAt + cache.maximumAge > now, reverified(countersignature) else { continue }
             if case .local = router.route(countersignature.target),
                 registry[countersignature.target]?.key != countersignature.key
             {

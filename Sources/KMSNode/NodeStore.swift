@@ -277,6 +277,30 @@ public final class NodeStore: Sendable {
         }
     }
 
+    /// The countersignature of `key` for `target` by `signer` kept from `origin`, with when
+    /// it was stored, if one is still valid at `now` (a point read on the primary key).
+    public func countersignature(
+        target: DomainName, signer: DomainName, key: PublicKey, origin: Origin, validAt now: UnixTime
+    ) throws -> (Countersignature, storedAt: UnixTime)? {
+        try database.read { db in
+            guard let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT not_before, not_after, signature, stored_at FROM countersignature
+                    WHERE target = ? AND signer = ? AND key = ? AND origin = ? AND not_after > ?
+                    """,
+                arguments: [target.text, signer.text, KeyField.encode(key), origin.rawValue, now])
+            else { return nil }
+            let signature: Data = row["signature"]
+            return (
+                Countersignature(
+                    target: target, key: key, signer: signer, notBefore: row["not_before"], notAfter: row["not_after"],
+                    signature: Array(signature)),
+                storedAt: row["stored_at"]
+            )
+        }
+    }
+
     /// Appends log entries from index `first` and the head that covers them, in one
     /// transaction. Durable when it returns.
     func appendLog(_ entries: [LogEntry], first: UInt64, head: TreeHead) async throws {

@@ -78,9 +78,26 @@ extension KMSNode {
         return queued + ((try? store.hostCount(afterRowID: position)) ?? 0)
     }
 
+    /// A countersignature of the host's current key by `signer` that this node received before
+    /// and kept in its store, verified again. A start empties what was published, and without
+    /// this every host would cost a sigreq up the chain again, each a signature and a log
+    /// entry at the signer: a million of them for one restart of a zone of a million hosts.
+    private func storedCountersignature(for host: RegisteredHost, signer: DomainName, now: UnixTime) -> Countersignature? {
+        guard signer != zone,
+            let (countersignature, storedAt) = try? store.countersignature(
+                target: host.name, signer: signer, key: host.key, origin: .received, validAt: now),
+            (try? countersignature.checkValidity(at: now)) != nil, reverified(countersignature)
+        else { return nil }
+        if storedAt + cache.maximumAge > now { cache.store(countersignature, at: storedAt) }
+        return countersignature
+    }
+
     private func staticCountersignature(for host: RegisteredHost, signer: DomainName, now: UnixTime) async -> Countersignature? {
         if let entry = cache.lookup(target: host.name, signer: signer, now: now), entry.countersignature.key == host.key {
             if !entry.countersignature.isPastHalfLife(at: now) { return entry.countersignature }
+        }
+        if let stored = storedCountersignature(for: host, signer: signer, now: now), !stored.isPastHalfLife(at: now) {
+            return stored
         }
         if signer == zone {
             guard let (countersignature, proof) = try? await issue(target: host.name, key: host.key, now: now) else { return nil }

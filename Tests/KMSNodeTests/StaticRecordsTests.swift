@@ -139,6 +139,38 @@ import Testing
         }
     }
 
+    /// After a restart, what was published comes back from the store, verified again: the
+    /// signer is not asked (its log does not grow), even with the key cache emptied.
+    @Test func aRestartRepublishesFromTheStoreWithoutAskingTheSigner() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let signerLog = LogMonitor(
+                signer: .init(name: "xx.", key: hierarchy.keys["xx."]!.publicKey), server: hierarchy.servers["xx."]!.address,
+                client: hierarchy.client)
+            #expect(await hierarchy.nodes["c.a.xx."]!.publishStaticRecords() == 2)
+            try hierarchy.nodes["c.a.xx."]!.store.flush()  // the received countersignatures are written
+            let issued = try await signerLog.head().size
+
+            try hierarchy.startNode("c.a.xx.")  // a new node on the same store
+            let node = hierarchy.nodes["c.a.xx."]!
+            #expect(node.staticRecords.publishedCount == 0, "a start publishes nothing by itself")
+            node.flush(name: nil)  // not even the cache holds them now
+            #expect(await node.publishStaticRecords() == 2)
+            #expect(try await signerLog.head().size == issued, "xx. issued nothing new")
+            let reply = try await hierarchy.send(DNSMessage.query(id: 1, name: "_kms1.hostb.c.a.xx.", type: .txt), to: "c.a.xx.")
+            #expect(reply.rcode == .noError && reply.answers.count == 1)
+
+            // A rotated key has nothing stored: it is asked for again.
+            let rotated = try PrivateKey(generating: .ed25519).publicKey
+            try node.register(name: "hostb.c.a.xx.", key: rotated, addresses: [IPAddress("127.0.0.12")!])
+            _ = node.staticRecords.take(10)
+            #expect(await node.publishStaticRecords() == 0)
+            node.staticRecords.queue(["hostb.c.a.xx."])
+            #expect(await node.publishStaticRecords() == 1)
+            #expect(try await signerLog.head().size == issued + 1, "one sigreq, for the new key")
+        }
+    }
+
     /// A bulk registration is not held as a queue of names: past a page of them the sweep
     /// walks the store for it, and finds every new host; a small one is queued as it is.
     @Test func aBulkRegistrationIsLeftToTheSweep() async throws {
