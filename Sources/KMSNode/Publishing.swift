@@ -3,27 +3,35 @@ import KMSProtocol
 import KMSSettings
 
 extension KMSNode {
-    /// Publishes the countersignatures of up to `limit` waiting hosts as zone data
-    /// (`StaticRecords`): from the key cache when one there is fresh, issued here when this
-    /// node is the signer, otherwise asked of the signer with a sigreq up the parent chain.
+    /// Publishes the countersignatures of waiting hosts as zone data (`StaticRecords`): from
+    /// the key cache or this node's store when one there is fresh (`local`), issued here when
+    /// this node is the signer, otherwise asked of the signer with a sigreq up the parent chain.
+    /// At most `limit` hosts cost a signature or a sigreq in one call, and at most
+    /// `localLimit` more come from the cache or the store (a point read and a verify each), so
+    /// a restart republishes a large zone in minutes without asking the signer again.
     /// When the zone changed, the serial moves (`notifyIfChanged` tells the secondaries).
     /// Returns how many records changed. A host whose signer cannot be reached now waits for the next sweep.
     @discardableResult
-    public func publishStaticRecords(limit: Int = 200) async -> Int {
+    public func publishStaticRecords(limit: Int = 200, localLimit: Int = 2_000) async -> Int {
         guard !configuration.staticSigners.isEmpty else { return 0 }
         if staticRecords.takeSweepRequest() {
             staticRecords.startSweep(restart: true)
         }
-        continueSweep(until: limit)
-        var changed = 0
-        for target in staticRecords.take(limit) {
-            guard let host = registry[target] else { continue }
-            for signer in configuration.staticSigners {
-                let now = Self.now()
-                guard let countersignature = await staticCountersignature(for: host, signer: signer, now: now) else { continue }
-                // The key may have been rotated meanwhile: never publish the old one.
-                guard registry[target]?.key == countersignature.key else { continue }
-                if staticRecords.publish(countersignature) { changed += 1 }
+        var (changed, asked, local) = (0, 0, 0)
+        while asked < limit && local < localLimit {
+            continueSweep(until: limit)
+            let batch = staticRecords.take(limit - asked)
+            if batch.isEmpty { break }
+            for target in batch {
+                guard let host = registry[target] else { continue }
+                for signer in configuration.staticSigners {
+                    let now = Self.now()
+                    let (found, source) = await staticCountersignature(for: host, signer: signer, now: now)
+                    if source == .local { local += 1 } else { asked += 1 }
+                    // The key may have been rotated meanwhile: never publish the old one.
+                    guard let countersignature = found, registry[target]?.key == countersignature.key else { continue }
+                    if staticRecords.publish(countersignature) { changed += 1 }
+                }
             }
         }
         if changed > 0 {
@@ -92,26 +100,32 @@ extension KMSNode {
         return countersignature
     }
 
-    private func staticCountersignature(for host: RegisteredHost, signer: DomainName, now: UnixTime) async -> Countersignature? {
+    /// Where a static countersignature came from: this node's cache or store, or a signature
+    /// made or asked for.
+    private enum Source { case local, signed }
+
+    private func staticCountersignature(
+        for host: RegisteredHost, signer: DomainName, now: UnixTime
+    ) async -> (Countersignature?, Source) {
         if let entry = cache.lookup(target: host.name, signer: signer, now: now), entry.countersignature.key == host.key {
-            if !entry.countersignature.isPastHalfLife(at: now) { return entry.countersignature }
+            if !entry.countersignature.isPastHalfLife(at: now) { return (entry.countersignature, .local) }
         }
         if let stored = storedCountersignature(for: host, signer: signer, now: now), !stored.isPastHalfLife(at: now) {
-            return stored
+            return (stored, .local)
         }
         if signer == zone {
-            guard let (countersignature, proof) = try? await issue(target: host.name, key: host.key, now: now) else { return nil }
+            guard let (countersignature, proof) = try? await issue(target: host.name, key: host.key, now: now) else { return (nil, .signed) }
             cache.store(countersignature, proof: proof, at: now)
-            return countersignature
+            return (countersignature, .signed)
         }
-        guard let parent = configuration.parent else { return nil }
+        guard let parent = configuration.parent else { return (nil, .signed) }
         let (outcome, _) = await requestCountersignature(
             for: host, signer: signer, ip: configuration.listen.address, via: parent, hops: Hops(node: zone, enabled: false),
             wait: upstream.timeout)
         guard case .key(let countersignature, _, _, _) = outcome else {
             warnings.warning("cannot publish a static countersignature", metadata: ["host": "\(host.name)", "signer": "\(signer)"])
-            return nil
+            return (nil, .signed)
         }
-        return countersignature
+        return (countersignature, .signed)
     }
 }

@@ -140,7 +140,8 @@ import Testing
     }
 
     /// After a restart, what was published comes back from the store, verified again: the
-    /// signer is not asked (its log does not grow), even with the key cache emptied.
+    /// signer is not asked (its log does not grow), even with the key cache emptied, and the
+    /// records read back are not held to the pace of those that must be signed.
     @Test func aRestartRepublishesFromTheStoreWithoutAskingTheSigner() async throws {
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {
@@ -155,7 +156,8 @@ import Testing
             let node = hierarchy.nodes["c.a.xx."]!
             #expect(node.staticRecords.publishedCount == 0, "a start publishes nothing by itself")
             node.flush(name: nil)  // not even the cache holds them now
-            #expect(await node.publishStaticRecords() == 2)
+            // Read back, not signed: they do not count against the one signature allowed here.
+            #expect(await node.publishStaticRecords(limit: 1) == 2)
             #expect(try await signerLog.head().size == issued, "xx. issued nothing new")
             let reply = try await hierarchy.send(DNSMessage.query(id: 1, name: "_kms1.hostb.c.a.xx.", type: .txt), to: "c.a.xx.")
             #expect(reply.rcode == .noError && reply.answers.count == 1)
