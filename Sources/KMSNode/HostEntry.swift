@@ -138,7 +138,7 @@ struct HostEntry: Sendable {
     func keepingPublications(of other: HostEntry) -> HostEntry {
         guard other.hasPublications, other.key.elementsEqual(key) else { return self }
         var copy = self
-        copy.setPublications(other.publications)
+        copy.bytes = Array(bytes[..<keyEnd]) + other.bytes[other.keyEnd...]  // the records as they are
         return copy
     }
 

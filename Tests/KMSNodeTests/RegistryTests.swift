@@ -1,5 +1,6 @@
 import DNSWire
 import KMSCrypto
+import KMSProtocol
 @testable import KMSNode
 import Testing
 
@@ -20,5 +21,25 @@ import Testing
             #expect(registry[name]?.key == key, "\(name) decoded again from its entry")
             #expect(registry.decodedCount <= 4)
         }
+    }
+
+    /// Only a countersignature of the host's current key is published (a rotation between the
+    /// signing and the publishing must not bring the old key back), and a registration with the
+    /// same key keeps what was published.
+    @Test func onlyTheCurrentKeyIsPublished() throws {
+        let registry = Registry(zone: "c.a.xx.")
+        let name: DomainName = "h.c.a.xx."
+        let signer = try PrivateKey(generating: .ed25519)
+        let (old, new) = (try PrivateKey(generating: .ed25519).publicKey, try PrivateKey(generating: .ed25519).publicKey)
+        func countersignature(of key: PublicKey) throws -> Countersignature {
+            try Countersignature.issue(target: name, key: key, signer: "xx.", signerKey: signer, notBefore: 0, notAfter: 100)
+        }
+        registry.set(RegisteredHost(name: name, addresses: [], key: new, registeredAt: 1))
+        #expect(!registry.publish(try countersignature(of: old)), "the key before the rotation")
+        #expect(registry.publish(try countersignature(of: new)))
+        registry.set(RegisteredHost(name: name, addresses: [IPAddress("192.0.2.9")!], key: new, registeredAt: 2))
+        #expect(registry.published(of: name) == [try countersignature(of: new)], "same key: kept")
+        registry.set(RegisteredHost(name: name, addresses: [], key: old, registeredAt: 3))
+        #expect(registry.published(of: name).isEmpty, "another key: dropped")
     }
 }
