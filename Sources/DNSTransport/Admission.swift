@@ -6,7 +6,8 @@ public import NIOCore
 ///
 ///   1. shorter than a DNS header                      -> drop
 ///   2. a response (QR=1)                              -> drop: never answer a response (reflection)
-///   3. a UDP client in the responder's penalty box    -> TC=1, undecoded (`Replies.truncated(raw:)`)
+///   3. a UDP query the responder turns away undecoded -> TC=1 (`Replies.truncated(raw:)`): a client in
+///      its penalty box, or a signed request it will not verify for an unproven address now
 ///      the responder's reply cache knows these bytes  -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
@@ -41,7 +42,7 @@ public enum Admission {
             return .drop
         }
         // 3. A client that must earn its budget back: to TCP, at the cost of a header copy.
-        if transport == .udp, responder.isPenalised(client), let truncated = Replies.truncated(raw: bytes) {
+        if transport == .udp, responder.isPenalised(client, query: bytes), let truncated = Replies.truncated(raw: bytes) {
             responder.admissionTurnedAway(.penalised)
             return .wire(truncated)
         }

@@ -35,6 +35,7 @@ public final class DNSClient: Sendable {
     private let group: any EventLoopGroup
     private let channels: [any Channel]  // one IPv4, one IPv6 (when the host has IPv6)
     private let pending = Mutex<[PendingKey: Pending]>([:])
+    private let cookies = Mutex(CookieJar())
 
     private init(group: any EventLoopGroup, channels: [any Channel]) {
         self.group = group
@@ -81,9 +82,13 @@ public final class DNSClient: Sendable {
     }
 
     /// Sends `message` (its ID is replaced by a fresh random one) and returns the reply.
-    /// `tcpFallback` retries over TCP when the UDP reply is truncated.
+    /// `tcpFallback` retries over TCP when the UDP reply is truncated. With `cookie`, the
+    /// query carries a DNS cookie (RFC 7873 section 5.1) unless it has one: this client's
+    /// cookie for the server and the server cookie the server last gave, which proves the
+    /// address to a server that checks them, so that it is answered over UDP where an
+    /// unproven address would be sent to TCP (a KMS under a flood of spoofed signed requests).
     public func query(
-        _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true
+        _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true, cookie: Bool = false
     ) async throws -> DNSMessage {
         let deadline = NIODeadline.now() + timeout
         let server = server.unmapped
@@ -91,6 +96,7 @@ public final class DNSClient: Sendable {
             throw DNSClientError(code: .unreachable, server: "\(server)", reason: "no socket for its address family")
         }
         var message = message
+        if cookie { cookies.withLock { $0.stamp(&message, for: server) } }
         let promise = channel.eventLoop.makePromise(of: DNSMessage.self)
         let key = pending.withLock { table -> PendingKey in
             var key: PendingKey
@@ -118,9 +124,13 @@ public final class DNSClient: Sendable {
             throw error
         }
         timer.cancel()
+        if cookie { cookies.withLock { $0.learn(from: reply, server: server) } }
         if reply.header.isTruncated && tcpFallback {
             let left = deadline - .now()
-            return try await queryOverTCP(message, server: server, timeout: max(left, .milliseconds(1)))
+            let answer = try await queryOverTCP(message, server: server, timeout: max(left, .milliseconds(1)))
+            // A server that sent an unproven client to TCP gives its cookie there.
+            if cookie { cookies.withLock { $0.learn(from: answer, server: server) } }
+            return answer
         }
         return reply
     }
@@ -172,6 +182,40 @@ public final class DNSClient: Sendable {
             return table.removeValue(forKey: key)
         }
         entry?.promise.succeed(reply)
+    }
+}
+
+/// DNS Cookies, client side (RFC 7873 section 5.1): a random client cookie per server, and
+/// the server cookie each server last returned with it. Bounded: a client that has asked too
+/// many servers starts over (it then sends client cookies only, until the servers answer).
+private struct CookieJar {
+    struct Entry {
+        let client: [UInt8]
+        var server: [UInt8] = []
+    }
+
+    static let optionCode: UInt16 = 10
+    static let capacity = 4096
+    private var entries: [SocketAddress: Entry] = [:]
+
+    mutating func stamp(_ message: inout DNSMessage, for server: SocketAddress) {
+        guard var edns = message.edns, !edns.options.contains(where: { $0.code == Self.optionCode }) else { return }
+        if entries[server] == nil {
+            if entries.count >= Self.capacity { entries.removeAll() }
+            // SystemRandomNumberGenerator reads the kernel's CSPRNG (getrandom on Linux).
+            entries[server] = Entry(client: (0..<8).map { _ in UInt8.random(in: 0...255) })
+        }
+        let entry = entries[server]!
+        edns.options.append(EDNS.Option(code: Self.optionCode, data: entry.client + entry.server))
+        message.edns = edns
+    }
+
+    /// Keeps the server cookie of a reply that echoes this client's cookie for the server.
+    mutating func learn(from reply: DNSMessage, server: SocketAddress) {
+        guard let data = reply.edns?.options.first(where: { $0.code == Self.optionCode })?.data,
+            (16...40).contains(data.count), let entry = entries[server], Array(data.prefix(8)) == entry.client
+        else { return }
+        entries[server]?.server = Array(data.dropFirst(8))
     }
 }
 

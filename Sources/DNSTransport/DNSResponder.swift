@@ -69,10 +69,10 @@ public protocol DNSResponder: Sendable {
     /// (a reply cache). The default keeps none.
     func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]?
 
-    /// Before decoding: whether this client is in the penalty box (it spent a budget it must
-    /// earn back), so that a UDP query from it is sent to TCP without being decoded. The
-    /// default: nobody is.
-    func isPenalised(_ client: SocketAddress) -> Bool
+    /// Before decoding: whether this UDP query is sent to TCP without being decoded (its
+    /// client spent a budget it must earn back, or it asks for work the responder will not do
+    /// for an unproven address now). The default: none is.
+    func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool
 
     /// Admission answered or dropped a query itself (for the responder's metrics).
     func admissionTurnedAway(_ outcome: Admission.Outcome)
@@ -83,7 +83,7 @@ public protocol DNSResponder: Sendable {
 
 extension DNSResponder {
     public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? { nil }
-    public func isPenalised(_ client: SocketAddress) -> Bool { false }
+    public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool { false }
     public var acceptedOpcodes: Set<OpCode> { [.query] }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
 }

@@ -83,7 +83,7 @@ extension DNSMessage {
     /// the records before it; nil if the walk does not find one.
     private static func optOwnerLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         var found: Int?
-        walkRecords(bytes) { section, ownerLength, type in
+        walkRecords(bytes) { section, ownerLength, type, _ in
             guard section == 3, type == LDNS_RR_TYPE_OPT.rawValue else { return true }
             found = ownerLength
             return false
@@ -96,7 +96,7 @@ extension DNSMessage {
         let last = sectionCount(bytes, 3) - 1
         var index = 0
         var found = false
-        walkRecords(bytes) { section, _, type in
+        walkRecords(bytes) { section, _, type, _ in
             guard section == 3 else { return true }
             defer { index += 1 }
             found = type == LDNS_RR_TYPE_TSIG.rawValue && index < last
@@ -106,34 +106,38 @@ extension DNSMessage {
     }
 
     /// The record count of a section in the header (0 question, 1 answer, 2 authority, 3 additional).
-    private static func sectionCount(_ bytes: UnsafeBufferPointer<UInt8>, _ section: Int) -> Int {
+    static func sectionCount(_ bytes: UnsafeBufferPointer<UInt8>, _ section: Int) -> Int {
         Int(bytes[4 + 2 * section]) << 8 | Int(bytes[5 + 2 * section])
     }
 
     /// Steps over the question and then each record, bounds-checked (it also runs on bytes
     /// libldns has not read), calling `visit` with the record's section, the length of its
-    /// owner name and its type until `visit` returns false or the bytes run out.
-    private static func walkRecords(
-        _ bytes: UnsafeBufferPointer<UInt8>, _ visit: (_ section: Int, _ ownerLength: Int, _ type: UInt32) -> Bool
-    ) {
+    /// owner name, its type and where its RDATA starts (its length is in the two bytes before)
+    /// until `visit` returns false or the bytes run out. Returns whether it walked every record.
+    @discardableResult
+    static func walkRecords(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ visit: (_ section: Int, _ ownerLength: Int, _ type: UInt32, _ rdata: Int) -> Bool
+    ) -> Bool {
         var position = headerSize
+        guard bytes.count >= headerSize else { return false }
         for _ in 0..<sectionCount(bytes, 0) {
-            guard skipName(bytes, &position) else { return }
+            guard skipName(bytes, &position) else { return false }
             position += 4
         }
         for section in 1...3 {
             for _ in 0..<sectionCount(bytes, section) {
                 let start = position
-                guard skipName(bytes, &position), position + 10 <= bytes.count else { return }
+                guard skipName(bytes, &position), position + 10 <= bytes.count else { return false }
                 let type = UInt32(bytes[position]) << 8 | UInt32(bytes[position + 1])
-                guard visit(section, position - start, type) else { return }
+                guard visit(section, position - start, type, position + 10) else { return false }
                 position += 10 + (Int(bytes[position + 8]) << 8 | Int(bytes[position + 9]))
             }
         }
+        return position <= bytes.count
     }
 
     /// Steps over the name at `position` (labels up to the root, or up to a compression pointer).
-    private static func skipName(_ bytes: UnsafeBufferPointer<UInt8>, _ position: inout Int) -> Bool {
+    static func skipName(_ bytes: UnsafeBufferPointer<UInt8>, _ position: inout Int) -> Bool {
         while position < bytes.count {
             let length = Int(bytes[position])
             if length == 0 {

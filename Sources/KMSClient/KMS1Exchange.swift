@@ -7,8 +7,9 @@ public import NIOCore
 /// One KMS1 question to one KMS and its checked reply: the exchange every asker shares — the
 /// host's `KeyFetcher`, and a KMS node asking its parent or a child (inquiries and sigreqs).
 ///
-/// It sends a signed record about `target`, over UDP with the TCP retry on TC=1 (or over TCP
-/// from the start, for a traced request whose notes will not fit), then reads the reply:
+/// It sends a signed record about `target`, over UDP with a DNS cookie (so a KMS that checks
+/// cookies knows the address is real) and the TCP retry on TC=1 (or over TCP from the start,
+/// for a traced request whose notes will not fit), then reads the reply:
 ///
 /// - NOERROR must carry the record `expecting` (`kms1:answer` or `kms1:countersig`), and it
 ///   must pass `accept`: by default the hop checks (`ReplyCheck`: signed by the KMS asked,
@@ -57,7 +58,7 @@ public struct KMS1Exchange: Sendable {
             let server = try SocketAddress(ipAddress: kms.endpoint.address.description, port: kms.endpoint.port)
             reply = overTCP
                 ? try await client.queryOverTCP(query, server: server, timeout: timeout)
-                : try await client.query(query, server: server, timeout: timeout)
+                : try await client.query(query, server: server, timeout: timeout, cookie: true)
         } catch let error as DNSClientError where error.code == .timeout {
             return (.timeout, [])
         } catch let error as DNSClientError {

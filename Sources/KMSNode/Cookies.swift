@@ -31,10 +31,20 @@ final class DNSCookies: Sendable {
 
     func state(of request: DNSRequest, now: UnixTime = KMSNode.now()) -> State {
         guard let option = request.message.edns?.options.first(where: { $0.code == Self.optionCode }) else { return .absent }
-        let data = option.data
+        return state(of: option.data, from: request.client.ip, now: now)
+    }
+
+    /// The same, for a COOKIE option's data read from a query's bytes (`WireShape`), before
+    /// decoding: whether it proves `address`.
+    func proves(_ cookie: [UInt8], address: IPAddress, now: UnixTime = KMSNode.now()) -> Bool {
+        if case .proven = state(of: cookie, from: address, now: now) { return true }
+        return false
+    }
+
+    private func state(of data: [UInt8], from address: IPAddress?, now: UnixTime) -> State {
         guard data.count == 8 || (16...40).contains(data.count) else { return .malformed }
         let client = Array(data.prefix(8))
-        guard data.count == 24, data[8] == 1, let address = request.client.ip else { return .client(client) }
+        guard data.count == 24, data[8] == 1, let address else { return .client(client) }
         let time = data[12..<16].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         let age = Int64(now) - Int64(time)
         guard age <= 3600, age >= -300 else { return .client(client) }

@@ -61,7 +61,7 @@ public struct NodeConfiguration: Sendable {
         "zone", "listen", "key", "database", "control", "parent", "child", "anchor", "host", "txt",
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
-        "verify-rate", "sender-rate", "verify-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
+        "verify-rate", "sender-rate", "verify-failures", "unproven-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
         "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum",
         "secondary", "notify", "static-signers", "transfer-key", "self-rotation",
     ]
@@ -287,6 +287,10 @@ public struct Limits: Sendable {
     public var senderRate: Rate? = Rate(perSecond: 1000)
     /// Failed verifies per client prefix (per address over TCP); past them, no more verifies.
     public var verifyFailures: Rate? = Rate(perSecond: 10, burst: 50)
+    /// Failed verifies for the whole node, summed over every UDP client whose address neither
+    /// TCP nor a DNS cookie proved: a spoofed flood from many prefixes stays within each
+    /// prefix's budget but not within this one. Past it, such clients are sent to TCP.
+    public var unprovenFailures: Rate? = Rate(perSecond: 100, burst: 1000)
     /// Anonymous key answers (each a fresh signature, maybe upstream work) per client prefix.
     public var anonymousRate: Rate? = Rate(perSecond: 200)
     /// How much of a client's address the limits key on over UDP.
@@ -318,6 +322,7 @@ public struct Limits: Sendable {
         verifyRate = try rate("verify-rate", default: verifyRate)
         senderRate = try rate("sender-rate", default: senderRate)
         verifyFailures = try rate("verify-failures", default: verifyFailures)
+        unprovenFailures = try rate("unproven-failures", default: unprovenFailures)
         anonymousRate = try rate("anonymous-rate", default: anonymousRate)
         if let directive = try file.one("rate-prefix", required: false) {
             let values = try file.values(directive, count: 2, usage: "V4-LENGTH V6-LENGTH (like 24 56)")

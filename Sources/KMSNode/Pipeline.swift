@@ -119,8 +119,9 @@ extension KMSNode: DNSResponder {
     public var acceptedOpcodes: Set<OpCode> { Self.opcodes }
     private static let opcodes: Set<OpCode> = [.query, Rotation.updateOpcode]
 
-    /// Stage 3: a UDP client out of failed-verify budget is sent to TCP undecoded.
-    public func isPenalised(_ client: SocketAddress) -> Bool { spending.isPenalised(client) }
+    /// Stage 3: a UDP client out of failed-verify budget, or an unproven signed request while
+    /// the node is out of its budget for those, is sent to TCP undecoded.
+    public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool { spending.isPenalised(client, query: query) }
 
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {

@@ -9,8 +9,10 @@ import Synchronization
 /// Every check here runs before the work it guards and costs a hash lookup:
 ///
 ///   - a signature verify: the client's verify budget (per prefix over UDP, per address over
-///     TCP), the claimed sender's budget, and the client's failed-verify budget (a source that
-///     sends bad signatures gets no more verifies until it earns them back);
+///     TCP), the claimed sender's budget, the client's failed-verify budget (a source that
+///     sends bad signatures gets no more verifies until it earns them back), and the node's
+///     failed-verify budget for all addresses nothing proved (a spoofed flood spread over
+///     many prefixes, each within its own budget, sends every unproven client to TCP);
 ///   - an anonymous key answer (a fresh signature, maybe upstream work): the client's budget;
 ///   - an upstream fetch: a cap on fetches in flight, for the node and for one client, with
 ///     identical fetches coalesced and "unresolved" remembered for a while.
@@ -23,6 +25,7 @@ final class Spending: Sendable {
     private let verifies: RateLimiter<AddressPrefix>?
     private let senders: RateLimiter<DomainName>?
     private let failures: RateLimiter<AddressPrefix>?
+    private let unprovenFailures: RateLimiter<Whole>?
     private let anonymous: RateLimiter<AddressPrefix>?
     private let inFlight = Mutex(InFlightCount())
     private let failuresCharged = Atomic(false)
@@ -36,25 +39,36 @@ final class Spending: Sendable {
         verifies = limits.verifyRate.map { RateLimiter(rate: $0) }
         senders = limits.senderRate.map { RateLimiter(rate: $0) }
         failures = limits.verifyFailures.map { RateLimiter(rate: $0) }
+        unprovenFailures = limits.unprovenFailures.map { RateLimiter(rate: $0, capacity: 1) }
         anonymous = limits.anonymousRate.map { RateLimiter(rate: $0) }
         unresolved = NegativeCache(ttl: limits.negativeTTL)
     }
 
     /// The bucket a request is charged to: its address when TCP or a DNS cookie proved it,
     /// otherwise its network (`rate-prefix`).
-    func account(of request: Request) -> AddressPrefix? {
+    func account(of request: Request) -> AddressPrefix? { standing(of: request)?.account }
+
+    /// The request's bucket, and whether TCP or a cookie proved its address.
+    private func standing(of request: Request) -> (account: AddressPrefix, proven: Bool)? {
         guard let address = request.client.ip else { return nil }
-        return cookies.isProven(request)
-            ? AddressPrefix(address, v4: 32, v6: 128)
-            : limits.prefix.prefix(of: address)
+        let proven = cookies.isProven(request)
+        return (proven ? AddressPrefix(address, v4: 32, v6: 128) : limits.prefix.prefix(of: address), proven)
     }
 
     /// Before verifying a signature claimed by `sender` (a registered host when `isHost`).
     func mayVerify(_ request: Request, sender: DomainName, isHost: Bool) -> Refusal? {
-        guard let account = account(of: request) else { return nil }
+        guard let (account, proven) = standing(of: request) else { return nil }
         if let failures, !failures.allows(account) {
             return Refusal(
                 .prohibited, "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now", slip: true)
+        }
+        // Bad signatures from many unproven addresses at once: nobody unproven gets a verify
+        // until the node's budget refills; TCP or a cookie (proven, so budgeted alone) still do.
+        if !proven, let unprovenFailures, !unprovenFailures.allows(.node) {
+            return Refusal(
+                .prohibited,
+                "too many bad signatures from unproven addresses (limit \(unprovenFailures.rate) for the node); ask over TCP or with a DNS cookie",
+                slip: true)
         }
         // A neighbour KMS carries the traffic of a whole zone: only failures limit it.
         if isHost, let verifies, !verifies.take(for: account) {
@@ -73,19 +87,27 @@ final class Spending: Sendable {
         senders?.charge(for: host)
     }
 
-    /// Whether a UDP client's prefix is out of failed-verify budget: its queries are sent to
-    /// TCP before they are even decoded (`Admission`, step 3).
-    func isPenalised(_ client: SocketAddress) -> Bool {
+    /// Whether a UDP query is sent to TCP before it is even decoded (`Admission`, step 3): its
+    /// client's prefix is out of failed-verify budget, or the node is out of its budget for
+    /// unproven addresses and the query is a signed request (it carries a record) with no
+    /// cookie that proves its address. Either way a verify it asks for would be refused, and
+    /// a flood costs a walk over its bytes instead of a decode.
+    func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool {
         // No failure charged yet (the usual state): no lock, no hash, not even the address.
-        guard let failures, failuresCharged.load(ordering: .relaxed), let address = client.ip else { return false }
-        return failures.isLimited(limits.prefix.prefix(of: address))
+        guard failuresCharged.load(ordering: .relaxed), let address = client.ip else { return false }
+        if let failures, failures.isLimited(limits.prefix.prefix(of: address)) { return true }
+        guard let unprovenFailures, unprovenFailures.isLimited(.node) else { return false }
+        let shape = WireShape(wire: query.readableBytesView)
+        guard shape.carriesRecords else { return false }
+        return !(shape.cookie.map { cookies.proves($0, address: address) } ?? false)
     }
 
     /// A signature did not verify: the source pays for it.
     func verifyFailed(_ request: Request) {
-        guard let failures, let account = account(of: request) else { return }
+        guard let (account, proven) = standing(of: request) else { return }
         failuresCharged.store(true, ordering: .relaxed)
-        failures.charge(for: account)
+        if !proven { unprovenFailures?.charge(for: .node) }
+        failures?.charge(for: account)
     }
 
     /// Before an anonymous key answer.
@@ -131,6 +153,9 @@ final class Spending: Sendable {
             slip: false)
     }
 }
+
+/// The key of a budget kept for the whole node.
+private enum Whole: Hashable, Sendable { case node }
 
 private struct InFlightCount {
     var total = 0

@@ -25,9 +25,10 @@ struct Bench: AsyncParsableCommand {
                           `kms register --file`), then warm, NAME with i=0 again and again
 
             With --flood KIND the run is made twice, without and then with a flood of KIND \
-            sent at --flood-rate from --flood-source beside the measured load, and the share \
-            of the rate that survives is printed (with the server's RSS if --server-pid is \
-            given). Kinds:
+            sent at --flood-rate from --flood-source (or from --flood-networks /24s, as a \
+            spoofed flood comes) beside the measured load, and the share of the NOERROR \
+            rate that survives is printed (with the server's RSS if --server-pid is given). \
+            Kinds:
               bad-signature  signed inquiries naming --host as sender, signed by another key
               random-names   anonymous TXT for random names below --flood-zone
 
@@ -35,6 +36,8 @@ struct Bench: AsyncParsableCommand {
               kms bench hostb.c.a.xx. --mode signed --host hierarchy/hosta.conf --duration 10
               kms bench hostb.c.a.xx. --mode signed --host hierarchy/hosta.conf \
                   --flood bad-signature --flood-rate 40000
+              kms bench hostb.c.a.xx. --mode signed --host hierarchy/hosta.conf \
+                  --flood bad-signature --flood-rate 40000 --flood-networks 1024
             """)
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case anonymous, signed, address, fetch }
@@ -72,6 +75,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Address the flood is sent from (any 127.x.y.z works on loopback).")
     var floodSource: String = "127.0.1.1"
 
+    @Option(help: "Spread the flood over this many /24 networks, from --flood-source up (127.0.1.1, 127.0.2.1, ...), as a spoofed flood would: each network has its own budgets.")
+    var floodNetworks: Int = 1
+
     @Option(help: "Send the flood here instead of to the server: a closed port measures what the flood costs this machine alone.")
     var floodTo: String?
 
@@ -86,6 +92,7 @@ struct Bench: AsyncParsableCommand {
 
     func validate() throws {
         guard floodRate >= 1, floodRate <= 1_000_000 else { throw ValidationError("--flood-rate must be 1...1000000") }
+        guard floodNetworks >= 1, floodNetworks <= 4096 else { throw ValidationError("--flood-networks must be 1...4096") }
         guard concurrency >= 1, concurrency <= 4096 else { throw ValidationError("--concurrency must be 1...4096") }
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be 0...3600 seconds") }
         guard sockets >= 1, sockets <= 64 else { throw ValidationError("--sockets must be 1...64") }
@@ -126,12 +133,14 @@ struct Bench: AsyncParsableCommand {
                 guard let endpoint = Endpoint(text) else { throw ValidationError("--flood-to: '\(text)' is not ADDRESS:PORT") }
                 return try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
             } ?? address
-            let sender = try await Flood.start(packets: packets, from: floodSource, to: floodAddress, rate: floodRate)
+            let sources = try Flood.sources(from: floodSource, networks: floodNetworks)
+            let sender = try await Flood.start(packets: packets, from: sources, to: floodAddress, rate: floodRate)
             let flooded = await measure(query, clients: clients, address: address)
             let floodRate = sender.rate
             await sender.stop()
             let sent = sender.sent.withLockedValue { $0 }
-            print("\nunder a \(flood.rawValue) flood from \(floodSource) to \(floodAddress), \(sent) packets sent (\(floodRate)/s):")
+            let origin = floodNetworks == 1 ? floodSource : "\(floodNetworks) networks from \(floodSource) to \(sources.last!)"
+            print("\nunder a \(flood.rawValue) flood from \(origin) to \(floodAddress), \(sent) packets sent (\(floodRate)/s):")
             print(flooded.report(elapsed: flooded.elapsed))
             let share = baseline.rate > 0 ? flooded.rate / baseline.rate : 0
             print(String(format: "kept         %.0f%% of the rate without the flood", share * 100))
@@ -207,7 +216,9 @@ struct Bench: AsyncParsableCommand {
                     while ContinuousClock.now < deadline {
                         let sent = ContinuousClock.now
                         do {
-                            let reply = try await client.query(try query.make(), server: address, timeout: timeout)
+                            // Signed inquiries carry a DNS cookie as `kms fetch`'s do (KMS1Exchange).
+                            let reply = try await client.query(
+                                try query.make(), server: address, timeout: timeout, cookie: query.mode == .signed)
                             let received = ContinuousClock.now
                             tally.record(reply.rcode, latency: received - sent, inWindow: received <= deadline)
                         } catch let error as DNSClientError where error.code == .timeout {
@@ -278,22 +289,27 @@ struct Tally: Sendable {
 
     /// The run's duration (what the rate is over).
     var window: Double = 0
-    var rate: Double { window > 0 ? Double(inWindow) / window : 0 }
+    var rate: Double { window > 0 ? Double(servedInWindow) / window : 0 }
 
     /// Answers that arrived before the deadline: the rate counts only these, over the run's
     /// duration, so queries still waiting for a time-out at the end do not stretch it.
     var inWindow = 0
+    /// Of those, the NOERROR answers: what the rate counts, so that a refusal (a budget, a
+    /// flood's side effect) is never counted as served.
+    var servedInWindow = 0
 
     mutating func record(_ rcode: RCode, latency: Duration, inWindow: Bool) {
         byRcode[rcode.rawValue, default: 0] += 1
         latencies.append(latency)
         if inWindow { self.inWindow += 1 }
+        if inWindow && rcode == .noError { servedInWindow += 1 }
     }
 
     mutating func merge(_ other: Tally) {
         for (rcode, count) in other.byRcode { byRcode[rcode, default: 0] += count }
         latencies += other.latencies
         inWindow += other.inWindow
+        servedInWindow += other.servedInWindow
         timeouts += other.timeouts
         errors += other.errors
     }
@@ -307,7 +323,7 @@ struct Tally: Sendable {
         }
         let codes = byRcode.sorted { $0.key < $1.key }.map { "\(RCode(rawValue: $0.key)) \($0.value)" }.joined(separator: "  ")
         return """
-            answers      \(inWindow) in \(String(format: "%.2f", window)) s = \(String(format: "%.0f", rate)) answers/s (\(latencies.count - inWindow) more after the end)
+            answers      \(inWindow) in \(String(format: "%.2f", window)) s, \(servedInWindow) NOERROR = \(String(format: "%.0f", rate)) answers/s (\(latencies.count - inWindow) more after the end)
             rcodes       \(codes.isEmpty ? "-" : codes)
             timeouts     \(timeouts)   errors \(errors)
             latency      p50 \(percentile(0.50))   p99 \(percentile(0.99))   max \(percentile(1.0))

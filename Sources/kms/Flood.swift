@@ -19,14 +19,14 @@ enum FloodKind: String, ExpressibleByArgument, CaseIterable {
     case randomNames = "random-names"
 }
 
-/// Sends precomputed packets from one UDP socket at `rate` per second until stopped; replies
-/// are read and dropped.
+/// Sends precomputed packets from one UDP socket per source address at `rate` per second
+/// until stopped, round-robin over the sockets; replies are read and dropped.
 final class Flood: Sendable {
-    let channel: any Channel
+    let channels: [any Channel]
     let sent = NIOLockedValueBox(0)
     let started = NIODeadline.now()
 
-    private init(channel: any Channel) { self.channel = channel }
+    private init(channels: [any Channel]) { self.channels = channels }
 
     /// Packets per second since the start.
     var rate: Int {
@@ -60,35 +60,61 @@ final class Flood: Sendable {
         return packets
     }
 
-    /// Starts sending `packets` round-robin to `server` from `source` at `rate` per second.
-    static func start(packets: [[UInt8]], from source: String, to server: SocketAddress, rate: Int) async throws -> Flood {
-        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
-            .bind(host: source, port: 0).get()
-        let flood = Flood(channel: channel)
+    /// The first address and `count - 1` more, each in the next /24 (`127.0.1.1`,
+    /// `127.0.2.1`, ...): as many client networks as a node's per-prefix budgets see. Any
+    /// 127.x.y.z is local on Linux, so no setup is needed on loopback.
+    static func sources(from first: String, networks count: Int) throws -> [String] {
+        guard let address = IPAddress(first), !address.isIPv6 else {
+            throw ValidationError("--flood-source: '\(first)' is not an IPv4 address")
+        }
+        let base = address.bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard UInt64(base) + UInt64(count - 1) * 256 <= UInt64(UInt32.max) else {
+            throw ValidationError("--flood-networks: \(count) networks from \(first) run past 255.255.255.255")
+        }
+        return (0..<count).map { index in
+            let value = base + UInt32(index) * 256
+            return "\(value >> 24).\(value >> 16 & 0xFF).\(value >> 8 & 0xFF).\(value & 0xFF)"
+        }
+    }
+
+    /// Starts sending `packets` round-robin to `server` from `sources` (one socket each, all on
+    /// one event loop) at `rate` per second in all.
+    static func start(packets: [[UInt8]], from sources: [String], to server: SocketAddress, rate: Int) async throws -> Flood {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        var channels: [any Channel] = []
+        for source in sources {
+            channels.append(try await DatagramBootstrap(group: loop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
+                .bind(host: source, port: 0).get())
+        }
+        let flood = Flood(channels: channels)
+        let sockets = flood.channels
         // Paced by the clock, not by the tick count: a tick that runs late (the machine is
         // busy) sends what the rate owes since the start, up to a bounded catch-up.
-        let allocator = channel.allocator
+        let allocator = sockets[0].allocator
         let start = flood.started
-        channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
-            guard channel.isActive else { return task.cancel() }
+        loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
+            guard sockets.allSatisfy(\.isActive) else { return task.cancel() }
             let owed = Int(Double((NIODeadline.now() - start).nanoseconds) / 1e9 * Double(rate))
             let (first, count) = flood.sent.withLockedValue { sent -> (Int, Int) in
                 let count = min(max(0, owed - sent), max(64, rate / 100))
                 defer { sent += count }
                 return (sent, count)
             }
+            var written = Set<Int>()
             for index in first..<(first + count) {
                 let buffer = allocator.buffer(bytes: packets[index % packets.count])
-                channel.write(AddressedEnvelope(remoteAddress: server, data: buffer), promise: nil)
+                let socket = index % sockets.count
+                sockets[socket].write(AddressedEnvelope(remoteAddress: server, data: buffer), promise: nil)
+                written.insert(socket)
             }
-            channel.flush()
+            for socket in written { sockets[socket].flush() }
         }
         return flood
     }
 
     func stop() async {
-        try? await channel.close()
+        for channel in channels { try? await channel.close() }
     }
 }

@@ -177,3 +177,37 @@ import Testing
         #expect(late.contains("fudge"))
     }
 }
+
+/// What admission reads from a query's bytes before decoding them (`WireShape`).
+@Suite struct WireShapeTests {
+    @Test func aPlainQueryCarriesNoRecordAndItsCookieIsRead() throws {
+        var query = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt)
+        #expect(WireShape(wire: try query.wire()) == WireShape(wire: try query.wire()))
+        #expect(!WireShape(wire: try query.wire()).carriesRecords)
+        #expect(WireShape(wire: try query.wire()).cookie == nil)
+        let cookie: [UInt8] = Array(1...24)
+        query.edns?.options = [EDNS.Option(code: 8, data: [0, 1, 24, 0, 127, 0, 0]), EDNS.Option(code: 10, data: cookie)]
+        let shape = WireShape(wire: try query.wire())
+        #expect(!shape.carriesRecords && shape.cookie == cookie)
+    }
+
+    @Test func aQueryWithARecordBesidesOPTCarriesIt() throws {
+        var query = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt)
+        query.additionals = [ResourceRecord(name: "hosta.b.a.xx.", ttl: 0, data: .txt([Array("kms1:inquiry".utf8)]))]
+        query.edns?.options = [EDNS.Option(code: 10, data: Array(1...8))]
+        let shape = WireShape(wire: try query.wire())
+        #expect(shape.carriesRecords && shape.cookie == Array(1...8))
+        var update = DNSMessage.query(id: 2, name: "b.a.xx.", type: .soa)
+        update.authorities = [ResourceRecord(name: "hosta.b.a.xx.", ttl: 0, data: .a([127, 0, 0, 1]))]
+        #expect(WireShape(wire: try update.wire()).carriesRecords)
+    }
+
+    @Test func bytesThatDoNotWalkCountAsCarrying() throws {
+        let wire = try DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt).wire()
+        #expect(WireShape(wire: wire.dropLast(3)).carriesRecords, "an OPT cut short")
+        #expect(WireShape(wire: Array(wire.prefix(5))).carriesRecords, "shorter than a header")
+        var claimsMore = wire
+        claimsMore[7] = 1  // ANCOUNT 1, with no record there
+        #expect(WireShape(wire: claimsMore).carriesRecords)
+    }
+}

@@ -6,6 +6,7 @@ import KMSNode
 import KMSProtocol
 import KMSTestSupport
 import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -59,6 +60,80 @@ import Testing
             let overTCP = try await hierarchy.client.queryOverTCP(
                 try DNSMessage(wire: try impostorQuery(hierarchy, impostor: impostor)), server: server, timeout: .seconds(5))
             #expect(overTCP.rcode == .refused && overTCP.extendedErrors.first?.infoCode == .dnssecBogus)
+        }
+    }
+
+    /// A spoofed flood spread over many prefixes stays within each prefix's failure budget; the
+    /// node's budget for unproven addresses catches it. Past it, no UDP client whose address
+    /// nothing proved gets a verify: a real host's signed query is told TC=1 and is served over
+    /// TCP. Unsigned queries are not affected.
+    @Test func badSignaturesFromManyPrefixesSendEveryUnprovenClientToTCP() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "unproven-failures 0.001 5"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let impostor = try PrivateKey(generating: .ed25519)
+            let server = hierarchy.servers["b.a.xx."]!.address
+            // A client at 127.0.41.1 learns its server cookie before the flood.
+            var greeting = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .a)
+            greeting.edns?.options.append(EDNS.Option(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8]))
+            let greeted = try DNSMessage(wire: try #require(try await RawUDP.exchange(greeting.wire(), with: server, from: "127.0.41.1")))
+            let cookie = try #require(greeted.edns?.options.first { $0.code == 10 }?.data)
+            var replies: [DNSMessage] = []
+            // One bad signature from each of 8 networks, far inside each network's own budget.
+            for network in 10..<18 {
+                let bytes = try await RawUDP.exchange(
+                    try impostorQuery(hierarchy, impostor: impostor), with: server, from: "127.0.\(network).9")
+                replies.append(try DNSMessage(wire: try #require(bytes, "the node went silent")))
+            }
+            for reply in replies.prefix(5) {
+                #expect(reply.rcode == .refused && reply.extendedErrors.first?.infoCode == .dnssecBogus, "\(reply.extendedErrors)")
+            }
+            for reply in replies.dropFirst(5) {
+                #expect(reply.header.isTruncated && reply.answers.isEmpty, "\(reply.rcode) \(reply.extendedErrors)")
+            }
+            // Host A's own, well-signed inquiry from a network that sent nothing: not verified
+            // over UDP either, sent to TCP.
+            func inquiry(from sender: DomainName, key: PrivateKey) throws -> DNSMessage {
+                let record = try Inquiry(
+                    target: "hostb.c.a.xx.", signer: "xx.", ip: IPAddress("127.0.0.11")!, from: sender,
+                    nonce: try Nonce.random(), time: UnixTime(Date().timeIntervalSince1970)
+                ).record().signed(by: key)
+                return DNSMessage.kmsQuery(id: 777, target: "hostb.c.a.xx.", record: record)
+            }
+            let query = try inquiry(from: "hosta.b.a.xx.", key: hierarchy.keys["hosta.b.a.xx."]!)
+            let overUDP = try DNSMessage(wire: try #require(try await RawUDP.exchange(query.wire(), with: server, from: "127.0.40.1")))
+            #expect(overUDP.header.isTruncated && overUDP.answers.isEmpty && overUDP.header.id == 777)
+            // It is turned away before it is read: an inquiry from a sender nobody registered,
+            // refused by name once read, gets the same TC=1.
+            let stranger = try inquiry(from: "nobody.b.a.xx.", key: impostor)
+            let unread = try DNSMessage(wire: try #require(try await RawUDP.exchange(stranger.wire(), with: server, from: "127.0.40.1")))
+            #expect(unread.header.isTruncated && unread.extendedErrors.isEmpty, "\(unread.rcode) \(unread.extendedErrors)")
+            // The same query over TCP is verified and answered.
+            let overTCP = try await hierarchy.client.queryOverTCP(query, server: server, timeout: .seconds(10))
+            #expect(overTCP.rcode == .noError && !overTCP.answers.isEmpty, "\(overTCP.rcode) \(overTCP.extendedErrors)")
+            // So is a UDP client whose cookie proves its address.
+            var withCookie = try inquiry(from: "hosta.b.a.xx.", key: hierarchy.keys["hosta.b.a.xx."]!)
+            withCookie.edns?.options.append(EDNS.Option(code: 10, data: cookie))
+            let proven = try DNSMessage(wire: try #require(try await RawUDP.exchange(withCookie.wire(), with: server, from: "127.0.41.1")))
+            #expect(!proven.header.isTruncated && proven.rcode == .noError && !proven.answers.isEmpty, "\(proven.rcode) \(proven.extendedErrors)")
+            // A fetch follows the TC=1 and gets the key.
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
+            #expect(fetched.countersignature.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+            // A client sent to TCP learns its server cookie there; with it, its next signed
+            // query is verified and answered over UDP, while unproven ones still go to TCP.
+            let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
+            let first = try await client.query(
+                try inquiry(from: "hosta.b.a.xx.", key: hierarchy.keys["hosta.b.a.xx."]!), server: server, timeout: .seconds(10), cookie: true)
+            #expect(first.rcode == .noError && !first.header.isTruncated, "answered over TCP: \(first.rcode) \(first.extendedErrors)")
+            let again = try await client.query(
+                try inquiry(from: "hosta.b.a.xx.", key: hierarchy.keys["hosta.b.a.xx."]!), server: server, timeout: .seconds(10),
+                tcpFallback: false, cookie: true)
+            await client.close()
+            #expect(!again.header.isTruncated && again.rcode == .noError && !again.answers.isEmpty, "\(again.rcode) \(again.extendedErrors)")
+            // An unsigned query from a flooding network is answered over UDP as ever.
+            let plain = try await RawUDP.exchange(
+                try DNSMessage.query(id: 4243, name: "hosta.b.a.xx.", type: .a).wire(), with: server, from: "127.0.10.9")
+            let answered = try DNSMessage(wire: try #require(plain))
+            #expect(!answered.header.isTruncated && answered.rcode == .noError && answered.answers.count == 1)
         }
     }
 

@@ -1,0 +1,55 @@
+internal import CLDNS
+
+/// What admission may know of a query before decoding it, read by one bounds-checked walk
+/// over its bytes: whether it carries any record besides OPT (a signed request does: its KMS1
+/// record rides in the additional section, an UPDATE's in its update section), and the data of
+/// its EDNS COOKIE option (RFC 7873), if any. A node under a spoofed flood sends unproven
+/// signed requests to TCP on this alone, at the cost of the walk instead of a decode.
+public struct WireShape: Sendable, Equatable {
+    /// A record other than OPT, or bytes that do not walk (unsure counts as carrying).
+    public let carriesRecords: Bool
+    /// The COOKIE option's data (client cookie, then server cookie if any).
+    public let cookie: [UInt8]?
+
+    static let cookieOption = 10
+
+    public init(wire bytes: some Collection<UInt8>) {
+        self = bytes.withContiguousStorageIfAvailable { Self.read($0) } ?? Array(bytes).withUnsafeBufferPointer { Self.read($0) }
+    }
+
+    init(carriesRecords: Bool, cookie: [UInt8]?) {
+        self.carriesRecords = carriesRecords
+        self.cookie = cookie
+    }
+
+    private static func read(_ bytes: UnsafeBufferPointer<UInt8>) -> WireShape {
+        var carries = false
+        var cookie: [UInt8]?
+        let walked = DNSMessage.walkRecords(bytes) { _, _, type, rdata in
+            if type == LDNS_RR_TYPE_OPT.rawValue {
+                cookie = option(cookieOption, inOPTAt: rdata, of: bytes)
+            } else {
+                carries = true
+            }
+            return true
+        }
+        return WireShape(carriesRecords: carries || !walked, cookie: cookie)
+    }
+
+    /// The data of the first option `code` in the OPT RDATA at `rdata` (its length in the two
+    /// bytes before), or nil.
+    private static func option(_ code: Int, inOPTAt rdata: Int, of bytes: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        let end = rdata + (Int(bytes[rdata - 2]) << 8 | Int(bytes[rdata - 1]))
+        guard end <= bytes.count else { return nil }
+        var position = rdata
+        while position + 4 <= end {
+            let found = Int(bytes[position]) << 8 | Int(bytes[position + 1])
+            let length = Int(bytes[position + 2]) << 8 | Int(bytes[position + 3])
+            position += 4
+            guard position + length <= end else { return nil }
+            if found == code { return Array(bytes[position..<(position + length)]) }
+            position += length
+        }
+        return nil
+    }
+}
