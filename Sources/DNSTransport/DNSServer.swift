@@ -91,6 +91,10 @@ public final class DNSServer: Sendable {
                     .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                     .channelOption(reusePort, value: 1)
                     .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+                    // A receive queue that absorbs a burst (the kernel caps it at
+                    // net.core.rmem_max): with the default 208 KiB, a flood spread over many
+                    // sources overflowed every socket's queue and real queries were lost with it.
+                    .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: Self.receiveBuffer)
                     // Read up to 32 datagrams per system call (recvmmsg).
                     .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: 32)
                     .channelInitializer { channel in
@@ -108,6 +112,9 @@ public final class DNSServer: Sendable {
         }
         return DNSServer(address: channels[0].localAddress!, channels: channels + [tcp], deferred: deferred)
     }
+
+    /// The UDP receive buffer asked for, as NSD's `so-rcvbuf` and Unbound's: 4 MiB.
+    static let receiveBuffer: SocketOptionValue = 4 << 20
 
     /// Stops gracefully: takes no more queries that need the network, lets the replies under
     /// way go out (each bounded by its upstream time-out), then closes the sockets.
