@@ -93,7 +93,11 @@ public final class KMSNode: Sendable {
         router = Router(zone: configuration.zone, parent: configuration.parent, children: configuration.children)
         dnsZone = Zone(configuration: configuration, now: now)
         notifiedSerial = Atomic(0)
-        staticRecords.requestSweep()
+        if configuration.staticSigners.isEmpty {
+            staticRecords.requestSweep()
+        } else {
+            staticRecords.requestRepublication()
+        }
         metrics = NodeMetrics(zone: configuration.zone)
         upstream = Upstream(
             client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)), timers: metrics.upstreamTime)
@@ -266,6 +270,7 @@ public final class KMSNode: Sendable {
             ("parent", configuration.parent.map { "\($0.name) \($0.endpoint)" } ?? "none (root)"),
             ("children", configuration.children.map { "\($0.name) \($0.endpoint)" }.joined(separator: ", ")),
             ("secondaries", configuration.secondaries.map { "\($0.address)/\($0.length)" }.joined(separator: ", ")),
+            ("zone transfers", staticRecords.isRepublishing ? "held until the static records are republished after the start" : "served"),
             ("transfer key", configuration.transferKey.map { "\($0.name)" } ?? "none"),
             ("started", "\(startedAt)"),
         ]

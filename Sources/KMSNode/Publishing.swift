@@ -37,13 +37,20 @@ extension KMSNode {
             dnsZone.bump(now: Self.now())
             replies.clear()
         }
+        if staticRecords.endRepublicationIfDone() {
+            logger.info("static records republished after the start; zone transfers served", metadata: [
+                "published": "\(staticRecords.publishedCount)", "serial": "\(dnsZone.serial)",
+            ])
+        }
         return changed
     }
 
     /// Sends NOTIFY when the serial moved since the last one sent (a registration, a rotation,
-    /// a publication). Returns whether it did.
+    /// a publication), once the republication after a start is done. Returns whether it did.
     @discardableResult
     public func notifyIfChanged() async -> Bool {
+        // A secondary told now would transfer a zone still missing what a start took away.
+        guard !staticRecords.isRepublishing else { return false }
         let serial = dnsZone.serial
         guard !configuration.notify.isEmpty, notifiedSerial.exchange(serial, ordering: .relaxed) != serial else { return false }
         await notifySecondaries()

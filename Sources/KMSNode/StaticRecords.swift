@@ -21,6 +21,9 @@ final class StaticRecords: Sendable {
         /// Every host is to be checked (start, reload): done by the next publication, after
         /// the node serves, not while a million names hold up its start.
         var sweepRequested = false
+        /// From a start until the first sweep has looked at every host and what it queued has
+        /// been published (or failed): the zone lacks records it had before the start.
+        var republishing = false
     }
 
     private let state = Mutex(State())
@@ -51,6 +54,28 @@ final class StaticRecords: Sendable {
     }
 
     func requestSweep() { state.withLock { $0.sweepRequested = true } }
+
+    /// At a start: every host is to be republished, and until then the zone is incomplete.
+    func requestRepublication() {
+        state.withLock { state in
+            state.sweepRequested = true
+            state.republishing = true
+        }
+    }
+
+    /// Whether the records published before the start are not all back yet: zone transfers
+    /// and NOTIFY wait, so a secondary keeps its complete copy instead of taking a partial one.
+    var isRepublishing: Bool { state.withLock { $0.republishing } }
+
+    /// Ends the republication when its sweep has walked every host and nothing waits; true
+    /// the one time it ends.
+    func endRepublicationIfDone() -> Bool {
+        state.withLock { state in
+            guard state.republishing, !state.sweepRequested, state.sweep == nil, state.pending.isEmpty else { return false }
+            state.republishing = false
+            return true
+        }
+    }
 
     /// Whether a sweep was requested since the last call.
     func takeSweepRequest() -> Bool {

@@ -62,6 +62,15 @@ extension KMSNode {
         guard request.question.name == zone else {
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(request.question.name) is not the apex of \(zone)"))
         }
+        // Right after a start the static records come back host by host: a secondary that
+        // took the zone now would serve it without them until its next transfer. It keeps
+        // its copy instead, and is sent NOTIFY when the zone is whole again.
+        if staticRecords.isRepublishing {
+            return .reply(Replies.error(
+                to: request.message, .serverFailure,
+                ExtendedDNSError(.notReady, "\(zone) is republishing its static records after a start (\(staticRecordsPending) hosts to go); NOTIFY follows"),
+                querySize: request.size))
+        }
         var messages: [DNSMessage] = []
         if request.transport == .udp {
             guard request.question.type == Self.ixfr else {

@@ -198,6 +198,47 @@ import Testing
         }
     }
 
+    /// A start publishes nothing by itself: until every host's records are back, a listed
+    /// secondary asking for the zone is told to wait (SERVFAIL, Not Ready) and is not sent
+    /// NOTIFY, so it keeps its complete copy; then it is notified, and the transfer is whole.
+    @Test func transfersWaitUntilARestartHasRepublished() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "secondary 127.0.0.1"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            #expect(await hierarchy.nodes["c.a.xx."]!.publishStaticRecords() == 2)
+            try hierarchy.nodes["c.a.xx."]!.store.flush()
+            let secondary = NotifyCatcher()
+            let channel = try await DatagramBootstrap(group: hierarchy.group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(secondary) }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+            defer { channel.close(promise: nil) }
+            try hierarchy.writeConfiguration("c.a.xx.", extra: "secondary 127.0.0.1\nnotify 127.0.0.1:\(channel.localAddress!.port!)")
+            try hierarchy.startNode("c.a.xx.")
+            let node = hierarchy.nodes["c.a.xx."]!
+            func transfer() async throws -> DNSMessage {
+                try await hierarchy.client.queryOverTCP(
+                    DNSMessage.query(id: 5, name: "c.a.xx.", type: RRType(rawValue: 252)), server: Self.resolver(hierarchy, "c.a.xx."),
+                    timeout: .seconds(5))
+            }
+            // Started, and one of the two hosts back: the zone is not whole.
+            #expect(node.staticRecords.isRepublishing)
+            #expect(await node.publishStaticRecords(limit: 1, localLimit: 1) == 1)
+            #expect(node.staticRecords.isRepublishing)
+            let held = try await transfer()
+            #expect(held.rcode == .serverFailure && held.extendedErrors.first?.infoCode == .notReady, "\(held.rcode) \(held.extendedErrors)")
+            #expect(await !node.notifyIfChanged(), "no NOTIFY for a zone a secondary may not take yet")
+            // Both back: NOTIFY, and the transfer carries both records.
+            #expect(await node.publishStaticRecords() == 1)
+            #expect(!node.staticRecords.isRepublishing)
+            #expect(await node.notifyIfChanged())
+            #expect(secondary.received.withLock { $0.count } == 1)
+            let whole = try await transfer()
+            #expect(whole.rcode == .noError)
+            #expect(whole.answers.filter { $0.name.text.hasPrefix("_kms1.") }.count == 2, "\(whole.answers.map(\.name))")
+        }
+    }
+
     /// NOTIFY follows every serial change (here a registration with no static signers), once.
     @Test func aRegistrationAloneIsNotifiedOnce() async throws {
         let hierarchy = try await TestHierarchy()
