@@ -194,25 +194,24 @@ private struct CookieJar {
         var server: [UInt8] = []
     }
 
-    static let optionCode: UInt16 = 10
     static let capacity = 4096
     private var entries: [SocketAddress: Entry] = [:]
 
     mutating func stamp(_ message: inout DNSMessage, for server: SocketAddress) {
-        guard var edns = message.edns, !edns.options.contains(where: { $0.code == Self.optionCode }) else { return }
+        guard var edns = message.edns, !edns.options.contains(where: { $0.code == EDNS.cookieOption }) else { return }
         if entries[server] == nil {
             if entries.count >= Self.capacity { entries.removeAll() }
             // SystemRandomNumberGenerator reads the kernel's CSPRNG (getrandom on Linux).
             entries[server] = Entry(client: (0..<8).map { _ in UInt8.random(in: 0...255) })
         }
         let entry = entries[server]!
-        edns.options.append(EDNS.Option(code: Self.optionCode, data: entry.client + entry.server))
+        edns.options.append(EDNS.Option(code: EDNS.cookieOption, data: entry.client + entry.server))
         message.edns = edns
     }
 
     /// Keeps the server cookie of a reply that echoes this client's cookie for the server.
     mutating func learn(from reply: DNSMessage, server: SocketAddress) {
-        guard let data = reply.edns?.options.first(where: { $0.code == Self.optionCode })?.data,
+        guard let data = reply.edns?.options.first(where: { $0.code == EDNS.cookieOption })?.data,
             (16...40).contains(data.count), let entry = entries[server], Array(data.prefix(8)) == entry.client
         else { return }
         entries[server]?.server = Array(data.dropFirst(8))

@@ -134,6 +134,18 @@ public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
         }
     }
 
+    /// When the key's bucket will hold a token again (uptime nanoseconds), or nil when it holds
+    /// one now or has none: lets a caller keep the answer in an atomic instead of asking under
+    /// the lock for every packet.
+    public func limitedUntil(_ key: Key, now: UInt64 = NIODeadline.now().uptimeNanoseconds) -> UInt64? {
+        table.withLock { table in
+            guard let bucket = table[key] else { return nil }
+            let tokens = bucket.tokens + max(0, Double(now &- bucket.updated) / 1e9) * rate.perSecond
+            guard tokens < 1 else { return nil }
+            return now + UInt64((1 - tokens) / rate.perSecond * 1e9)
+        }
+    }
+
     /// How many keys are tracked (for metrics and tests).
     public var count: Int { table.withLock { $0.count } }
 

@@ -4,6 +4,9 @@ public struct EDNS: Hashable, Sendable {
     /// flag day 2020: 1232 bytes avoids IP fragmentation).
     public static let defaultPayloadSize: UInt16 = 1232
 
+    /// The COOKIE option (RFC 7873 section 4): a client cookie, then the server's, if any.
+    public static let cookieOption: UInt16 = 10
+
     /// The requester's UDP payload size. Values under 512 are treated as 512 (section 6.2.3).
     public var payloadSize: UInt16
     public var version: UInt8 = 0

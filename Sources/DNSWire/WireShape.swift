@@ -11,8 +11,6 @@ public struct WireShape: Sendable, Equatable {
     /// The COOKIE option's data (client cookie, then server cookie if any).
     public let cookie: [UInt8]?
 
-    static let cookieOption = 10
-
     public init(wire bytes: some Collection<UInt8>) {
         self = bytes.withContiguousStorageIfAvailable { Self.read($0) } ?? Array(bytes).withUnsafeBufferPointer { Self.read($0) }
     }
@@ -27,7 +25,7 @@ public struct WireShape: Sendable, Equatable {
         var cookie: [UInt8]?
         let walked = DNSMessage.walkRecords(bytes) { _, _, type, rdata in
             if type == LDNS_RR_TYPE_OPT.rawValue {
-                cookie = option(cookieOption, inOPTAt: rdata, of: bytes)
+                cookie = option(Int(EDNS.cookieOption), inOPTAt: rdata, of: bytes)
             } else {
                 carries = true
             }

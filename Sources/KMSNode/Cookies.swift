@@ -13,7 +13,6 @@ import KMSProtocol
 /// secret drawn at start (RFC 9018 uses SipHash so that several servers can share a secret;
 /// a single node needs no interoperation, and OpenSSL gives HMAC). It is good for an hour.
 final class DNSCookies: Sendable {
-    static let optionCode: UInt16 = 10
     private let secret: [UInt8]
 
     init() {
@@ -30,7 +29,7 @@ final class DNSCookies: Sendable {
     }
 
     func state(of request: DNSRequest, now: UnixTime = KMSNode.now()) -> State {
-        guard let option = request.message.edns?.options.first(where: { $0.code == Self.optionCode }) else { return .absent }
+        guard let option = request.message.edns?.options.first(where: { $0.code == EDNS.cookieOption }) else { return .absent }
         return state(of: option.data, from: request.client.ip, now: now)
     }
 
@@ -73,8 +72,8 @@ final class DNSCookies: Sendable {
         case .client(let cookie), .proven(let cookie): client = cookie
         }
         guard let address = request.client.ip, var edns = message.edns else { return }
-        edns.options.removeAll { $0.code == Self.optionCode }
-        edns.options.append(EDNS.Option(code: Self.optionCode, data: client + serverCookie(client: client, address: address, time: UInt32(truncatingIfNeeded: now))))
+        edns.options.removeAll { $0.code == EDNS.cookieOption }
+        edns.options.append(EDNS.Option(code: EDNS.cookieOption, data: client + serverCookie(client: client, address: address, time: UInt32(truncatingIfNeeded: now))))
         message.edns = edns
     }
 }

@@ -29,6 +29,9 @@ final class Spending: Sendable {
     private let anonymous: RateLimiter<AddressPrefix>?
     private let inFlight = Mutex(InFlightCount())
     private let failuresCharged = Atomic(false)
+    /// Until when (uptime nanoseconds) the node's budget for unproven failures is spent: read
+    /// for every UDP query at admission, so kept here rather than asked of the bucket's lock.
+    private let unprovenSpentUntil = Atomic<UInt64>(0)
     let unresolved: NegativeCache
     let fetches = Coalescer<FetchKey, (KeyOutcome, Hops)>()
     let cookies: DNSCookies
@@ -96,7 +99,8 @@ final class Spending: Sendable {
         // No failure charged yet (the usual state): no lock, no hash, not even the address.
         guard failuresCharged.load(ordering: .relaxed), let address = client.ip else { return false }
         if let failures, failures.isLimited(limits.prefix.prefix(of: address)) { return true }
-        guard let unprovenFailures, unprovenFailures.isLimited(.node) else { return false }
+        let spentUntil = unprovenSpentUntil.load(ordering: .relaxed)
+        guard spentUntil != 0, NIODeadline.now().uptimeNanoseconds < spentUntil else { return false }
         let shape = WireShape(wire: query.readableBytesView)
         guard shape.carriesRecords else { return false }
         return !(shape.cookie.map { cookies.proves($0, address: address) } ?? false)
@@ -106,7 +110,10 @@ final class Spending: Sendable {
     func verifyFailed(_ request: Request) {
         guard let (account, proven) = standing(of: request) else { return }
         failuresCharged.store(true, ordering: .relaxed)
-        if !proven { unprovenFailures?.charge(for: .node) }
+        if !proven, let unprovenFailures {
+            unprovenFailures.charge(for: .node)
+            if let until = unprovenFailures.limitedUntil(.node) { unprovenSpentUntil.store(until, ordering: .relaxed) }
+        }
         failures?.charge(for: account)
     }
 

@@ -35,6 +35,17 @@ import Testing
         #expect(limiter.allows(7, now: 4 * second))
     }
 
+    @Test func aSpentBucketSaysWhenItHoldsATokenAgain() {
+        let limiter = RateLimiter<Int>(rate: Rate(perSecond: 2, burst: 2))
+        let second: UInt64 = 1_000_000_000
+        #expect(limiter.limitedUntil(1, now: second) == nil, "no bucket: not limited")
+        for _ in 0..<3 { limiter.charge(for: 1, now: second) }
+        // -1 token at 2 a second: one token again 1 s later.
+        #expect(limiter.limitedUntil(1, now: second) == 2 * second)
+        #expect(limiter.limitedUntil(1, now: 2 * second) == nil)
+        #expect(limiter.allows(1, now: 2 * second))
+    }
+
     @Test func theTableStaysBoundedUnderManySources() {
         let limiter = RateLimiter<Int>(rate: Rate(perSecond: 1, burst: 5), capacity: 1000)
         for source in 0..<50_000 { _ = limiter.take(for: source, now: 1) }
