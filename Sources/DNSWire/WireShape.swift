@@ -23,8 +23,10 @@ public struct WireShape: Sendable, Equatable {
     private static func read(_ bytes: UnsafeBufferPointer<UInt8>) -> WireShape {
         var carries = false
         var cookie: [UInt8]?
-        let walked = DNSMessage.walkRecords(bytes) { _, _, type, rdata in
-            if type == LDNS_RR_TYPE_OPT.rawValue {
+        let walked = DNSMessage.walkRecords(bytes) { section, _, type, rdata in
+            // An OPT counts only in the additional section (RFC 6891 6.1.1); elsewhere it is
+            // a record like any other, as the decoder reads it.
+            if section == 3 && type == LDNS_RR_TYPE_OPT.rawValue {
                 cookie = option(Int(EDNS.cookieOption), inOPTAt: rdata, of: bytes)
             } else {
                 carries = true
