@@ -4,14 +4,17 @@ import FuzzReplay
 /// Any bytes as a DNS message: decoding (libldns plus our RFC 6891 checks) must fail cleanly
 /// or give a message that encodes, and whose encoding decodes to the same message. What
 /// admission reads off the bytes before decoding (`WireShape`) must never crash on any bytes,
-/// and on a message as we encode it must agree with it: the records it carries, its COOKIE.
-/// (On the raw bytes the two may differ: libldns does not skip to a record's RDLENGTH when the
-/// fields of its type end sooner, an A record of 256 bytes say, and reads the rest as further
-/// records; docs/FUZZING.md. Admission only uses the shape to turn work away early, so such a
-/// message takes the ordinary path and its checks.)
+/// and must agree with the decoded message, and with it re-encoded: the records it carries,
+/// its COOKIE option.
 func check(_ bytes: [UInt8]) {
-    _ = WireShape(wire: bytes)
+    let raw = WireShape(wire: bytes)
     guard let message = try? DNSMessage(wire: bytes) else { return }
+    if !(message.answers.isEmpty && message.authorities.isEmpty && message.additionals.isEmpty) {
+        precondition(raw.carriesRecords, "a message with records read off its bytes as carrying none")
+    }
+    precondition(
+        raw.cookie == message.edns?.options.first { $0.code == EDNS.cookieOption }?.data,
+        "the COOKIE option read off the bytes differs from the decoded one")
     guard let encoded = try? message.wire() else { return }
     guard let again = try? DNSMessage(wire: encoded) else {
         fatalError("a decoded message encodes to bytes that do not decode")

@@ -40,8 +40,51 @@ extension DNSMessage {
             throw WireError(.malformedMessage, LDNS.errorString(status))
         }
         defer { ldns_pkt_free(packet) }
+        // libldns stops reading a record's RDATA where the fields of its type end, not at its
+        // RDLENGTH, and reads what is left as the next records (found by fuzzing): the same
+        // bytes would be one message to libldns and another to any RFC 1035 reader.
+        guard recordsAgree(packet, bytes) else {
+            throw WireError(.malformedMessage, "a record's RDATA does not fill its RDLENGTH (RFC 1035 section 3.2.1)")
+        }
         try checkOPT(packet, bytes)
         return fromLDNS(packet)
+    }
+
+    /// Whether libldns read the records where an RFC 1035 reader finds them: the walk over the
+    /// bytes (each record skipped by its RDLENGTH) meets the same types, section by section, as
+    /// libldns's lists hold (less the OPT and TSIG records, which libldns keeps apart), and
+    /// libldns read at least RDLENGTH bytes of each (its fields hold at least what it read from
+    /// the wire: as many bytes, or more where a name was compressed).
+    private static func recordsAgree(_ packet: LDNSPacket, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        let lists = (ldns_pkt_answer(packet), ldns_pkt_authority(packet), ldns_pkt_additional(packet))
+        var seen = (0, 0, 0)
+        var agree = true
+        let walked = walkRecords(bytes) { section, _, type, rdata in
+            if section == 3 && (type == LDNS_RR_TYPE_OPT.rawValue || type == LDNS_RR_TYPE_TSIG.rawValue) { return true }
+            let list = section == 1 ? lists.0 : section == 2 ? lists.1 : lists.2
+            let index = section == 1 ? seen.0 : section == 2 ? seen.1 : seen.2
+            guard let list, index < ldns_rr_list_rr_count(list), let record = ldns_rr_list_rr(list, index),
+                ldns_rr_get_type(record).rawValue == type
+            else {
+                agree = false
+                return false
+            }
+            let length = Int(bytes[rdata - 2]) << 8 | Int(bytes[rdata - 1])
+            var read = 0
+            for field in 0..<ldns_rr_rd_count(record) { read += ldns_rdf_size(ldns_rr_rdf(record, field)) }
+            guard read >= length else {
+                agree = false
+                return false
+            }
+            switch section {
+            case 1: seen.0 += 1
+            case 2: seen.1 += 1
+            default: seen.2 += 1
+            }
+            return true
+        }
+        func count(_ list: UnsafeMutablePointer<ldns_rr_list>?) -> Int { list.map { ldns_rr_list_rr_count($0) } ?? 0 }
+        return walked && agree && seen == (count(lists.0), count(lists.1), count(lists.2))
     }
 
     /// RFC 6891 section 6.1.1: at most one OPT record, in the additional section, owned by the

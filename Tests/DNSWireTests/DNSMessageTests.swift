@@ -156,6 +156,34 @@ import Testing
     }
 }
 
+/// libldns stops reading a record's RDATA where its type's fields end and reads what is left
+/// as the next record; a message whose records it finds elsewhere than RDLENGTH puts them is
+/// refused, so that the bytes are the same message to every reader.
+@Suite struct RDLengthTests {
+    static func message(_ records: [[UInt8]]) -> [UInt8] {
+        [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, UInt8(records.count)] + [2, 0x78, 0x78, 0, 0, 1, 0, 1] + Array(records.joined())
+    }
+
+    /// An A record (root owner) with the given RDATA.
+    static func a(_ rdata: [UInt8]) -> [UInt8] { [0, 0, 1, 0, 1, 0, 0, 0, 0, 0, UInt8(rdata.count)] + rdata }
+
+    @Test func recordsAreWhereTheirRDLengthPutsThem() throws {
+        #expect(throws: Never.self) { try DNSMessage(wire: Self.message([Self.a([192, 0, 2, 1]), Self.a([192, 0, 2, 2])])) }
+        // Fifteen bytes for an address of four: libldns would read the eleven after it as an A
+        // record of its own (here 192.0.2.9), which an RFC 1035 reader skips.
+        let hidden = [192, 0, 2, 1] + Self.a([192, 0, 2, 9])
+        // And an A record of six bytes alone, whose last two libldns would simply drop.
+        for records in [[Self.a(hidden), Self.a([192, 0, 2, 2])], [Self.a([192, 0, 2, 1, 0, 0])]] {
+            do {
+                let message = try DNSMessage(wire: Self.message(records))
+                Issue.record("read as \(message.additionals.count) records")
+            } catch {
+                #expect(error.reason.contains("RDLENGTH"), "\(error)")
+            }
+        }
+    }
+}
+
 @Suite struct TSIGTests {
     let key = TSIGKey(name: "xfr.c.a.xx.", algorithm: "hmac-sha256", secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=")
 
