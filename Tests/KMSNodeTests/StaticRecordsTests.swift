@@ -206,12 +206,7 @@ import Testing
         try await afterwards({ await hierarchy.shutdown() }) {
             #expect(await hierarchy.nodes["c.a.xx."]!.publishStaticRecords() == 2)
             try hierarchy.nodes["c.a.xx."]!.store.flush()
-            let secondary = NotifyCatcher()
-            let channel = try await DatagramBootstrap(group: hierarchy.group)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(secondary) }
-                }
-                .bind(host: "127.0.0.1", port: 0).get()
+            let (secondary, channel) = try await NotifyCatcher.listening(on: hierarchy.group)
             defer { channel.close(promise: nil) }
             try hierarchy.writeConfiguration("c.a.xx.", extra: "secondary 127.0.0.1\nnotify 127.0.0.1:\(channel.localAddress!.port!)")
             try hierarchy.startNode("c.a.xx.")
@@ -243,12 +238,7 @@ import Testing
     @Test func aRegistrationAloneIsNotifiedOnce() async throws {
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {
-            let secondary = NotifyCatcher()
-            let channel = try await DatagramBootstrap(group: hierarchy.group)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(secondary) }
-                }
-                .bind(host: "127.0.0.1", port: 0).get()
+            let (secondary, channel) = try await NotifyCatcher.listening(on: hierarchy.group)
             defer { channel.close(promise: nil) }
             try hierarchy.writeConfiguration("c.a.xx.", extra: "static-signers none\nnotify 127.0.0.1:\(channel.localAddress!.port!)")
             try hierarchy.startNode("c.a.xx.")
@@ -268,6 +258,17 @@ import Testing
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         typealias OutboundOut = AddressedEnvelope<ByteBuffer>
         let received = Mutex<[DNSMessage]>([])
+
+        /// A catcher on a UDP port of its own on loopback.
+        static func listening(on group: any EventLoopGroup) async throws -> (NotifyCatcher, any Channel) {
+            let catcher = NotifyCatcher()
+            let channel = try await DatagramBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(catcher) }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+            return (catcher, channel)
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
