@@ -43,10 +43,11 @@ extension DNSMessage {
         // libldns stops reading a record's RDATA where the fields of its type end, not at its
         // RDLENGTH, and reads what is left as the next records (found by fuzzing): the same
         // bytes would be one message to libldns and another to any RFC 1035 reader.
-        guard recordsAgree(packet, bytes) else {
+        let walk = recordsAgree(packet, bytes)
+        guard walk.agree else {
             throw WireError(.malformedMessage, "a record's RDATA does not fill its RDLENGTH (RFC 1035 section 3.2.1)")
         }
-        try checkOPT(packet, bytes)
+        try checkOPT(packet, ownerLength: walk.optOwnerLength)
         return fromLDNS(packet)
     }
 
@@ -54,13 +55,21 @@ extension DNSMessage {
     /// bytes (each record skipped by its RDLENGTH) meets the same types, section by section, as
     /// libldns's lists hold (less the OPT and TSIG records, which libldns keeps apart), and
     /// libldns read at least RDLENGTH bytes of each (its fields hold at least what it read from
-    /// the wire: as many bytes, or more where a name was compressed).
-    private static func recordsAgree(_ packet: LDNSPacket, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    /// the wire: as many bytes, or more where a name was compressed). The same walk notes the
+    /// length of the OPT record's owner name, which libldns does not keep (`checkOPT`).
+    private static func recordsAgree(
+        _ packet: LDNSPacket, _ bytes: UnsafeBufferPointer<UInt8>
+    ) -> (agree: Bool, optOwnerLength: Int?) {
         let lists = (ldns_pkt_answer(packet), ldns_pkt_authority(packet), ldns_pkt_additional(packet))
         var seen = (0, 0, 0)
         var agree = true
-        let walked = walkRecords(bytes) { section, _, type, rdata in
-            if section == 3 && (type == LDNS_RR_TYPE_OPT.rawValue || type == LDNS_RR_TYPE_TSIG.rawValue) { return true }
+        var optOwnerLength: Int?
+        let walked = walkRecords(bytes) { section, ownerLength, type, rdata in
+            if section == 3 && type == LDNS_RR_TYPE_OPT.rawValue {
+                if optOwnerLength == nil { optOwnerLength = ownerLength }
+                return true
+            }
+            if section == 3 && type == LDNS_RR_TYPE_TSIG.rawValue { return true }
             let list = section == 1 ? lists.0 : section == 2 ? lists.1 : lists.2
             let index = section == 1 ? seen.0 : section == 2 ? seen.1 : seen.2
             guard let list, index < ldns_rr_list_rr_count(list), let record = ldns_rr_list_rr(list, index),
@@ -84,14 +93,14 @@ extension DNSMessage {
             return true
         }
         func count(_ list: UnsafeMutablePointer<ldns_rr_list>?) -> Int { list.map { ldns_rr_list_rr_count($0) } ?? 0 }
-        return walked && agree && seen == (count(lists.0), count(lists.1), count(lists.2))
+        return (walked && agree && seen == (count(lists.0), count(lists.1), count(lists.2)), optOwnerLength)
     }
 
     /// RFC 6891 section 6.1.1: at most one OPT record, in the additional section, owned by the
     /// root, its options exactly filling its RDATA. libldns reads OPT leniently (a second one
     /// overwrites the first, the owner is not kept, a bad option list is dropped), so what it
     /// lets through is checked here; any breach makes the message malformed (FORMERR).
-    private static func checkOPT(_ packet: LDNSPacket, _ bytes: UnsafeBufferPointer<UInt8>) throws(WireError) {
+    private static func checkOPT(_ packet: LDNSPacket, ownerLength: Int?) throws(WireError) {
         if containsOPT(ldns_pkt_answer(packet)) {
             throw WireError(.malformedMessage, "an OPT record in the answer section (RFC 6891 section 6.1.1)")
         }
@@ -106,10 +115,9 @@ extension DNSMessage {
         if let data = ldns_pkt_edns_data(packet), ldns_rdf_size(data) > 0, ldns_pkt_edns_get_option_list(packet) == nil {
             throw WireError(.malformedMessage, "an EDNS option runs past the end of the OPT RDATA (RFC 6891 section 6.1.2)")
         }
-        // The owner: libldns does not keep it. It has read the whole message already, so the
-        // record boundaries are sound; stepping over them needs no allocation (reading each
-        // record again with ldns_wire2rr cost a third of a decode).
-        guard optOwnerLength(bytes) == 1 else {
+        // The owner: libldns does not keep it; the walk that checked the record boundaries
+        // found it (reading each record again with ldns_wire2rr cost a third of a decode).
+        guard ownerLength == 1 else {
             throw WireError(.malformedMessage, "the OPT record's owner is not the root (RFC 6891 section 6.1.2)")
         }
     }
@@ -120,18 +128,6 @@ extension DNSMessage {
             return true
         }
         return false
-    }
-
-    /// The wire length of the OPT record's owner name, found by stepping over the question and
-    /// the records before it; nil if the walk does not find one.
-    private static func optOwnerLength(_ bytes: UnsafeBufferPointer<UInt8>) -> Int? {
-        var found: Int?
-        walkRecords(bytes) { section, ownerLength, type, _ in
-            guard section == 3, type == LDNS_RR_TYPE_OPT.rawValue else { return true }
-            found = ownerLength
-            return false
-        }
-        return found
     }
 
     /// Whether a TSIG record stands in the additional section before its last record.

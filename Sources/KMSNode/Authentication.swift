@@ -39,8 +39,8 @@ struct Refusal: Error {
     /// The reply: REFUSED with the reason, or, for a budget over UDP from an address no cookie
     /// proved, TC=1 copied from the query's header and question (no encoding: a flood is
     /// answered at the cost of a copy).
-    func step(for request: Request, proven: Bool) -> Step {
-        if slip && !proven, let truncated = Replies.truncated(raw: request.bytes) {
+    func step(for request: Request) -> Step {
+        if slip && !request.isProven, let truncated = Replies.truncated(raw: request.bytes) {
             return .wire(truncated)
         }
         return .reply(Replies.error(to: request.message, .refused, error, querySize: request.size))

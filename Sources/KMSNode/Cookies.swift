@@ -51,13 +51,6 @@ final class DNSCookies: Sendable {
         return Array(data) == client + expected ? .proven(client) : .client(client)
     }
 
-    /// Whether `request` comes from an address proven by TCP or by a cookie.
-    func isProven(_ request: DNSRequest) -> Bool {
-        if request.transport == .tcp { return true }
-        if case .proven = state(of: request) { return true }
-        return false
-    }
-
     func serverCookie(client: [UInt8], address: IPAddress, time: UInt32) -> [UInt8] {
         let head: [UInt8] = [1, 0, 0, 0, UInt8(time >> 24), UInt8(time >> 16 & 0xFF), UInt8(time >> 8 & 0xFF), UInt8(time & 0xFF)]
         return head + MAC.hmacSHA256(key: secret, data: client + head + address.bytes).prefix(8)

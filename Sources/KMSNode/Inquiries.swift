@@ -19,7 +19,7 @@ extension KMSNode {
         case .success(let who): sender = who
         case .failure(let refusal):
             logger.debug("refused inquiry", metadata: ["from": "\(inquiry.from)", "reason": "\(refusal.error.text)"])
-            return refusal.step(for: request, proven: cookies.isProven(request))
+            return refusal.step(for: request)
         }
         // A neighbour that fetches a key through this node is told if it is withdrawn.
         switch sender {

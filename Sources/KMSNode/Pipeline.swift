@@ -3,8 +3,26 @@ public import DNSWire
 import KMSProtocol
 public import NIOCore
 
-/// One admitted query as the node's stages see it.
-typealias Request = DNSRequest
+/// One admitted query as the node's stages see it: the request, and what its DNS cookie
+/// (RFC 7873) proved, checked once (an HMAC) by the first stage and read by every later one.
+struct Request: Sendable {
+    let base: DNSRequest
+    let cookie: DNSCookies.State
+
+    var message: DNSMessage { base.message }
+    var question: Question { base.question }
+    var client: SocketAddress { base.client }
+    var transport: DNSTransportKind { base.transport }
+    var bytes: ByteBuffer { base.bytes }
+    var size: Int { base.size }
+
+    /// Whether the client's address is proven: by TCP's handshake, or by a cookie this node made.
+    var isProven: Bool {
+        if transport == .tcp { return true }
+        if case .proven = cookie { return true }
+        return false
+    }
+}
 
 extension KMSNode {
     /// Whether to answer with the hop trace (EDNS option 65001): the requester asked, and may
@@ -52,20 +70,20 @@ extension KMSNode {
 /// throws into it, and the server turns an unencodable reply into SERVFAIL in one place
 /// (`ReplyEncoder`).
 extension KMSNode: DNSResponder {
-    public func respond(to request: DNSRequest) -> DNSReply {
-        metrics.count(type: request.question.type)
+    public func respond(to received: DNSRequest) -> DNSReply {
+        metrics.count(type: received.question.type)
         // 6. A COOKIE option of the wrong length (RFC 7873 section 5.2.2).
-        let cookie = cookies.state(of: request)
-        if cookie == .malformed {
+        let request = Request(base: received, cookie: cookies.state(of: received))
+        if request.cookie == .malformed {
             metrics.count(.malformed)
-            return finish(request, cookie, .reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets"),
                 querySize: request.size)))
         }
         // The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
         guard request.question.rrClass == .internet else {
             metrics.count(.other)
-            return finish(request, cookie, .reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .refused,
                 ExtendedDNSError(.notSupported, "class \(request.question.rrClass.rawValue) is not served here; \(zone) is in class IN"),
                 querySize: request.size)))
@@ -76,34 +94,34 @@ extension KMSNode: DNSResponder {
             record = try request.message.kmsRecord()
         } catch {
             metrics.count(.malformed)
-            return finish(request, cookie, .reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(error)"), querySize: request.size)))
         }
         // 8. Dispatch. An UPDATE carries a key rotation, and nothing else.
         if request.message.header.opcode == Rotation.updateOpcode {
             metrics.count(.other)
             guard let record, record.tag == .rotate else {
-                return finish(request, cookie, .reply(Replies.error(
+                return finish(request, .reply(Replies.error(
                     to: request.message, .refused, ExtendedDNSError(.notSupported, "an UPDATE here carries one kms1:rotate record"),
                     querySize: request.size)))
             }
-            return finish(request, cookie, answer(rotation: record, request))
+            return finish(request, answer(rotation: record, request))
         }
         switch record?.tag {
         case .inquiry?:
             metrics.count(.inquiry)
-            return finish(request, cookie, answer(inquiry: record!, request))
+            return finish(request, answer(inquiry: record!, request))
         case .signatureRequest?:
             metrics.count(.sigreq)
-            return finish(request, cookie, answer(signatureRequest: record!, request))
+            return finish(request, answer(signatureRequest: record!, request))
         case .revoke?:
             metrics.count(.other)
-            return finish(request, cookie, answer(revocation: record!, request))
+            return finish(request, answer(revocation: record!, request))
         case nil:
-            return finish(request, cookie, answer(plain: request))
+            return finish(request, answer(plain: request))
         case .some(let tag):
             // kmsRecord() only lets query records through in a query; this is defensive.
-            return finish(request, cookie, .reply(Replies.error(
+            return finish(request, .reply(Replies.error(
                 to: request.message, .formatError, ExtendedDNSError(.invalidData, "\(tag) is not a query record"),
                 querySize: request.size)))
         }
@@ -146,11 +164,12 @@ extension KMSNode: DNSResponder {
     }
 
     /// 9. Counts the response code and hands the reply to the server.
-    private func finish(_ request: Request, _ cookie: DNSCookies.State, _ step: Step) -> DNSReply {
+    private func finish(_ request: Request, _ step: Step) -> DNSReply {
+        let cookie = request.cookie
         switch step {
         case .reply(var reply):
             metrics.count(reply.message.rcode)
-            if cookie != .absent { cookies.stamp(&reply.message, for: request, state: cookie) }
+            if cookie != .absent { cookies.stamp(&reply.message, for: request.base, state: cookie) }
             return .reply(reply)
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
@@ -162,7 +181,7 @@ extension KMSNode: DNSResponder {
             metrics.count(reply.message.rcode)
             // An answer with a cookie is for its client alone: stamped, never cached.
             if cookie != .absent {
-                cookies.stamp(&reply.message, for: request, state: cookie)
+                cookies.stamp(&reply.message, for: request.base, state: cookie)
                 return .reply(reply)
             }
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
@@ -172,7 +191,7 @@ extension KMSNode: DNSResponder {
             return .later { [metrics, cookies] in
                 var reply = await work()
                 metrics.count(reply.message.rcode)
-                if cookie != .absent { cookies.stamp(&reply.message, for: request, state: cookie) }
+                if cookie != .absent { cookies.stamp(&reply.message, for: request.base, state: cookie) }
                 return reply
             }
         }

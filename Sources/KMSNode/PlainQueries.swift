@@ -134,7 +134,7 @@ extension KMSNode {
         }
         if let overBudget = spending.mayAnswerAnonymously(request) {
             metrics.throttledAnonymous.increment()
-            return overBudget.step(for: request, proven: cookies.isProven(request))
+            return overBudget.step(for: request)
         }
         let client = request.client.ip ?? configuration.listen.address
         var hops = Hops(node: zone, enabled: traceAllowed(request))

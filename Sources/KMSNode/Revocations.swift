@@ -89,7 +89,7 @@ extension KMSNode {
         case .success(let other):
             return refuse(request, ExtendedDNSError(.prohibited, "only a neighbouring KMS revokes keys here, not \(other.name)"))
         case .failure(let refusal):
-            return refusal.step(for: request, proven: cookies.isProven(request))
+            return refusal.step(for: request)
         }
         cache.purge(target: revocation.target)
         replies.clear()

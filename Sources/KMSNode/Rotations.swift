@@ -30,7 +30,7 @@ extension KMSNode {
         case .success: break
         case .failure(let refusal):
             logger.debug("refused rotation", metadata: ["host": "\(rotation.target)", "reason": "\(refusal.error.text)"])
-            return refusal.step(for: request, proven: cookies.isProven(request))
+            return refusal.step(for: request)
         }
         do { try rotation.verifyProof() } catch {
             return refuse(request, ExtendedDNSError(.dnssecBogus, "no proof of possession: \(error)"))

@@ -19,7 +19,7 @@ extension KMSNode {
             return refuse(request, ExtendedDNSError(.prohibited, "only a child KMS may ask for a countersignature, not \(other.name)"))
         case .failure(let refusal):
             logger.debug("refused sigreq", metadata: ["from": "\(sigreq.from)", "reason": "\(refusal.error.text)"])
-            return refusal.step(for: request, proven: cookies.isProven(request))
+            return refusal.step(for: request)
         }
         // A child vouches only for names in its own zone.
         guard sigreq.target.isEqualOrSubdomain(of: child.name) else {

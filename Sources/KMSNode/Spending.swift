@@ -54,7 +54,7 @@ final class Spending: Sendable {
     /// The request's bucket, and whether TCP or a cookie proved its address.
     private func standing(of request: Request) -> (account: AddressPrefix, proven: Bool)? {
         guard let address = request.client.ip else { return nil }
-        let proven = cookies.isProven(request)
+        let proven = request.isProven
         return (proven ? AddressPrefix(address, v4: 32, v6: 128) : limits.prefix.prefix(of: address), proven)
     }
 

@@ -27,7 +27,7 @@ struct Upstream: Sendable {
 
     /// How long to wait upstream for `request`: the configured time-out, or less when the
     /// requester said it waits less (`TimeBudget`).
-    func wait(for request: DNSRequest) -> TimeAmount {
+    func wait(for request: Request) -> TimeAmount {
         let configured = UInt32(clamping: timeout.nanoseconds / 1_000_000)
         return .milliseconds(Int64(TimeBudget.wait(configured: configured, received: TimeBudget.milliseconds(in: request.message))))
     }
