@@ -1,18 +1,46 @@
 internal import COpenSSL
+import Synchronization
 
-/// HMAC-SHA256 (RFC 2104) through OpenSSL: for values a server makes and later checks itself
-/// (DNS server cookies), never for anything another party verifies.
-public enum MAC {
-    public static func hmacSHA256(key: [UInt8], data: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var length = 0
-        let ok = key.withUnsafeBytes { keyBytes in
-            data.withUnsafeBytes { dataBytes in
-                EVP_Q_mac(
-                    nil, "HMAC", nil, "SHA256", nil, keyBytes.baseAddress, keyBytes.count, dataBytes.baseAddress,
-                    dataBytes.count, &out, out.count, &length) != nil
+/// HMAC-SHA256 (RFC 2104) through OpenSSL, under one key: for values a server makes and later
+/// checks itself (DNS server cookies), never for anything another party verifies.
+///
+/// OpenSSL 3 looks HMAC and SHA-256 up by name and sets the key up for every one-shot
+/// `EVP_Q_mac` (about 1 µs here, for a 0.2 µs MAC). This keeps one context keyed at creation
+/// and starts each MAC from a copy of it.
+public final class MACKey: Sendable {
+    /// The keyed context every MAC is copied from; read only under `lock`.
+    nonisolated(unsafe) private let keyed: OpaquePointer
+    private let lock = Mutex(())
+
+    public init(_ key: [UInt8]) {
+        let mac = EVP_MAC_fetch(nil, "HMAC", nil)
+        precondition(mac != nil, "OpenSSL has no HMAC")
+        defer { EVP_MAC_free(mac) }
+        let context = EVP_MAC_CTX_new(mac)!
+        let ok = "digest".withCString { name in
+            "SHA256".withCString { digest in
+                var parameters = [
+                    OSSL_PARAM_construct_utf8_string(name, UnsafeMutablePointer(mutating: digest), 0),
+                    OSSL_PARAM_construct_end(),
+                ]
+                return key.withUnsafeBytes { EVP_MAC_init(context, $0.baseAddress, $0.count, &parameters) } == 1
             }
         }
+        precondition(ok, "OpenSSL cannot key HMAC-SHA256")
+        keyed = context
+    }
+
+    deinit { EVP_MAC_CTX_free(keyed) }
+
+    /// The 32-byte HMAC-SHA256 of `data` under this key.
+    public func authenticationCode(for data: [UInt8]) -> [UInt8] {
+        let context = lock.withLock { _ in EVP_MAC_CTX_dup(keyed) }
+        precondition(context != nil, "out of memory for HMAC-SHA256")
+        defer { EVP_MAC_CTX_free(context) }
+        var out = [UInt8](repeating: 0, count: 32)
+        var length = 0
+        let ok = data.withUnsafeBytes { EVP_MAC_update(context, $0.baseAddress, $0.count) } == 1
+            && EVP_MAC_final(context, &out, &length, out.count) == 1
         precondition(ok && length == 32, "HMAC-SHA256 failed in OpenSSL")
         return out
     }

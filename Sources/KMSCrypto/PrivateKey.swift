@@ -10,6 +10,7 @@ public struct PrivateKey: Sendable {
     let key: EVPKey
     public let algorithm: KeyAlgorithm
     public let publicKey: PublicKey
+    private let signer: SigningContext
 
     private init(_ key: EVPKey) throws(CryptoError) {
         guard let algorithm = key.algorithm else {
@@ -18,6 +19,7 @@ public struct PrivateKey: Sendable {
         self.key = key
         self.algorithm = algorithm
         self.publicKey = try PublicKey(key)
+        self.signer = try SigningContext(key, algorithm: algorithm)
     }
 
     /// Generates a new key from OpenSSL's default random generator.
@@ -68,20 +70,7 @@ public struct PrivateKey: Sendable {
     /// Signs `message`: Ed25519 (pure) or ECDSA with SHA-256, DER-encoded.
     public func signature(for message: [UInt8]) throws(CryptoError) -> [UInt8] {
         CryptoCounts.signed.add(1, ordering: .relaxed)
-        guard let context = EVP_MD_CTX_new() else { throw CryptoError(.signingFailed, "out of memory") }
-        defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestSignInit(context, nil, EVPKey.digest(for: algorithm), nil, key.pointer) == 1 else {
-            throw CryptoError(.signingFailed, "cannot start an \(algorithm) signature")
-        }
-        var length = 0
-        guard EVP_DigestSign(context, nil, &length, message, message.count) == 1 else {
-            throw CryptoError(.signingFailed, "cannot size an \(algorithm) signature")
-        }
-        var signature = [UInt8](repeating: 0, count: length)
-        guard EVP_DigestSign(context, &signature, &length, message, message.count) == 1 else {
-            throw CryptoError(.signingFailed, "cannot make an \(algorithm) signature")
-        }
-        return Array(signature.prefix(length))
+        return try signer.sign(message)
     }
 
     private static func p256FromScalar(_ scalar: [UInt8]) throws(CryptoError) -> OpaquePointer {

@@ -13,10 +13,10 @@ import KMSProtocol
 /// secret drawn at start (RFC 9018 uses SipHash so that several servers can share a secret;
 /// a single node needs no interoperation, and OpenSSL gives HMAC). It is good for an hour.
 final class DNSCookies: Sendable {
-    private let secret: [UInt8]
+    private let secret: MACKey
 
     init() {
-        secret = (try? SecureRandom.bytes(32)) ?? []
+        secret = MACKey((try? SecureRandom.bytes(32)) ?? [])
     }
 
     enum State: Equatable {
@@ -53,7 +53,7 @@ final class DNSCookies: Sendable {
 
     func serverCookie(client: [UInt8], address: IPAddress, time: UInt32) -> [UInt8] {
         let head: [UInt8] = [1, 0, 0, 0, UInt8(time >> 24), UInt8(time >> 16 & 0xFF), UInt8(time >> 8 & 0xFF), UInt8(time & 0xFF)]
-        return head + MAC.hmacSHA256(key: secret, data: client + head + address.bytes).prefix(8)
+        return head + secret.authenticationCode(for: client + head + address.bytes).prefix(8)
     }
 
     /// Puts the client cookie and a fresh server cookie in `message`'s OPT (RFC 7873 section 5.2).

@@ -59,6 +59,55 @@ import Testing
         #expect(try key.signature(for: message).count == 64)
     }
 
+    /// Signatures start from a copy of a context set up once per key (`SigningContext`): the
+    /// copy must sign exactly as a fresh context does. RFC 8032 section 7.1, test 2.
+    @Test func ed25519SignaturesFromTheKeptContextMatchRFC8032() throws {
+        let key = try PrivateKey(ed25519Seed: bytes("TM0Imyj/ltqdtsNG7BFOD1uKMZ81q6Yk2oz27U+4pvs="))
+        let expected = bytes("kqAJqfDUyrhyDoILX2QlQKKye1QWUD+Ps3YiI+vbadoIWsHkPhWZbkWPNhPQ8R2MOHsurrQwKu6wDSkWErsMAA==")
+        for _ in 0..<3 { #expect(try key.signature(for: [0x72]) == expected) }
+    }
+
+    /// ECDSA draws a fresh nonce for every signature; copying one context must not repeat it
+    /// (a repeated nonce gives the private key away).
+    @Test func p256SignaturesFromTheKeptContextNeverRepeat() throws {
+        let key = try PrivateKey(generating: .p256)
+        let message = Array("same".utf8)
+        let signatures = try (0..<16).map { _ in try key.signature(for: message) }
+        #expect(Set(signatures).count == signatures.count)
+        for signature in signatures { #expect(key.publicKey.isValidSignature(signature, for: message)) }
+    }
+
+    @Test(arguments: KeyAlgorithm.allCases)
+    func oneKeySignsFromManyThreadsAtOnce(_ algorithm: KeyAlgorithm) async throws {
+        let key = try PrivateKey(generating: algorithm)
+        let valid = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<64 {
+                group.addTask {
+                    let message = Array("message \(index)".utf8)
+                    return key.publicKey.isValidSignature(try key.signature(for: message), for: message)
+                }
+            }
+            return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+        #expect(valid == 64)
+    }
+
+    /// RFC 4231 test cases 1 and 2, each MAC twice from the same key (the kept context is
+    /// copied, never consumed).
+    @Test func hmacSHA256MatchesRFC4231() {
+        let first = MACKey([UInt8](repeating: 0x0b, count: 20))
+        let second = MACKey(Array("Jefe".utf8))
+        for _ in 0..<2 {
+            #expect(first.authenticationCode(for: Array("Hi There".utf8))
+                == bytes("sDRMYdjbOFNcqK/OrwvxK4gdwgDJgz2nJuk3bC4yz/c="))
+            #expect(second.authenticationCode(for: Array("what do ya want for nothing?".utf8))
+                == bytes("W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="))
+        }
+    }
+
+    /// Test vectors are written in base64.
+    private func bytes(_ base64: String) -> [UInt8] { Array(Data(base64Encoded: base64)!) }
+
     @Test func malformedInputIsRejectedWithReason() throws {
         #expect(throws: CryptoError.self) { try PrivateKey(pemEncoded: "not a key") }
         #expect(throws: CryptoError.self) { try PublicKey(subjectPublicKeyInfo: [0x30, 0x03, 0x02, 0x01, 0x01]) }
