@@ -7,9 +7,11 @@ import NIOCore
 extension KMSNode {
     /// A query without a KMS record, answered as an authoritative server answers (docs/DESIGN.md,
     /// "The zone"): a question about a child zone asked without RD gets the delegation; A/AAAA
-    /// come from the zone's address table (or a neighbour, with RD); TXT follows the key path
-    /// as an anonymous inquiry (plus any ordinary TXT data); SOA and NS at the apex; every
-    /// negative answer of this zone carries its SOA (RFC 2308).
+    /// come from the zone's address table; TXT follows the key path as an anonymous inquiry
+    /// (plus any ordinary TXT data); SOA and NS at the apex; every negative answer of this zone
+    /// carries its SOA (RFC 2308). With RD, a question of any other type about a name elsewhere
+    /// in the hierarchy is asked of the neighbour towards it, so that a stub behind a proxy gets
+    /// an answer for every type (MX, HTTPS, SOA...), not a referral or a refusal.
     func answer(plain request: Request) -> Step {
         let name = request.question.name
         let route = router.route(name)
@@ -22,7 +24,7 @@ extension KMSNode {
             message.authorities = [dnsZone.negativeSOA]
             return .reply(Reply(message, answering: request.message))
         }
-        if case .child(let peer) = route, !request.message.header.recursionDesired || ![.a, .aaaa, .txt].contains(type) {
+        if case .child(let peer) = route, !request.message.header.recursionDesired {
             metrics.count(.other)
             return .reply(referral(request, to: peer.name))
         }
@@ -46,10 +48,16 @@ extension KMSNode {
             return answerAddress(request, route: route)
         default:
             metrics.count(.other)
-            guard case .local = route else {
+            switch route {
+            case .local:
+                return .reply(answerZoneData(request))
+            case .outside:
                 return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not in \(zone); this is not an open resolver"))
+            case .parent(let peer) where !request.message.header.recursionDesired:
+                return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
+            case .child(let peer), .parent(let peer):
+                return forward(request, to: peer)
             }
-            return .reply(answerZoneData(request))
         }
     }
 
@@ -173,22 +181,28 @@ extension KMSNode {
         case .parent(let peer) where !request.message.header.recursionDesired:
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
         case .child(let peer), .parent(let peer):
-            guard let ticket = spending.startFetch(for: request) else {
-                metrics.throttledUpstream.increment()
-                return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))
-            }
-            return .later { [self] in
-                let reply = await forwardAddress(request, to: peer)
-                ticket.done()
-                return reply
-            }
+            return forward(request, to: peer)
+        }
+    }
+
+    /// A question with RD about a name of a neighbour's side of the hierarchy, asked of that
+    /// neighbour within the node's budget for upstream work.
+    private func forward(_ request: Request, to peer: Peer) -> Step {
+        guard let ticket = spending.startFetch(for: request) else {
+            metrics.throttledUpstream.increment()
+            return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))
+        }
+        return .later { [self] in
+            let reply = await ask(peer, for: request)
+            ticket.done()
+            return reply
         }
     }
 
     /// Asks the neighbour with RD set: below it, a child answers or asks its own child instead
     /// of referring; above, the parent looks the name up. A query never goes back the way it
     /// came (a name below a node is never routed to its parent), so nothing loops.
-    private func forwardAddress(_ request: Request, to peer: Peer) async -> Reply {
+    private func ask(_ peer: Peer, for request: Request) async -> Reply {
         var query = DNSMessage.query(id: 0, name: request.question.name, type: request.question.type)
         query.header.recursionDesired = true
         do {
@@ -198,7 +212,7 @@ extension KMSNode {
             message.answers = answer.answers
             message.authorities = answer.authorities
             if message.edns != nil { for error in answer.extendedErrors { message.addExtendedError(error) } }
-            addVerdict(to: &message, for: request)
+            if [.a, .aaaa].contains(request.question.type) { addVerdict(to: &message, for: request) }
             return Reply(message, answering: request.message)
         } catch {
             let reason = (error as? DNSClientError).map { "\(peer.name) (\(peer.endpoint)): \($0.reason)" } ?? "\(error)"

@@ -112,6 +112,11 @@ public final class DNSProxy: DNSResponder {
         case .normal(let why):
             metrics.passed.increment()
             logger.debug("passed: \(why)", metadata: ["name": "\(question.name)"])
+            if verdictSource != nil, route.isHierarchy, question.type != .a, question.type != .aaaa {
+                // The home KMS gives a verdict only with an address answer: an address in an
+                // ANY answer (or any other) has had none, and could be a group peer's real one.
+                upstreamAnswer.removeAddresses()
+            }
             return upstreamAnswer
         case .encrypted(let matched):
             row = matched
@@ -122,8 +127,7 @@ public final class DNSProxy: DNSResponder {
         }
         guard question.type == .a || question.type == .aaaa else {
             // Not an address query: pass it on, but never with an address of a group peer.
-            upstreamAnswer.answers.removeAll { $0.type == .a || $0.type == .aaaa }
-            upstreamAnswer.additionals.removeAll { $0.type == .a || $0.type == .aaaa }
+            upstreamAnswer.removeAddresses()
             return upstreamAnswer
         }
         let addresses = upstreamAnswer.answers.compactMap { record -> (IPAddress, UInt32)? in
@@ -314,5 +318,13 @@ public final class DNSProxy: DNSResponder {
         message.header.recursionAvailable = true
         if message.edns != nil { message.addExtendedError(error) }
         return message
+    }
+}
+
+extension DNSMessage {
+    /// Drops every A and AAAA record from the answer and additional sections.
+    fileprivate mutating func removeAddresses() {
+        answers.removeAll { $0.type == .a || $0.type == .aaaa }
+        additionals.removeAll { $0.type == .a || $0.type == .aaaa }
     }
 }

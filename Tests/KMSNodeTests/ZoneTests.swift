@@ -122,6 +122,31 @@ import Testing
         }
     }
 
+    /// A stub behind a proxy asks every type (MX, HTTPS, SOA...), with RD: each node asks the
+    /// neighbour towards the name, and the answer is the authoritative node's, AA clear.
+    @Test func withRDEveryTypeIsAnsweredByTheZoneItBelongsTo() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let mx = RRType(rawValue: 15), https = RRType(rawValue: 65)
+            // NODATA from c.a.xx. for a host it has, asked of a sibling's node (up, then down).
+            let nodata = try await hierarchy.send(Self.query("hostb.c.a.xx.", mx, recursive: true), to: "b.a.xx.")
+            #expect(nodata.rcode == .noError && nodata.answers.isEmpty && !nodata.header.isAuthoritative)
+            #expect(nodata.authorities.map(\.name) == ["c.a.xx."] && nodata.authorities.first?.type == .soa)
+            // NXDOMAIN from below, asked at the root.
+            let missing = try await hierarchy.send(Self.query("nothing.c.a.xx.", https, recursive: true), to: "xx.")
+            #expect(missing.rcode == .nameError && missing.authorities.first?.name == "c.a.xx.")
+            // The root's SOA, asked at a leaf.
+            let soa = try await hierarchy.send(Self.query("xx.", .soa, recursive: true), to: "c.a.xx.")
+            #expect(soa.rcode == .noError && soa.answers.map(\.name) == ["xx."] && soa.answers.first?.type == .soa)
+            // Without RD a name above is still refused, with the reason.
+            let refused = try await hierarchy.send(Self.query("xx.", .soa), to: "c.a.xx.")
+            #expect(refused.rcode == .refused && refused.extendedErrors.first?.infoCode == .notAuthoritative)
+            // A name outside the hierarchy is never looked up: this is no open resolver.
+            let outside = try await hierarchy.send(Self.query("example.com.", mx, recursive: true), to: "xx.")
+            #expect(outside.rcode == .refused && outside.extendedErrors.first?.infoCode == .notAuthoritative)
+        }
+    }
+
     @Test func badVersionOtherClassesAndTheMovingSerial() async throws {
         let hierarchy = try await TestHierarchy()
         try await afterwards({ await hierarchy.shutdown() }) {

@@ -476,8 +476,8 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
             group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
     }
 
-    func resolve(_ name: DomainName, _ proxy: ProxyService, _ hierarchy: TestHierarchy) async throws -> DNSMessage {
-        var query = DNSMessage.query(id: 1, name: name, type: .a)
+    func resolve(_ name: DomainName, _ proxy: ProxyService, _ hierarchy: TestHierarchy, type: RRType = .a) async throws -> DNSMessage {
+        var query = DNSMessage.query(id: 1, name: name, type: type)
         query.header.recursionDesired = true
         return try await hierarchy.client.query(query, server: proxy.dnsAddress, timeout: .seconds(10))
     }
@@ -497,6 +497,10 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
             #expect(bytes[0] == 127 && bytes[1] == 102)  // an intercept address
             let normal = try await resolve("hosta.b.a.xx.", proxy, hierarchy)
             #expect(normal.answers.first?.data == .a([127, 0, 0, 11]))
+            // ANY reaches c.a.xx., which answers with B's addresses (RFC 8482), but no verdict
+            // comes with it: the proxy hands out no address it has no verdict for.
+            let any = try await resolve("hostb.c.a.xx.", proxy, hierarchy, type: RRType(rawValue: 255))
+            #expect(any.rcode == .noError && any.answers.allSatisfy { $0.type != .a && $0.type != .aaaa }, "\(any.presentation)")
         }
     }
 
