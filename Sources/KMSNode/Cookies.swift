@@ -15,8 +15,9 @@ import KMSProtocol
 final class DNSCookies: Sendable {
     private let secret: MACKey
 
-    init() {
-        secret = MACKey((try? SecureRandom.bytes(32)) ?? [])
+    /// Throws when OpenSSL cannot draw the secret: a node never runs with a guessable one.
+    init() throws(CryptoError) {
+        secret = MACKey(try SecureRandom.bytes(32))
     }
 
     enum State: Equatable {

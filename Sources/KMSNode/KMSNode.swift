@@ -60,7 +60,11 @@ public final class KMSNode: Sendable {
         logger[metadataKey: "zone"] = "\(configuration.zone)"
         self.logger = logger
         warnings = LogLimiter(logger)
-        cookies = DNSCookies()
+        do {
+            cookies = try DNSCookies()
+        } catch {
+            throw NodeError(nil, field: nil, "\(configuration.zone): cannot draw the DNS cookie secret: \(error)")
+        }
         spending = Spending(configuration.limits, cookies: cookies)
         replies = ReplyCache(capacity: configuration.replyCache)
         do {

@@ -54,7 +54,7 @@ extension KMSNode {
             case .outside:
                 return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not in \(zone); this is not an open resolver"))
             case .parent(let peer) where !request.message.header.recursionDesired:
-                return refuse(request, ExtendedDNSError(.notAuthoritative, "\(name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
+                return refuse(request, notBelow(name, askVia: peer))
             case .child(let peer), .parent(let peer):
                 return forward(request, to: peer)
             }
@@ -179,10 +179,16 @@ extension KMSNode {
         case .outside:
             return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not in the hierarchy under \(zone); this is not an open resolver"))
         case .parent(let peer) where !request.message.header.recursionDesired:
-            return refuse(request, ExtendedDNSError(.notAuthoritative, "\(question.name) is not below \(zone) (set RD to have it looked up via \(peer.name))"))
+            return refuse(request, notBelow(question.name, askVia: peer))
         case .child(let peer), .parent(let peer):
             return forward(request, to: peer)
         }
+    }
+
+    /// Why a name above this zone asked without RD is refused: a KMS does not look names up
+    /// unless asked to.
+    private func notBelow(_ name: DomainName, askVia peer: Peer) -> ExtendedDNSError {
+        ExtendedDNSError(.notAuthoritative, "\(name) is not below \(zone) (set RD to have it looked up via \(peer.name))")
     }
 
     /// A question with RD about a name of a neighbour's side of the hierarchy, asked of that
