@@ -40,6 +40,9 @@ public struct RRType: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let opt = RRType(rawValue: 41)
     public static let any = RRType(rawValue: 255)
 
+    /// A or AAAA: a question or record that carries a host's address.
+    public var isAddress: Bool { self == .a || self == .aaaa }
+
     public var description: String {
         switch self {
         case .a: "A"

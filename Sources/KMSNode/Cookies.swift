@@ -57,11 +57,11 @@ final class DNSCookies: Sendable {
         return head + secret.authenticationCode(for: client + head + address.bytes).prefix(8)
     }
 
-    /// Puts the client cookie and a fresh server cookie in `message`'s OPT (RFC 7873 section 5.2).
-    /// `state` is the request's, when the caller has it already.
-    func stamp(_ message: inout DNSMessage, for request: DNSRequest, state known: State? = nil, now: UnixTime = KMSNode.now()) {
+    /// Puts the client cookie and a fresh server cookie in `message`'s OPT (RFC 7873 section 5.2),
+    /// from the cookie state the request's first stage read.
+    func stamp(_ message: inout DNSMessage, for request: Request, now: UnixTime = KMSNode.now()) {
         let client: [UInt8]
-        switch known ?? state(of: request, now: now) {
+        switch request.cookie {
         case .absent, .malformed: return
         case .client(let cookie), .proven(let cookie): client = cookie
         }

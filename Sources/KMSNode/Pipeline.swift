@@ -165,11 +165,10 @@ extension KMSNode: DNSResponder {
 
     /// 9. Counts the response code and hands the reply to the server.
     private func finish(_ request: Request, _ step: Step) -> DNSReply {
-        let cookie = request.cookie
         switch step {
         case .reply(var reply):
             metrics.count(reply.message.rcode)
-            if cookie != .absent { cookies.stamp(&reply.message, for: request.base, state: cookie) }
+            cookies.stamp(&reply.message, for: request)
             return .reply(reply)
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
@@ -180,8 +179,8 @@ extension KMSNode: DNSResponder {
         case .cacheable(var reply, let query, let transport):
             metrics.count(reply.message.rcode)
             // An answer with a cookie is for its client alone: stamped, never cached.
-            if cookie != .absent {
-                cookies.stamp(&reply.message, for: request.base, state: cookie)
+            if request.cookie != .absent {
+                cookies.stamp(&reply.message, for: request)
                 return .reply(reply)
             }
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
@@ -191,7 +190,7 @@ extension KMSNode: DNSResponder {
             return .later { [metrics, cookies] in
                 var reply = await work()
                 metrics.count(reply.message.rcode)
-                if cookie != .absent { cookies.stamp(&reply.message, for: request.base, state: cookie) }
+                cookies.stamp(&reply.message, for: request)
                 return reply
             }
         }

@@ -218,7 +218,7 @@ extension KMSNode {
             message.answers = answer.answers
             message.authorities = answer.authorities
             if message.edns != nil { for error in answer.extendedErrors { message.addExtendedError(error) } }
-            if [.a, .aaaa].contains(request.question.type) { addVerdict(to: &message, for: request) }
+            addVerdict(to: &message, for: request)
             return Reply(message, answering: request.message)
         } catch {
             let reason = (error as? DNSClientError).map { "\(peer.name) (\(peer.endpoint)): \($0.reason)" } ?? "\(error)"
@@ -232,7 +232,7 @@ extension KMSNode {
     /// query alone; one without (a plain `dig`) is reused within its second. A query whose
     /// nonce option is malformed gets no verdict, which a proxy refuses.
     private func addVerdict(to message: inout DNSMessage, for request: Request) {
-        guard let policy, message.rcode == .noError, !message.answers.isEmpty,
+        guard let policy, request.question.type.isAddress, message.rcode == .noError, !message.answers.isEmpty,
             let client = request.client.ip,
             let nonce = try? VerdictNonce.nonce(in: request.message)
         else { return }

@@ -49,25 +49,21 @@ final class Spending: Sendable {
 
     /// The bucket a request is charged to: its address when TCP or a DNS cookie proved it,
     /// otherwise its network (`rate-prefix`).
-    func account(of request: Request) -> AddressPrefix? { standing(of: request)?.account }
-
-    /// The request's bucket, and whether TCP or a cookie proved its address.
-    private func standing(of request: Request) -> (account: AddressPrefix, proven: Bool)? {
+    func account(of request: Request) -> AddressPrefix? {
         guard let address = request.client.ip else { return nil }
-        let proven = request.isProven
-        return (proven ? AddressPrefix(address, v4: 32, v6: 128) : limits.prefix.prefix(of: address), proven)
+        return request.isProven ? AddressPrefix(address, v4: 32, v6: 128) : limits.prefix.prefix(of: address)
     }
 
     /// Before verifying a signature claimed by `sender` (a registered host when `isHost`).
     func mayVerify(_ request: Request, sender: DomainName, isHost: Bool) -> Refusal? {
-        guard let (account, proven) = standing(of: request) else { return nil }
+        guard let account = account(of: request) else { return nil }
         if let failures, !failures.allows(account) {
             return Refusal(
                 .prohibited, "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now", slip: true)
         }
         // Bad signatures from many unproven addresses at once: nobody unproven gets a verify
         // until the node's budget refills; TCP or a cookie (proven, so budgeted alone) still do.
-        if !proven, let unprovenFailures, !unprovenFailures.allows(.node) {
+        if !request.isProven, let unprovenFailures, !unprovenFailures.allows(.node) {
             return Refusal(
                 .prohibited,
                 "too many bad signatures from unproven addresses (limit \(unprovenFailures.rate) for the node); ask over TCP or with a DNS cookie",
@@ -108,9 +104,9 @@ final class Spending: Sendable {
 
     /// A signature did not verify: the source pays for it.
     func verifyFailed(_ request: Request) {
-        guard let (account, proven) = standing(of: request) else { return }
+        guard let account = account(of: request) else { return }
         failuresCharged.store(true, ordering: .relaxed)
-        if !proven, let unprovenFailures {
+        if !request.isProven, let unprovenFailures {
             unprovenFailures.charge(for: .node)
             if let until = unprovenFailures.limitedUntil(.node) { unprovenSpentUntil.store(until, ordering: .relaxed) }
         }

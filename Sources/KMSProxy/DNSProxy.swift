@@ -82,7 +82,7 @@ public final class DNSProxy: DNSResponder {
         if route.isHierarchy {
             // policy server: a fresh nonce per address query binds the home KMS's verdict to it.
             var forwarded = query
-            if verdictSource != nil, question.type == .a || question.type == .aaaa {
+            if verdictSource != nil, question.type.isAddress {
                 guard let fresh = try? Nonce.random() else {
                     return failure(query, ExtendedDNSError(.other, "cannot draw a nonce for the CUG verdict"))
                 }
@@ -112,7 +112,7 @@ public final class DNSProxy: DNSResponder {
         case .normal(let why):
             metrics.passed.increment()
             logger.debug("passed: \(why)", metadata: ["name": "\(question.name)"])
-            if verdictSource != nil, route.isHierarchy, question.type != .a, question.type != .aaaa {
+            if verdictSource != nil, route.isHierarchy, !question.type.isAddress {
                 // The home KMS gives a verdict only with an address answer: an address in an
                 // ANY answer (or any other) has had none, and could be a group peer's real one.
                 upstreamAnswer.removeAddresses()
@@ -125,7 +125,7 @@ public final class DNSProxy: DNSResponder {
             logger.warning("refused: no trustworthy CUG verdict", metadata: ["name": "\(question.name)", "reason": "\(reason)"])
             return failure(query, ExtendedDNSError(.dnssecBogus, "\(question.name): \(reason)"))
         }
-        guard question.type == .a || question.type == .aaaa else {
+        guard question.type.isAddress else {
             // Not an address query: pass it on, but never with an address of a group peer.
             upstreamAnswer.removeAddresses()
             return upstreamAnswer
@@ -193,7 +193,7 @@ public final class DNSProxy: DNSResponder {
         guard let kernel else { return refuse(query, row, "kernel diversion is not enabled (divert-port)") }
         let question = query.question!
         var answer = answer
-        answer.additionals.removeAll { $0.type == .a || $0.type == .aaaa || $0.type == .txt }
+        answer.additionals.removeAll { $0.type.isAddress || $0.type == .txt }
         guard !addresses.isEmpty else { return answer }
         // The peer's addresses of the other family are diverted too, so that no connection to
         // it leaves in clear, whichever address the application uses (a literal included).
@@ -250,7 +250,7 @@ public final class DNSProxy: DNSResponder {
         // The home KMS decides for the names it is asked about: those of the hierarchy. Others
         // (www.example.com, through the resolvers) can have no verdict and no KMS-vouched key.
         guard inHierarchy else { return .normal("outside the KMS hierarchy") }
-        guard question.type == .a || question.type == .aaaa else { return .normal("not an address query") }
+        guard question.type.isAddress else { return .normal("not an address query") }
         guard answer.rcode == .noError, !answer.answers.isEmpty else { return .normal("no address to protect") }
         let verdict: CUGVerdict
         do {
@@ -324,7 +324,7 @@ public final class DNSProxy: DNSResponder {
 extension DNSMessage {
     /// Drops every A and AAAA record from the answer and additional sections.
     fileprivate mutating func removeAddresses() {
-        answers.removeAll { $0.type == .a || $0.type == .aaaa }
-        additionals.removeAll { $0.type == .a || $0.type == .aaaa }
+        answers.removeAll { $0.type.isAddress }
+        additionals.removeAll { $0.type.isAddress }
     }
 }
