@@ -12,7 +12,8 @@ public import NIOCore
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
 ///   5. an opcode the responder does not take (QUERY; a KMS also UPDATE) -> NOTIMP
-///   6. not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
+///   6. no question, and a COOKIE option               -> the responder's server cookie (RFC 7873 section 5.4)
+///      not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
 ///   7. the responder
 ///
 /// The KMS node and the proxy both sit behind it, so they cannot disagree on any of this.
@@ -73,7 +74,13 @@ public enum Admission {
                 to: message, .notImplemented, ExtendedDNSError(.notSupported, "opcode \(message.header.opcode.rawValue) is not served here"),
                 querySize: bytes.readableBytes))
         }
-        // 6. Exactly one question.
+        // 6. Only a cookie, asked for with QDCOUNT 0 (`dig +cookie +header-only`); otherwise
+        // exactly one question.
+        if message.questions.isEmpty, message.edns?.options.contains(where: { $0.code == EDNS.cookieOption }) == true,
+            message.header.opcode == .query, let reply = responder.answerCookieQuery(message, from: client, querySize: bytes.readableBytes)
+        {
+            return .reply(reply)
+        }
         guard message.questions.count == 1, let question = message.question else {
             responder.admissionTurnedAway(.questionCount)
             return .reply(Replies.error(

@@ -79,6 +79,11 @@ public protocol DNSResponder: Sendable {
 
     /// The opcodes this responder answers; others get NOTIMP at admission. Default: QUERY.
     var acceptedOpcodes: Set<OpCode> { get }
+
+    /// A query with no question and a COOKIE option: a client asking for a server cookie
+    /// (RFC 7873 section 5.4). The reply, or nil from a responder that makes no server cookies
+    /// (the default), which leaves it to admission's FORMERR for the question count.
+    func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply?
 }
 
 extension DNSResponder {
@@ -86,4 +91,5 @@ extension DNSResponder {
     public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool { false }
     public var acceptedOpcodes: Set<OpCode> { [.query] }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
+    public func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply? { nil }
 }

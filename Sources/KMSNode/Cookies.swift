@@ -2,6 +2,7 @@ import DNSTransport
 import DNSWire
 import KMSCrypto
 import KMSProtocol
+import NIOCore
 
 /// DNS Cookies (RFC 7873), server side, in the layout of RFC 9018: a UDP client that returns
 /// the server cookie this node gave it has proven its address, as TCP proves it. Such a client
@@ -30,8 +31,12 @@ final class DNSCookies: Sendable {
     }
 
     func state(of request: DNSRequest, now: UnixTime = KMSNode.now()) -> State {
-        guard let option = request.message.edns?.options.first(where: { $0.code == EDNS.cookieOption }) else { return .absent }
-        return state(of: option.data, from: request.client.ip, now: now)
+        state(of: request.message, from: request.client, now: now)
+    }
+
+    func state(of message: DNSMessage, from client: SocketAddress, now: UnixTime = KMSNode.now()) -> State {
+        guard let option = message.edns?.options.first(where: { $0.code == EDNS.cookieOption }) else { return .absent }
+        return state(of: option.data, from: client.ip, now: now)
     }
 
     /// The same, for a COOKIE option's data read from a query's bytes (`WireShape`), before
@@ -60,12 +65,31 @@ final class DNSCookies: Sendable {
     /// Puts the client cookie and a fresh server cookie in `message`'s OPT (RFC 7873 section 5.2),
     /// from the cookie state the request's first stage read.
     func stamp(_ message: inout DNSMessage, for request: Request, now: UnixTime = KMSNode.now()) {
+        stamp(&message, cookie: request.cookie, client: request.client, now: now)
+    }
+
+    /// The reply to a query that asks only for a server cookie (no question: RFC 7873 section
+    /// 5.4): NOERROR with the client cookie and a fresh server cookie, or FORMERR for a COOKIE
+    /// option of the wrong length. Nothing else is looked at.
+    func reply(toCookieQuery query: DNSMessage, from client: SocketAddress, querySize: Int, now: UnixTime = KMSNode.now()) -> Reply {
+        let cookie = state(of: query, from: client, now: now)
+        if cookie == .malformed {
+            return Replies.error(
+                to: query, .formatError, ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets"),
+                querySize: querySize)
+        }
+        var message = query.response(rcode: .noError, authoritative: false)
+        stamp(&message, cookie: cookie, client: client, now: now)
+        return Reply(message, answering: query)
+    }
+
+    private func stamp(_ message: inout DNSMessage, cookie: State, client socket: SocketAddress, now: UnixTime) {
         let client: [UInt8]
-        switch request.cookie {
+        switch cookie {
         case .absent, .malformed: return
         case .client(let cookie), .proven(let cookie): client = cookie
         }
-        guard let address = request.client.ip, var edns = message.edns else { return }
+        guard let address = socket.ip, var edns = message.edns else { return }
         edns.options.removeAll { $0.code == EDNS.cookieOption }
         edns.options.append(EDNS.Option(code: EDNS.cookieOption, data: client + serverCookie(client: client, address: address, time: UInt32(truncatingIfNeeded: now))))
         message.edns = edns

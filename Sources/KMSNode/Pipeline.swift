@@ -141,6 +141,14 @@ extension KMSNode: DNSResponder {
     /// the node is out of its budget for those, is sent to TCP undecoded.
     public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool { spending.isPenalised(client, query: query) }
 
+    /// A query for a server cookie alone (RFC 7873 section 5.4), at admission's stage 6.
+    public func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply? {
+        let reply = cookies.reply(toCookieQuery: query, from: client, querySize: querySize)
+        metrics.count(reply.message.rcode == .noError ? .other : .malformed)
+        metrics.count(reply.message.rcode)
+        return reply
+    }
+
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {
         switch outcome {

@@ -50,4 +50,46 @@ import Testing
             #expect(reply.rcode == .formatError && reply.extendedErrors.first?.text.contains("COOKIE") == true)
         }
     }
+
+    /// A query with no question and only a COOKIE option (`dig +cookie +header-only`), as a
+    /// client asks for a server cookie before it needs one (RFC 7873 section 5.4).
+    static func cookieQuery(_ cookie: [UInt8]) -> DNSMessage {
+        var query = DNSMessage(header: Header(id: UInt16.random(in: 1...UInt16.max)), edns: EDNS())
+        query.edns?.options.append(EDNS.Option(code: 10, data: cookie))
+        return query
+    }
+
+    @Test func aQueryForACookieAloneGetsOneThatProvesTheAddress() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 1"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let client: [UInt8] = [8, 7, 6, 5, 4, 3, 2, 1]
+            let asked = Self.cookieQuery(client)
+            let reply = try await Self.udp(asked, hierarchy)
+            #expect(reply.header.id == asked.header.id && reply.rcode == .noError, "\(reply.rcode) \(reply.extendedErrors)")
+            #expect(reply.questions.isEmpty && reply.answers.isEmpty && reply.authorities.isEmpty)
+            let cookie = try #require(reply.edns?.options.first { $0.code == 10 }?.data, "no COOKIE in the reply")
+            #expect(cookie.count == 24 && Array(cookie.prefix(8)) == client && cookie[8] == 1)
+            // The cookie proves the address: past its budget the client is refused by name,
+            // never sent to TCP (an unproven one is: aReturnedServerCookieProvesTheAddress).
+            let first = try await Self.udp(Self.query(cookie: cookie), hierarchy)
+            #expect(!first.header.isTruncated && first.answers.count == 1, "\(first.rcode) \(first.extendedErrors)")
+            let second = try await Self.udp(Self.query(cookie: cookie), hierarchy)
+            #expect(second.rcode == .refused && !second.header.isTruncated)
+        }
+    }
+
+    @Test func aQueryForACookieAloneIsCheckedLikeAnyOther() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let malformed = try await Self.udp(Self.cookieQuery([1, 2, 3, 4, 5]), hierarchy)
+            #expect(malformed.rcode == .formatError && malformed.extendedErrors.first?.text.contains("COOKIE") == true)
+            // No question and no cookie: still the question count's FORMERR.
+            let bare = try await Self.udp(DNSMessage(header: Header(id: 7), edns: EDNS()), hierarchy)
+            #expect(bare.rcode == .formatError && bare.extendedErrors.first?.text.contains("one question") == true)
+            // Only QUERY asks for a cookie this way.
+            var notify = Self.cookieQuery([1, 2, 3, 4, 5, 6, 7, 8])
+            notify.header.opcode = OpCode(rawValue: 4)
+            #expect(try await Self.udp(notify, hierarchy).rcode == .notImplemented)
+        }
+    }
 }
