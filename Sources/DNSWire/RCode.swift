@@ -38,10 +38,17 @@ public struct RRType: RawRepresentable, Hashable, Sendable, CustomStringConverti
     public static let txt = RRType(rawValue: 16)
     public static let aaaa = RRType(rawValue: 28)
     public static let opt = RRType(rawValue: 41)
+    /// Service bindings (RFC 9460): their `ipv4hint` and `ipv6hint` parameters carry addresses.
+    public static let svcb = RRType(rawValue: 64)
+    public static let https = RRType(rawValue: 65)
     public static let any = RRType(rawValue: 255)
 
     /// A or AAAA: a question or record that carries a host's address.
     public var isAddress: Bool { self == .a || self == .aaaa }
+
+    /// A record a client may connect by: an address, or a service binding with its address
+    /// hints, protocols (QUIC) and alternative endpoints.
+    public var leadsToAnAddress: Bool { isAddress || self == .svcb || self == .https }
 
     public var description: String {
         switch self {
@@ -52,6 +59,8 @@ public struct RRType: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case .txt: "TXT"
         case .aaaa: "AAAA"
         case .opt: "OPT"
+        case .svcb: "SVCB"
+        case .https: "HTTPS"
         case .any: "ANY"
         default: "TYPE\(rawValue)"
         }

@@ -115,7 +115,7 @@ public final class DNSProxy: DNSResponder {
             if verdictSource != nil, route.isHierarchy, !question.type.isAddress {
                 // The home KMS gives a verdict only with an address answer: an address in an
                 // ANY answer (or any other) has had none, and could be a group peer's real one.
-                upstreamAnswer.removeAddresses()
+                upstreamAnswer.removeWaysToConnect()
             }
             return upstreamAnswer
         case .encrypted(let matched):
@@ -126,8 +126,10 @@ public final class DNSProxy: DNSResponder {
             return failure(query, ExtendedDNSError(.dnssecBogus, "\(question.name): \(reason)"))
         }
         guard question.type.isAddress else {
-            // Not an address query: pass it on, but never with an address of a group peer.
-            upstreamAnswer.removeAddresses()
+            // Not an address query: pass it on, but never with an address of a group peer,
+            // nor a service binding (HTTPS/SVCB) whose address hints a browser may connect to
+            // in clear, or whose QUIC the encrypted path does not carry: NODATA for those.
+            upstreamAnswer.removeWaysToConnect()
             return upstreamAnswer
         }
         let addresses = upstreamAnswer.answers.compactMap { record -> (IPAddress, UInt32)? in
@@ -322,9 +324,9 @@ public final class DNSProxy: DNSResponder {
 }
 
 extension DNSMessage {
-    /// Drops every A and AAAA record from the answer and additional sections.
-    fileprivate mutating func removeAddresses() {
-        answers.removeAll { $0.type.isAddress }
-        additionals.removeAll { $0.type.isAddress }
+    /// Drops every A, AAAA, SVCB and HTTPS record from the answer and additional sections.
+    fileprivate mutating func removeWaysToConnect() {
+        answers.removeAll { $0.type.leadsToAnAddress }
+        additionals.removeAll { $0.type.leadsToAnAddress }
     }
 }

@@ -135,4 +135,61 @@ import Testing
             #expect(failed.extendedErrors.first?.text.contains("127.0.0.1:9 did not answer") == true, "\(failed.extendedErrors)")
         }
     }
+
+    /// A resolver whose zone has service bindings: HTTPS with an `ipv4hint` (RFC 9460), and an
+    /// ANY answer carrying A, HTTPS and TXT.
+    final class ServiceResolver: DNSResponder {
+        /// HTTPS 1 . alpn=h3 ipv4hint=10.1.2.3
+        static let httpsRDATA: [UInt8] = [0, 1, 0, 0, 1, 0, 3, 2, 0x68, 0x33, 0, 4, 0, 4, 10, 1, 2, 3]
+        func respond(to request: DNSRequest) -> DNSReply {
+            let name = request.question.name
+            var answer = request.message.response(rcode: .noError)
+            let https = ResourceRecord(name: name, ttl: 120, data: .other(.https, Self.httpsRDATA))
+            switch request.question.type {
+            case .https: answer.answers = [https]
+            case .any: answer.answers = [ResourceRecord(name: name, ttl: 120, data: .a([10, 1, 2, 3])), https, ResourceRecord(name: name, ttl: 120, data: .txt([Array("v=1".utf8)]))]
+            default: break
+            }
+            return .reply(Reply(answer, answering: request.message))
+        }
+    }
+
+    /// A group peer's service binding could send a browser to its real address in clear (the
+    /// address hints) or over QUIC, which the encrypted path does not carry: the proxy answers
+    /// a matched name's HTTPS with no data, and strips service bindings and addresses from
+    /// any other answer for it. Other names keep theirs.
+    @Test func aGroupPeersServiceBindingsAreWithheld() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(ServiceResolver()))
+        let client = try await DNSClient.make(group: group)
+        let forwarding = Forwarding(
+            hierarchy: ["xx."], kms: Endpoint("127.0.0.1:9")!, forwardZones: [],
+            resolvers: [Endpoint(address: IPAddress("127.0.0.1")!, port: resolverServer.address.port!)])
+        let cug = try CUGTable(
+            file: try ConfigFile(path: "cug.conf", text: "*.friends.test  tls  default  AES-256-GCM\n"), identities: ["default"])
+        let proxy = DNSProxy(
+            forwarding: forwarding, client: client, cug: cug, pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil,
+            fetchers: [:], timeout: .milliseconds(500), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(proxy))
+        try await afterwards({
+            await server.close()
+            await resolverServer.close()
+            await client.close()
+            try? await group.shutdownGracefully()
+        }) {
+            func ask(_ name: DomainName, _ type: RRType) async throws -> DNSMessage {
+                var query = DNSMessage.query(id: 5, name: name, type: type)
+                query.header.recursionDesired = true
+                return try await client.query(query, server: server.address, timeout: .seconds(5))
+            }
+            let peer = try await ask("www.friends.test.", .https)
+            #expect(peer.rcode == .noError && peer.answers.isEmpty, "\(peer.presentation)")
+            let any = try await ask("www.friends.test.", .any)
+            #expect(any.answers.map(\.type) == [.txt], "\(any.presentation)")
+            // Not in the group: as the resolver said.
+            let other = try await ask("www.example.test.", .https)
+            #expect(other.answers.map(\.data) == [.other(.https, ServiceResolver.httpsRDATA)])
+            #expect(try await ask("www.example.test.", .any).answers.count == 3)
+        }
+    }
 }
