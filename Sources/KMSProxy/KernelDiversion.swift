@@ -9,7 +9,9 @@ import Synchronization
 /// peer addresses, IPv4 and IPv6, whose elements time out; NAT rules (output hook for this
 /// host's own applications, prerouting for machines using it as their router) redirect TCP for
 /// those addresses and the configured ports to `divertPort`, where the tunnel reads the
-/// original destination (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST).
+/// original destination (SO_ORIGINAL_DST, IP6T_SO_ORIGINAL_DST). Filter rules on the output and
+/// forward hooks reject everything else sent to those addresses (fail closed: nothing reaches a
+/// group peer in clear), except the tunnel's own connections to the peer's tunnel port.
 ///
 /// It talks to nftables through libnftables, the library `nft` itself is built on: one context,
 /// used under a lock, one transaction per change, no process per peer. Callers run it off the
@@ -30,12 +32,26 @@ final class KernelDiversion: Sendable {
         self.nft = nft
     }
 
-    static func start(ports: [Int], divertPort: Int) throws -> KernelDiversion {
+    static func start(ports: [Int], divertPort: Int, tunnelPort: Int) throws -> KernelDiversion {
         let nft = try NFTables()
         let portSet = ports.map(String.init).joined(separator: ", ")
         let rules = """
                 ip daddr @peers4 tcp dport { \(portSet) } redirect to :\(divertPort)
                 ip6 daddr @peers6 tcp dport { \(portSet) } redirect to :\(divertPort)
+            """
+        // What the NAT rules did not send into the tunnel (UDP such as QUIC, TCP to other
+        // ports, ICMP) must not reach a group peer in clear either: it is rejected, TCP with a
+        // reset and the rest with ICMP "administratively prohibited", so applications fail at
+        // once. Let through: the tunnel's own connections (to the peer's tunnel port, where
+        // only mutual TLS is answered), and replies to connections the peer opened to us.
+        let fence = """
+                ct direction reply accept
+                ip daddr @peers4 tcp dport \(tunnelPort) accept
+                ip6 daddr @peers6 tcp dport \(tunnelPort) accept
+                ip daddr @peers4 meta l4proto tcp reject with tcp reset
+                ip6 daddr @peers6 meta l4proto tcp reject with tcp reset
+                ip daddr @peers4 reject with icmpx type admin-prohibited
+                ip6 daddr @peers6 reject with icmpx type admin-prohibited
             """
         try nft.run("""
             table inet \(table) {}
@@ -50,6 +66,14 @@ final class KernelDiversion: Sendable {
                 chain prerouting {
                     type nat hook prerouting priority -100; policy accept;
             \(rules)
+                }
+                chain fence_output {
+                    type filter hook output priority 0; policy accept;
+            \(fence)
+                }
+                chain fence_forward {
+                    type filter hook forward priority 0; policy accept;
+            \(fence)
                 }
             }
             """)

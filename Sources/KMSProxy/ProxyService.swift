@@ -113,7 +113,7 @@ public final class ProxyService: Sendable {
                 throw configuration.startError("divert-port", "kernel diversion needs the ports to divert (ports)")
             }
             do {
-                kernel = try KernelDiversion.start(ports: configuration.ports, divertPort: divertPort)
+                kernel = try KernelDiversion.start(ports: configuration.ports, divertPort: divertPort, tunnelPort: configuration.tunnelPort)
                 if let store { try kernel?.restore(try store.live(.kernel, now: now), now: now) }
             } catch {
                 await client.close()

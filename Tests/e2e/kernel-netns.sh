@@ -15,6 +15,8 @@
 # 3. IPv6 too (issue 12): host B also has 2001:db8:78:2::2. Resolving its name diverts both its
 #    addresses, so curl to its IPv6 literal, or by name over IPv6, goes through the tunnel, and
 #    nothing reaches its port 8080 in the clear.
+# 4. Fail closed: what the tunnel does not carry (UDP, TCP to other ports) is refused, never
+#    sent to host B in clear.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=$(pwd)/${BIN:-.build/debug}
@@ -130,6 +132,31 @@ kill -TERM $CUG_CAPTURE; wait $CUG_CAPTURE 2>/dev/null
 check "the traffic to host B went through the tunnel (port 8443)" test "$(tunnel_packets)" -gt 0
 check "no packet went to host B's port 8080 in the clear" no_clear_packets "$WORK/cug.pcap"
 check "the capture holds no plaintext of the page" no_plaintext "$WORK/cug.pcap"
+
+# --- what the tunnel cannot carry (UDP such as QUIC, TCP to other ports) is refused, not sent in clear
+start_capture cs5-router cs5-rs "$WORK/fence.pcap" "tcp or udp"; FENCE_CAPTURE=$CAPTURE_PID
+send_udp() {  # send_udp ADDRESS: one datagram carrying the mark to ADDRESS port 9443
+  in_ns cs5-client python3 -c "
+import socket, sys
+family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+try:
+    s.sendto(sys.argv[2].encode(), (sys.argv[1], 9443))
+except OSError as e:
+    print('refused:', e)
+" "$1" "$MARK"
+}
+send_udp 10.78.2.2; send_udp 2001:db8:78:2::2
+curl_other=$(in_ns cs5-client curl -s -m 5 -o /dev/null -w '%{http_code} %{exitcode}' http://10.78.2.2:8081/ 2>&1)
+# Host D is not in the group: its UDP leaves (so the capture can see UDP at all).
+in_ns cs5-client python3 -c "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'plain', ('10.78.2.3', 9443))"
+for _ in $(seq 1 50); do [ "$(tcpdump -nn -r "$WORK/fence.pcap" 'udp and dst host 10.78.2.3' 2>/dev/null | wc -l)" -gt 0 ] && break; sleep 0.1; done
+kill -TERM $FENCE_CAPTURE; wait $FENCE_CAPTURE 2>/dev/null
+check "UDP to host D (not in the group) leaves as usual" test "$(tcpdump -nn -r "$WORK/fence.pcap" 'udp and dst host 10.78.2.3' 2>/dev/null | wc -l)" -gt 0
+check "UDP to host B (IPv4 and IPv6) never leaves in clear" test "$(tcpdump -nn -r "$WORK/fence.pcap" 'udp and (dst host 10.78.2.2 or dst host 2001:db8:78:2::2)' 2>/dev/null | wc -l)" -eq 0
+check "TCP to host B on a port the tunnel does not carry is refused at once ($curl_other)" grep -q '^000 7$' <<<"$curl_other"
+check "and nothing went to that port" test "$(tcpdump -nn -r "$WORK/fence.pcap" 'tcp dst port 8081' 2>/dev/null | wc -l)" -eq 0
+check "the fence capture holds no plaintext of the mark" no_plaintext "$WORK/fence.pcap"
 
 # --- IPv6: host B's literal, then its name over IPv6: diverted, encrypted
 start_capture cs5-router cs5-rs "$WORK/cug6.pcap"; CUG6_CAPTURE=$CAPTURE_PID

@@ -42,8 +42,8 @@ start_kmsd() {  # start_kmsd NS
   wait_for "$WORK/kmsd.out" "Ctrl-C stops"
 }
 # Starts tcpdump in NS on IF writing FILE; sets CAPTURE_PID.
-start_capture() {
-  in_ns_background "$1" "$3.out" tcpdump --immediate-mode -Z root -i "$2" -U -w "$3" tcp
+start_capture() {  # start_capture NAMESPACE INTERFACE FILE [FILTER, default tcp]
+  in_ns_background "$1" "$3.out" tcpdump --immediate-mode -Z root -i "$2" -U -w "$3" ${4:-tcp}
   CAPTURE_PID=$!
   wait_for "$3.out" "listening on"
 }
