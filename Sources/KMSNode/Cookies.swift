@@ -21,6 +21,9 @@ final class DNSCookies: Sendable {
         secret = MACKey(try SecureRandom.bytes(32))
     }
 
+    /// Why a COOKIE option of the wrong length is FORMERR (RFC 7873 section 5.2.2).
+    static let malformed = ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets")
+
     enum State: Equatable {
         case absent
         case malformed
@@ -74,9 +77,7 @@ final class DNSCookies: Sendable {
     func reply(toCookieQuery query: DNSMessage, from client: SocketAddress, querySize: Int, now: UnixTime = KMSNode.now()) -> Reply {
         let cookie = state(of: query, from: client, now: now)
         if cookie == .malformed {
-            return Replies.error(
-                to: query, .formatError, ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets"),
-                querySize: querySize)
+            return Replies.error(to: query, .formatError, Self.malformed, querySize: querySize)
         }
         var message = query.response(rcode: .noError, authoritative: false)
         stamp(&message, cookie: cookie, client: client, now: now)

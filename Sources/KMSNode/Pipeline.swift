@@ -76,9 +76,7 @@ extension KMSNode: DNSResponder {
         let request = Request(base: received, cookie: cookies.state(of: received))
         if request.cookie == .malformed {
             metrics.count(.malformed)
-            return finish(request, .reply(Replies.error(
-                to: request.message, .formatError, ExtendedDNSError(.invalidData, "a COOKIE option is 8 or 16-40 octets"),
-                querySize: request.size)))
+            return finish(request, .reply(Replies.error(to: request.message, .formatError, DNSCookies.malformed, querySize: request.size)))
         }
         // The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
         guard request.question.rrClass == .internet else {

@@ -66,7 +66,7 @@ public final class ProxyService: Sendable {
         lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
         if let endpoint = configuration.endpoint { lines.append("endpoint   \(endpoint) (TLS 1.3, client key checked with the KMS hierarchy)") }
         if let divertPort = configuration.divertPort {
-            lines.append("kernel     nftables table inet \(KernelDiversion.table) (libnftables): peers' TCP, IPv4 and IPv6, to ports \(configuration.ports.map(String.init).joined(separator: " ")) -> :\(divertPort)")
+            lines.append("kernel     nftables table inet \(KernelDiversion.table) (libnftables): peers' TCP, IPv4 and IPv6, to ports \(configuration.ports.map(String.init).joined(separator: " ")) -> :\(divertPort); all else to them refused")
         }
         if let control = configuration.control { lines.append("status     kms-proxy status --control \(control)") }
         lines.append("store      \(configuration.store.map { "\($0) (\(pool.mappings.count + (kernel?.mappings.count ?? 0)) live mappings kept)" } ?? "none: mappings do not survive a restart (set store)")")

@@ -178,9 +178,10 @@ ip netns pids cs5-client | xargs -r kill -TERM
 for _ in $(seq 1 100); do grep -q "^stopped" "$WORK/proxy-client.out" && break; sleep 0.1; done
 in_ns_background cs5-client "$WORK/proxy-client.out" "$BIN/kms-proxy" "$H/proxy-client.conf"
 check "the client's proxy starts again" wait_for "$WORK/proxy-client.out" "^ready"
-restored() {
-  in_ns cs5-client nft list set inet countersign peers4 | grep -q "10.78.2.2 timeout" &&
-  in_ns cs5-client nft list set inet countersign peers6 | grep -q "2001:db8:78:2::2 timeout"
+restored() {  # (each listing read whole first: under pipefail, grep -q quitting early can fail the pipe)
+  local v4 v6
+  v4=$(in_ns cs5-client nft list set inet countersign peers4) && v6=$(in_ns cs5-client nft list set inet countersign peers6) &&
+  grep -q "10.78.2.2 timeout" <<<"$v4" && grep -q "2001:db8:78:2::2 timeout" <<<"$v6"
 }
 check "after the restart host B's addresses are diverted again, before any DNS query" restored
 start_capture cs5-router cs5-rs "$WORK/restart.pcap"; RESTART_CAPTURE=$CAPTURE_PID
