@@ -33,10 +33,6 @@ final class DNSCookies: Sendable {
         case proven([UInt8])
     }
 
-    func state(of request: DNSRequest, now: UnixTime = KMSNode.now()) -> State {
-        state(of: request.message, from: request.client, now: now)
-    }
-
     func state(of message: DNSMessage, from client: SocketAddress, now: UnixTime = KMSNode.now()) -> State {
         guard let option = message.edns?.options.first(where: { $0.code == EDNS.cookieOption }) else { return .absent }
         return state(of: option.data, from: client.ip, now: now)

@@ -73,7 +73,7 @@ extension KMSNode: DNSResponder {
     public func respond(to received: DNSRequest) -> DNSReply {
         metrics.count(type: received.question.type)
         // 6. A COOKIE option of the wrong length (RFC 7873 section 5.2.2).
-        let request = Request(base: received, cookie: cookies.state(of: received))
+        let request = Request(base: received, cookie: cookies.state(of: received.message, from: received.client))
         if request.cookie == .malformed {
             metrics.count(.malformed)
             return finish(request, .reply(Replies.error(to: request.message, .formatError, DNSCookies.malformed, querySize: request.size)))

@@ -86,10 +86,16 @@ import Testing
             // No question and no cookie: still the question count's FORMERR.
             let bare = try await Self.udp(DNSMessage(header: Header(id: 7), edns: EDNS()), hierarchy)
             #expect(bare.rcode == .formatError && bare.extendedErrors.first?.text.contains("one question") == true)
-            // Only QUERY asks for a cookie this way.
+            // An opcode the node does not take is NOTIMP before the question count is looked at.
             var notify = Self.cookieQuery([1, 2, 3, 4, 5, 6, 7, 8])
             notify.header.opcode = OpCode(rawValue: 4)
             #expect(try await Self.udp(notify, hierarchy).rcode == .notImplemented)
+            // An UPDATE, which a node takes (key rotation), with no zone and only a cookie is not
+            // a cookie query either: the question count's FORMERR.
+            var update = Self.cookieQuery([1, 2, 3, 4, 5, 6, 7, 8])
+            update.header.opcode = OpCode(rawValue: 5)
+            let updated = try await Self.udp(update, hierarchy)
+            #expect(updated.rcode == .formatError && updated.edns?.options.contains { $0.code == 10 } != true, "\(updated.rcode)")
         }
     }
 }
