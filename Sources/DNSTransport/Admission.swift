@@ -11,6 +11,7 @@ public import NIOCore
 ///      the responder's reply cache knows these bytes  -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
+///      (this and the errors below carry the responder's server cookie, if it makes them)
 ///   5. an opcode the responder does not take (QUERY; a KMS also UPDATE) -> NOTIMP
 ///   6. no question, and a COOKIE option               -> the responder's server cookie (RFC 7873 section 5.4)
 ///      not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
@@ -63,16 +64,16 @@ public enum Admission {
         // An EDNS version we do not implement.
         if let edns = message.edns, edns.version != 0 {
             responder.admissionTurnedAway(.badVersion)
-            return .reply(Replies.error(
-                to: message, .badVersion, ExtendedDNSError(.notSupported, "EDNS version \(edns.version) is not implemented; use 0"),
-                querySize: bytes.readableBytes))
+            return refuse(
+                message, .badVersion, ExtendedDNSError(.notSupported, "EDNS version \(edns.version) is not implemented; use 0"),
+                bytes, client, responder)
         }
         // 5. Opcode.
         guard responder.acceptedOpcodes.contains(message.header.opcode) else {
             responder.admissionTurnedAway(.notQuery)
-            return .reply(Replies.error(
-                to: message, .notImplemented, ExtendedDNSError(.notSupported, "opcode \(message.header.opcode.rawValue) is not served here"),
-                querySize: bytes.readableBytes))
+            return refuse(
+                message, .notImplemented, ExtendedDNSError(.notSupported, "opcode \(message.header.opcode.rawValue) is not served here"),
+                bytes, client, responder)
         }
         // 6. Only a cookie, asked for with QDCOUNT 0 (`dig +cookie +header-only`); otherwise
         // exactly one question.
@@ -83,11 +84,20 @@ public enum Admission {
         }
         guard message.questions.count == 1, let question = message.question else {
             responder.admissionTurnedAway(.questionCount)
-            return .reply(Replies.error(
-                to: message, .formatError, ExtendedDNSError(.invalidData, "a query carries exactly one question"),
-                querySize: bytes.readableBytes))
+            return refuse(
+                message, .formatError, ExtendedDNSError(.invalidData, "a query carries exactly one question"), bytes, client, responder)
         }
         // 7. The responder.
         return responder.respond(to: DNSRequest(message: message, question: question, client: client, transport: transport, bytes: bytes))
+    }
+
+    /// An error admission writes to a query that decoded, with the responder's server cookie.
+    private static func refuse(
+        _ query: DNSMessage, _ rcode: RCode, _ error: ExtendedDNSError, _ bytes: ByteBuffer, _ client: SocketAddress,
+        _ responder: any DNSResponder
+    ) -> DNSReply {
+        var reply = Replies.error(to: query, rcode, error, querySize: bytes.readableBytes)
+        responder.stampCookie(on: &reply, answering: query, from: client)
+        return .reply(reply)
     }
 }

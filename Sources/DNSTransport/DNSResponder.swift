@@ -84,6 +84,11 @@ public protocol DNSResponder: Sendable {
     /// (RFC 7873 section 5.4). The reply, or nil from a responder that makes no server cookies
     /// (the default), which leaves it to admission's FORMERR for the question count.
     func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply?
+
+    /// An error admission wrote itself to a query that decoded (BADVERS, NOTIMP, FORMERR for
+    /// the question count): the responder adds its server cookie, as to its own answers
+    /// (RFC 7873 section 5.2). The default makes none.
+    func stampCookie(on reply: inout Reply, answering query: DNSMessage, from client: SocketAddress)
 }
 
 extension DNSResponder {
@@ -92,4 +97,5 @@ extension DNSResponder {
     public var acceptedOpcodes: Set<OpCode> { [.query] }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
     public func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply? { nil }
+    public func stampCookie(on reply: inout Reply, answering query: DNSMessage, from client: SocketAddress) {}
 }

@@ -55,7 +55,8 @@ public struct DNSMessage: Hashable, Sendable {
     }
 
     /// The skeleton of a response to `query`: same ID, opcode, RD and question; QR set;
-    /// EDNS present when the query had it.
+    /// EDNS present when the query had it, with the query's DO bit copied (RFC 3225 section 3:
+    /// a server that holds no DNSSEC records still echoes it, as NSD and Knot do).
     public func response(rcode: RCode = .noError, authoritative: Bool = true) -> DNSMessage {
         var header = Header(id: header.id)
         header.isResponse = true
@@ -65,7 +66,11 @@ public struct DNSMessage: Hashable, Sendable {
         header.rcode = rcode
         return DNSMessage(
             header: header, questions: questions,
-            edns: edns.map { _ in EDNS(payloadSize: EDNS.defaultPayloadSize) })
+            edns: edns.map { query in
+                var edns = EDNS(payloadSize: EDNS.defaultPayloadSize)
+                edns.dnssecOK = query.dnssecOK
+                return edns
+            })
     }
 
     /// The RFC 8914 extended errors this message carries.

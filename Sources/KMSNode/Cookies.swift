@@ -67,6 +67,11 @@ final class DNSCookies: Sendable {
         stamp(&message, cookie: request.cookie, client: request.client, now: now)
     }
 
+    /// The same, for a query that has no `Request` (admission's own errors).
+    func stamp(_ message: inout DNSMessage, answering query: DNSMessage, from client: SocketAddress, now: UnixTime = KMSNode.now()) {
+        stamp(&message, cookie: state(of: query, from: client, now: now), client: client, now: now)
+    }
+
     /// The reply to a query that asks only for a server cookie (no question: RFC 7873 section
     /// 5.4): NOERROR with the client cookie and a fresh server cookie, or FORMERR for a COOKIE
     /// option of the wrong length. Nothing else is looked at.

@@ -147,6 +147,11 @@ extension KMSNode: DNSResponder {
         return reply
     }
 
+    /// Admission's own errors carry a server cookie, as the node's answers do.
+    public func stampCookie(on reply: inout Reply, answering query: DNSMessage, from client: SocketAddress) {
+        cookies.stamp(&reply.message, answering: query, from: client)
+    }
+
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {
         switch outcome {

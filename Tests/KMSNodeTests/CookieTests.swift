@@ -95,7 +95,34 @@ import Testing
             var update = Self.cookieQuery([1, 2, 3, 4, 5, 6, 7, 8])
             update.header.opcode = OpCode(rawValue: 5)
             let updated = try await Self.udp(update, hierarchy)
-            #expect(updated.rcode == .formatError && updated.edns?.options.contains { $0.code == 10 } != true, "\(updated.rcode)")
+            #expect(updated.rcode == .formatError && updated.extendedErrors.first?.text.contains("one question") == true, "\(updated.rcode)")
+        }
+    }
+
+    /// The errors admission writes before the node sees a query (BADVERS, NOTIMP, FORMERR for
+    /// the question count) carry a server cookie, as BIND's and Knot's do: a client that keeps
+    /// its cookie state per server learns it from whatever reply comes.
+    @Test func admissionErrorsCarryAServerCookie() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let client: [UInt8] = [9, 9, 8, 8, 7, 7, 6, 6]
+            var versioned = Self.query(cookie: client)
+            versioned.edns?.version = 1
+            var notify = Self.query(cookie: client)
+            notify.header.opcode = OpCode(rawValue: 4)
+            var twoQuestions = Self.query(cookie: client)
+            twoQuestions.questions.append(twoQuestions.questions[0])
+            for (query, rcode) in [(versioned, RCode.badVersion), (notify, .notImplemented), (twoQuestions, .formatError)] {
+                let reply = try await Self.udp(query, hierarchy)
+                #expect(reply.rcode == rcode && !reply.extendedErrors.isEmpty, "\(reply.rcode)")
+                let cookie = reply.edns?.options.first { $0.code == 10 }?.data
+                #expect(cookie?.count == 24 && cookie.map { Array($0.prefix(8)) } == client && cookie?[8] == 1, "\(rcode): \(String(describing: cookie))")
+            }
+            // A malformed cookie gets none, whatever the error.
+            var malformed = Self.query(cookie: [1, 2, 3])
+            malformed.edns?.version = 1
+            let reply = try await Self.udp(malformed, hierarchy)
+            #expect(reply.rcode == .badVersion && reply.edns?.options.contains { $0.code == 10 } != true)
         }
     }
 }

@@ -155,6 +155,15 @@ import Testing
             let badvers = try await hierarchy.send(versioned, to: "c.a.xx.")
             #expect(badvers.rcode == .badVersion)
             #expect(badvers.edns?.version == 0 && badvers.answers.isEmpty)
+            // The DO bit is copied into every response (RFC 3225 section 3), errors included,
+            // and is not set where the query did not set it.
+            var dnssecOK = Self.query("hostb.c.a.xx.", .a)
+            dnssecOK.edns?.dnssecOK = true
+            let answered = try await hierarchy.send(dnssecOK, to: "c.a.xx.")
+            #expect(answered.rcode == .noError && answered.edns?.dnssecOK == true)
+            dnssecOK.edns?.version = 1
+            #expect(try await hierarchy.send(dnssecOK, to: "c.a.xx.").edns?.dnssecOK == true)
+            #expect(try await hierarchy.send(Self.query("hostb.c.a.xx.", .a), to: "c.a.xx.").edns?.dnssecOK == false)
 
             var chaos = Self.query("hostb.c.a.xx.", .a)
             chaos.questions[0].rrClass = RRClass(rawValue: 3)
