@@ -28,6 +28,9 @@ public enum Admission {
         case cached([UInt8])
         /// A UDP client in the penalty box, sent to TCP undecoded.
         case penalised
+        /// A TCP connection closed as soon as it was accepted: the process holds as many as
+        /// `TCPLimits` allows.
+        case tcpConnectionLimit
     }
 
     public static func process(

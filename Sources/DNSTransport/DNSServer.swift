@@ -16,9 +16,6 @@ public final class DNSServer: Sendable {
 
     /// Largest reply over UDP, whatever the requester advertises (RFC 9715 guidance).
     public static let udpPayloadLimit = Int(EDNS.defaultPayloadSize)
-    /// A TCP connection idle this long is closed (RFC 7766 section 6.2.3).
-    public static let tcpIdleTimeout = TimeAmount.seconds(10)
-
     /// Replies waiting for the network at once, per server, before queries are dropped.
     public static let defaultDeferredLimit = 10_000
 
@@ -36,7 +33,7 @@ public final class DNSServer: Sendable {
     /// it may be set after binding. A failure is a `BindError` naming the transport and address.
     public static func bind(
         host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox,
-        deferredLimit: Int = defaultDeferredLimit
+        deferredLimit: Int = defaultDeferredLimit, tcp limits: TCPLimits = .standard
     ) async throws -> DNSServer {
         // TCP is bound first, without SO_REUSEPORT: it holds the port for this server alone.
         // Only then do the UDP sockets (SO_REUSEPORT, one per loop) join it. The other order
@@ -47,7 +44,8 @@ public final class DNSServer: Sendable {
         var attempt = 0
         while true {
             do {
-                return try await bindOnce(host: host, port: port, group: group, responder: responder, deferredLimit: deferredLimit)
+                return try await bindOnce(
+                    host: host, port: port, group: group, responder: responder, deferredLimit: deferredLimit, limits: limits)
             } catch let error as BindError where port == 0 && error.transport == "UDP" && attempt < 8 {
                 attempt += 1
             }
@@ -55,7 +53,7 @@ public final class DNSServer: Sendable {
     }
 
     private static func bindOnce(
-        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox, deferredLimit: Int
+        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox, deferredLimit: Int, limits: TCPLimits
     ) async throws -> DNSServer {
         let loops = Array(group.makeIterator())
         let wildcard: SocketAddress
@@ -69,10 +67,18 @@ public final class DNSServer: Sendable {
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(ChannelOptions.backlog, value: 256)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    // TCPLimits: a slot of the process's connections, held until the close.
+                    guard limits.connections.take() else {
+                        responder.responder?.admissionTurnedAway(.tcpConnectionLimit)
+                        return channel.eventLoop.makeFailedFuture(TCPConnectionLimitReached())
+                    }
+                    channel.closeFuture.whenComplete { _ in limits.connections.give() }
+                    return channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
-                        try sync.addHandler(IdleStateHandler(readTimeout: tcpIdleTimeout))
+                        try sync.addHandler(BackPressureHandler())
                         try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
+                        // After the framing: only a whole message counts as a read.
+                        try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
                         try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
                         try sync.addHandler(StreamHandler(responder: responder, deferred: deferred))
                     }

@@ -88,7 +88,7 @@ struct NodeMetrics: Sendable {
         "kms_upstream_failures_total": "Questions to a parent or child KMS that got no usable answer.",
         "kms_upstream_seconds": "Time to hear back from a parent or child KMS, by outcome.",
         "kms_countersignatures_issued_total": "Countersignatures this node issued (each appended to its transparency log).",
-        "kms_dropped_total": "Packets dropped unanswered: too short, responses, or too many replies waiting.",
+        "kms_dropped_total": "Packets dropped unanswered: too short, responses, or too many replies waiting; and TCP connections closed at accept, over the TCP limit.",
         "kms_throttled_total": "Requests turned away by a budget before the work they asked for, by budget.",
         "kms_signatures_total": "Signatures this process made (all nodes): answers, requests, countersignatures, tree heads.",
         "kms_verifications_total": "Signature checks this process made (all nodes).",

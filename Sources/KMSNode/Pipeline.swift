@@ -155,7 +155,7 @@ extension KMSNode: DNSResponder {
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {
         switch outcome {
-        case .tooShort, .response:
+        case .tooShort, .response, .tcpConnectionLimit:
             metrics.dropped.increment()
         case .cached(let reply):
             metrics.count(.address)
