@@ -105,6 +105,7 @@ let package = Package(
             name: "KMSNode",
             dependencies: [
                 "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "ControlSocket", "MetricsHTTP",
+                "LogFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -130,7 +131,7 @@ let package = Package(
             name: "KMSProxy",
             dependencies: [
                 "DNSWire", "KMSCrypto", "KMSProtocol", "KMSSettings", "DNSTransport", "KMSClient", "TLSTransport",
-                "ControlSocket", "MetricsHTTP", "CNFTables",
+                "ControlSocket", "MetricsHTTP", "CNFTables", "LogFormat",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

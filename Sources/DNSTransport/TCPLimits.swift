@@ -38,7 +38,7 @@ public final class TCPConnectionBudget: Sendable {
     public var count: Int { open.load(ordering: .relaxed) }
 
     /// Takes a slot, or returns false when all are taken.
-    func take() -> Bool {
+    public func take() -> Bool {
         var current = open.load(ordering: .relaxed)
         while current < limit {
             let (exchanged, original) = open.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
@@ -48,7 +48,7 @@ public final class TCPConnectionBudget: Sendable {
         return false
     }
 
-    func give() { open.subtract(1, ordering: .relaxed) }
+    public func give() { open.subtract(1, ordering: .relaxed) }
 
     private static func openFileLimit() -> Int {
         var limit = rlimit()

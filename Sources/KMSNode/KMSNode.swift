@@ -4,6 +4,7 @@ import Foundation
 public import KMSCrypto
 import KMSProtocol
 import KMSSettings
+import LogFormat
 public import Logging
 import NIOCore
 import Synchronization

@@ -5,6 +5,7 @@ import Foundation
 import KMSClient
 import KMSProtocol
 import KMSSettings
+import LogFormat
 import Logging
 import NIOCore
 import NIOPosix
@@ -28,6 +29,8 @@ public final class DNSProxy: DNSResponder {
     let fetchers: [Identity: KeyFetcher]
     let timeout: TimeAmount
     let logger: Logger
+    /// Lines a packet or a connection from outside can cause, at most 5 a second each.
+    let warnings: LogLimiter
     let metrics = ProxyMetrics()
     /// In `policy server` mode: the home KMS whose signed verdicts decide.
     let verdictSource: Peer?
@@ -53,6 +56,7 @@ public final class DNSProxy: DNSResponder {
         self.fetchers = fetchers
         self.timeout = timeout
         self.logger = logger
+        warnings = LogLimiter(logger)
     }
 
     /// Admission (size, QR, decoding, opcode, one question) is the transport's, as for the
@@ -122,7 +126,7 @@ public final class DNSProxy: DNSResponder {
             row = matched
         case .refused(let reason):
             metrics.refused.increment()
-            logger.warning("refused: no trustworthy CUG verdict", metadata: ["name": "\(question.name)", "reason": "\(reason)"])
+            warnings.warning("refused: no trustworthy CUG verdict", metadata: ["name": "\(question.name)", "reason": "\(reason)"])
             return failure(query, ExtendedDNSError(.dnssecBogus, "\(question.name): \(reason)"))
         }
         guard question.type.isAddress else {
@@ -305,13 +309,13 @@ public final class DNSProxy: DNSResponder {
                 reasons.append("\(server): \(error)")
             }
         }
-        logger.warning("upstream failed", metadata: ["route": "\(route.label)", "reason": "\(reasons.joined(separator: "; "))"])
+        warnings.warning("upstream failed", metadata: ["route": "\(route.label)", "reason": "\(reasons.joined(separator: "; "))"])
         return .failure(ExtendedDNSError(.noReachableAuthority, "\(route.label): \(reasons.joined(separator: "; "))"))
     }
 
     private func refuse(_ query: DNSMessage, _ row: CUGTable.Row, _ reason: String) -> DNSMessage {
         metrics.refused.increment()
-        logger.warning("refused: CUG peer without a usable path", metadata: ["name": "\(query.question!.name)", "row": "\(row.line)", "reason": "\(reason)"])
+        warnings.warning("refused: CUG peer without a usable path", metadata: ["name": "\(query.question!.name)", "row": "\(row.line)", "reason": "\(reason)"])
         return failure(query, ExtendedDNSError(.dnssecBogus, "\(query.question!.name) is a CUG peer (row \(row.line)): \(reason)"))
     }
 

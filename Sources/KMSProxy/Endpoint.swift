@@ -1,8 +1,10 @@
+import DNSTransport
 import DNSWire
 import Foundation
 import KMSClient
 import KMSCrypto
 import KMSProtocol
+import LogFormat
 import Logging
 import NIOCore
 import NIOPosix
@@ -18,18 +20,26 @@ final class ReceivingEndpoint: Sendable {
     let inbound: Swappable<InboundTable>
     let forward: IPAddress
     let timeout: TimeAmount
+    let connections: TCPConnectionBudget
     let sessions: Sessions
     let logger: Logger
+    /// Lines a packet or a connection from outside can cause, at most 5 a second each.
+    let warnings: LogLimiter
     let metrics = TunnelMetrics()
 
-    init(context: TLSContext, fetcher: KeyFetcher, inbound: InboundTable, forward: IPAddress, timeout: TimeAmount, sessions: Sessions, logger: Logger) {
+    init(
+        context: TLSContext, fetcher: KeyFetcher, inbound: InboundTable, forward: IPAddress, timeout: TimeAmount, sessions: Sessions,
+        logger: Logger, connections: TCPConnectionBudget = .process
+    ) {
         self.context = context
         self.fetcher = fetcher
         self.inbound = Swappable(inbound)
         self.forward = forward
         self.timeout = timeout
+        self.connections = connections
         self.sessions = sessions
         self.logger = logger
+        warnings = LogLimiter(logger)
     }
 
     func listen(host: String, port: Int, group: any EventLoopGroup) async throws -> any Channel {
@@ -37,8 +47,12 @@ final class ReceivingEndpoint: Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(to: try SocketAddress(ipAddress: host, port: port)) { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .bind(to: try SocketAddress(ipAddress: host, port: port)) { [connections] channel -> EventLoopFuture<TLSChannel> in
+                // The process's TCP budget (`TCPLimits`): callers that connect and wait cannot
+                // take every file descriptor. One past it is closed at accept.
+                guard connections.take() else { return channel.eventLoop.makeFailedFuture(Refused("too many connections")) }
+                channel.closeFuture.whenComplete { _ in connections.give() }
+                return channel.eventLoop.makeCompletedFuture {
                     try TLSChannel.wrap(channel, connection: try TLSConnection(context: context), isClient: false)
                 }
             }
@@ -63,9 +77,11 @@ final class ReceivingEndpoint: Sendable {
     private func admit(_ caller: TLSChannel, group: any EventLoop) async {
         let remote = caller.channel.channel.remoteAddress.map { "\($0)" } ?? "-"
         do {
+            // The handshake and the header line, together, within the time-out: a caller that
+            // stops before its header holds nothing for longer.
             let deadline = caller.channel.channel.eventLoop.scheduleTask(in: timeout) { caller.channel.channel.close(promise: nil) }
+            defer { deadline.cancel() }
             let handshake = try await caller.handshake.get()
-            deadline.cancel()
             try await caller.channel.executeThenClose { tunnelIn, tunnelOut in
                 var iterator = tunnelIn.makeAsyncIterator()
                 var header: [UInt8] = []
@@ -76,6 +92,7 @@ final class ReceivingEndpoint: Sendable {
                     }
                     header += chunk.readableBytesView
                 }
+                deadline.cancel()
                 let newline = header.firstIndex(of: 0x0A)!
                 rest.writeBytes(header[(newline + 1)...])
                 let line = Array(header[..<newline])
@@ -112,7 +129,7 @@ final class ReceivingEndpoint: Sendable {
             }
         } catch {
             metrics.inboundRefused.increment()
-            logger.warning("inbound refused", metadata: ["remote": "\(remote)", "reason": "\(error)"])
+            warnings.warning("inbound refused", metadata: ["remote": "\(remote)", "reason": "\(error)"])
             try? await caller.channel.channel.close()
         }
     }

@@ -1,8 +1,10 @@
 import MetricsHTTP
+import DNSTransport
 import DNSWire
 import Foundation
 import KMSCrypto
 import KMSProtocol
+import LogFormat
 import Logging
 import NIOCore
 import NIOPosix
@@ -120,20 +122,25 @@ final class TunnelSender: Sendable {
     let contexts: [Identity: [TLSCipher: TLSContext]]
     let tunnelPort: Int
     let timeout: TimeAmount
+    let connections: TCPConnectionBudget
     let sessions: Sessions
     let logger: Logger
+    /// Lines a packet or a connection from outside can cause, at most 5 a second each.
+    let warnings: LogLimiter
     let metrics = TunnelMetrics()
 
     init(
         destination: Destination, contexts: [Identity: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions,
-        logger: Logger
+        logger: Logger, connections: TCPConnectionBudget = .process
     ) {
+        self.connections = connections
         self.destination = destination
         self.contexts = contexts
         self.tunnelPort = tunnelPort
         self.timeout = timeout
         self.sessions = sessions
         self.logger = logger
+        warnings = LogLimiter(logger)
     }
 
     /// Listens on `host:port` and serves connections until the returned channel is closed.
@@ -157,8 +164,12 @@ final class TunnelSender: Sendable {
         }
         let server = try await bootstrap
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .bind(to: try SocketAddress(ipAddress: host, port: port)) { channel in
-                channel.eventLoop.makeCompletedFuture {
+            .bind(to: try SocketAddress(ipAddress: host, port: port)) { [connections] channel -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> in
+                // The process's TCP budget (`TCPLimits`), as on the tunnel port: an encryption
+                // node's intercept addresses face its clients' network (third embodiment).
+                guard connections.take() else { return channel.eventLoop.makeFailedFuture(TLSChannelError(reason: "too many connections")) }
+                channel.closeFuture.whenComplete { _ in connections.give() }
+                return channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
@@ -226,7 +237,7 @@ final class TunnelSender: Sendable {
 
     private func carry(_ application: NIOAsyncChannel<ByteBuffer, ByteBuffer>, group: any EventLoop) async {
         guard let (ip, port, mapping, peerAddress) = await resolveDestination(application.channel) else {
-            logger.notice("closed a connection to an address that maps to no peer", metadata: ["local": "\(application.channel.localAddress.map { "\($0)" } ?? "-")"])
+            warnings.notice("closed a connection to an address that maps to no peer", metadata: ["local": "\(application.channel.localAddress.map { "\($0)" } ?? "-")"])
             try? await application.channel.close()
             return
         }
@@ -280,7 +291,7 @@ final class TunnelSender: Sendable {
             }
         } catch {
             metrics.failed.increment()
-            logger.warning("tunnel refused: the peer could not be reached with its verified key", metadata: ["peer": "\(mapping.peer)", "reason": "\(error)"])
+            warnings.warning("tunnel refused: the peer could not be reached with its verified key", metadata: ["peer": "\(mapping.peer)", "reason": "\(error)"])
             try? await application.channel.close()
         }
     }

@@ -135,7 +135,7 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
     /// `inbound` callers. Host A (127.0.0.11): a proxy whose CUG table says `*.c.a.xx.`.
     func setUp(
         inbound: String = "*.b.a.xx.", rotateHostB: Bool = false, anchorsA: [DomainName] = ["xx."], extraPort: Int? = nil,
-        extraA: String = ""
+        extraA: String = "", extraB: String = ""
     ) async throws -> Setup {
         let hierarchy = try await TestHierarchy()
         let server = try await EchoServer(host: "127.0.0.12")
@@ -154,6 +154,7 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
                 endpoint 127.0.0.12:0
                 inbound \(inboundB)
                 forward 127.0.0.12
+                \(extraB)
                 """, to: "proxy-b.conf")), group: group, logger: logger)
         if rotateHostB {
             // The hierarchy now vouches for another key than the one B's endpoint presents.
@@ -218,6 +219,34 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
             // come back the other way.
             let answer = try await sendThenHalfClose(String(repeating: "x", count: 100_000), host: intercept.description, port: counting.localAddress!.port!)
             #expect(answer == "got 100000 bytes")
+        }
+    }
+
+    /// A caller that completes the TLS handshake and then says nothing holds B's endpoint no
+    /// longer than its time-out: the handshake and the header line share one deadline.
+    @Test func aCallerThatSendsNoHeaderIsClosedAtTheTimeOut() async throws {
+        let setup = try await setUp(extraB: "timeout 1s")
+        try await afterwards({ await setup.shutdown() }) {
+            let keyB = try #require(setup.hierarchy.keys["hostb.c.a.xx."]).publicKey
+            let context = try TLSContext(
+                role: .client, identity: try TLSIdentity(name: "hosta.b.a.xx.", key: try PrivateKey(generating: .ed25519)))
+            let started = ContinuousClock.now
+            let caller = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(to: try #require(setup.proxyB.endpointAddress)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try TLSChannel.wrap(
+                            channel, connection: try TLSConnection(context: context, pinnedKey: keyB, serverName: "hostb.c.a.xx."), isClient: true)
+                    }
+                }
+            // The test's own limit, far past B's.
+            let guardTimer = caller.channel.channel.eventLoop.scheduleTask(in: .seconds(10)) { caller.channel.channel.close(promise: nil) }
+            defer { guardTimer.cancel() }
+            _ = try await caller.handshake.get()
+            try await caller.channel.executeThenClose { inbound, _ in
+                for try await _ in inbound {}
+            }
+            let held = ContinuousClock.now - started
+            #expect(held < .seconds(6), "B held a silent caller for \(held)")
         }
     }
 

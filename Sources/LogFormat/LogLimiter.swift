@@ -1,27 +1,37 @@
-import Logging
-import NIOCore
+import Dispatch
+public import Logging
 import Synchronization
 
 /// Warnings that a flood could repeat thousands of times a second, at most `perSecond` of each
 /// message per second; the rest are counted and said in one line when the next gets through
-/// ("suppressed N like this"), so a flood cannot fill the disk with logs.
-final class LogLimiter: Sendable {
+/// ("suppressed N like this"), so a flood cannot fill the disk with logs. kmsd and kms-proxy
+/// write every line a packet or a connection from outside can cause through one.
+public final class LogLimiter: Sendable {
     private struct Window {
         var second: UInt64 = 0
         var written = 0
         var suppressed = 0
     }
 
-    let logger: Logger
-    let perSecond: Int
+    public let logger: Logger
+    public let perSecond: Int
     private let windows = Mutex<[String: Window]>([:])
 
-    init(_ logger: Logger, perSecond: Int = 5) {
+    public init(_ logger: Logger, perSecond: Int = 5) {
         self.logger = logger
         self.perSecond = perSecond
     }
 
-    func warning(_ message: String, metadata: Logger.Metadata, now: UInt64 = NIODeadline.now().uptimeNanoseconds) {
+    public func warning(_ message: String, metadata: Logger.Metadata) {
+        log(.warning, message, metadata: metadata, now: DispatchTime.now().uptimeNanoseconds)
+    }
+
+    public func notice(_ message: String, metadata: Logger.Metadata) {
+        log(.notice, message, metadata: metadata, now: DispatchTime.now().uptimeNanoseconds)
+    }
+
+    /// `now` in nanoseconds of a monotonic clock.
+    public func log(_ level: Logger.Level, _ message: String, metadata: Logger.Metadata, now: UInt64) {
         let second = now / 1_000_000_000
         let (write, suppressedBefore) = windows.withLock { table -> (Bool, Int) in
             var window = table[message] ?? Window()
@@ -38,6 +48,6 @@ final class LogLimiter: Sendable {
         guard write else { return }
         var metadata = metadata
         if suppressedBefore > 0 { metadata["suppressed"] = "\(suppressedBefore) like this in the second before" }
-        logger.warning("\(message)", metadata: metadata)
+        logger.log(level: level, "\(message)", metadata: metadata)
     }
 }
