@@ -213,6 +213,12 @@ let package = Package(
 
         .testTarget(name: "DNSWireTests", dependencies: ["DNSWire"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "MetricsHTTPTests",
+            dependencies: [
+                "MetricsHTTP", .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
             name: "LogFormatTests",
             dependencies: ["LogFormat", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .testTarget(

@@ -11,12 +11,16 @@ public enum MetricsEndpoint {
         public let description: String
     }
 
-    /// `beforeScrape` runs before each `/metrics` answer (to set gauges from live tables).
+    /// `beforeScrape` runs before each `/metrics` answer (to set gauges from live tables). A
+    /// connection that has not sent a whole request within `idleTimeout` is closed, so
+    /// connections opened and left silent do not pile up (a scraper asks and is answered at once).
     public static func serve(
         _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup,
-        beforeScrape: @escaping @Sendable () -> Void = {}
+        idleTimeout: TimeAmount = .seconds(10), beforeScrape: @escaping @Sendable () -> Void = {}
     ) async throws -> any Channel {
-        do { return try await bind(registry, host: host, port: port, group: group, beforeScrape: beforeScrape) } catch {
+        do {
+            return try await bind(registry, host: host, port: port, group: group, idleTimeout: idleTimeout, beforeScrape: beforeScrape)
+        } catch {
             let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? "\(error)"
             let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
             throw Failure(description: "--metrics: cannot serve on \(address): \(reason)")
@@ -24,7 +28,7 @@ public enum MetricsEndpoint {
     }
 
     private static func bind(
-        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup,
+        _ registry: PrometheusCollectorRegistry, host: String, port: Int, group: any EventLoopGroup, idleTimeout: TimeAmount,
         beforeScrape: @escaping @Sendable () -> Void
     ) async throws -> any Channel {
         try await ServerBootstrap(group: group)
@@ -32,6 +36,8 @@ public enum MetricsEndpoint {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    // After the HTTP decoder: only request parts count as reads.
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                     try channel.pipeline.syncOperations.addHandler(Handler(registry: registry, beforeScrape: beforeScrape))
                 }
             }
@@ -47,6 +53,15 @@ public enum MetricsEndpoint {
         init(registry: PrometheusCollectorRegistry, beforeScrape: @escaping @Sendable () -> Void) {
             self.registry = registry
             self.beforeScrape = beforeScrape
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if event is IdleStateHandler.IdleStateEvent { context.close(promise: nil) } else { context.fireUserInboundEventTriggered(event) }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            // A request NIO's HTTP parser rejects: this connection ends, the endpoint goes on.
+            context.close(promise: nil)
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
