@@ -68,11 +68,10 @@ public final class DNSServer: Sendable {
                 .serverChannelOption(ChannelOptions.backlog, value: 256)
                 .childChannelInitializer { channel in
                     // TCPLimits: a slot of the process's connections, held until the close.
-                    guard limits.connections.take() else {
+                    guard limits.connections.hold(channel) else {
                         responder.responder?.admissionTurnedAway(.tcpConnectionLimit)
                         return channel.eventLoop.makeFailedFuture(TCPConnectionLimitReached())
                     }
-                    channel.closeFuture.whenComplete { _ in limits.connections.give() }
                     return channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(BackPressureHandler())

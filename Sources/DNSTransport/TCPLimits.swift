@@ -37,8 +37,17 @@ public final class TCPConnectionBudget: Sendable {
 
     public var count: Int { open.load(ordering: .relaxed) }
 
+    /// For a connection just accepted: takes a slot, given back when the connection closes, or
+    /// returns false when all are taken (the caller fails the connection's initializer with
+    /// `TCPConnectionLimitReached`, and NIO closes it).
+    public func hold(_ channel: any Channel) -> Bool {
+        guard take() else { return false }
+        channel.closeFuture.whenComplete { _ in self.give() }
+        return true
+    }
+
     /// Takes a slot, or returns false when all are taken.
-    public func take() -> Bool {
+    func take() -> Bool {
         var current = open.load(ordering: .relaxed)
         while current < limit {
             let (exchanged, original) = open.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
@@ -48,7 +57,7 @@ public final class TCPConnectionBudget: Sendable {
         return false
     }
 
-    public func give() { open.subtract(1, ordering: .relaxed) }
+    func give() { open.subtract(1, ordering: .relaxed) }
 
     private static func openFileLimit() -> Int {
         var limit = rlimit()
@@ -58,4 +67,7 @@ public final class TCPConnectionBudget: Sendable {
 }
 
 /// Why a TCP connection was closed as soon as it was accepted.
-struct TCPConnectionLimitReached: Error {}
+public struct TCPConnectionLimitReached: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the process holds as many TCP connections as it may" }
+}

@@ -50,8 +50,7 @@ final class ReceivingEndpoint: Sendable {
             .bind(to: try SocketAddress(ipAddress: host, port: port)) { [connections] channel -> EventLoopFuture<TLSChannel> in
                 // The process's TCP budget (`TCPLimits`): callers that connect and wait cannot
                 // take every file descriptor. One past it is closed at accept.
-                guard connections.take() else { return channel.eventLoop.makeFailedFuture(Refused("too many connections")) }
-                channel.closeFuture.whenComplete { _ in connections.give() }
+                guard connections.hold(channel) else { return channel.eventLoop.makeFailedFuture(TCPConnectionLimitReached()) }
                 return channel.eventLoop.makeCompletedFuture {
                     try TLSChannel.wrap(channel, connection: try TLSConnection(context: context), isClient: false)
                 }

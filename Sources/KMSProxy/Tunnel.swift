@@ -133,11 +133,11 @@ final class TunnelSender: Sendable {
         destination: Destination, contexts: [Identity: [TLSCipher: TLSContext]], tunnelPort: Int, timeout: TimeAmount, sessions: Sessions,
         logger: Logger, connections: TCPConnectionBudget = .process
     ) {
-        self.connections = connections
         self.destination = destination
         self.contexts = contexts
         self.tunnelPort = tunnelPort
         self.timeout = timeout
+        self.connections = connections
         self.sessions = sessions
         self.logger = logger
         warnings = LogLimiter(logger)
@@ -167,8 +167,7 @@ final class TunnelSender: Sendable {
             .bind(to: try SocketAddress(ipAddress: host, port: port)) { [connections] channel -> EventLoopFuture<NIOAsyncChannel<ByteBuffer, ByteBuffer>> in
                 // The process's TCP budget (`TCPLimits`), as on the tunnel port: an encryption
                 // node's intercept addresses face its clients' network (third embodiment).
-                guard connections.take() else { return channel.eventLoop.makeFailedFuture(TLSChannelError(reason: "too many connections")) }
-                channel.closeFuture.whenComplete { _ in connections.give() }
+                guard connections.hold(channel) else { return channel.eventLoop.makeFailedFuture(TCPConnectionLimitReached()) }
                 return channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
