@@ -8,7 +8,7 @@ public import NIOCore
 ///   2. a response (QR=1)                              -> drop: never answer a response (reflection)
 ///   3. a UDP query the responder turns away undecoded -> TC=1 (`Replies.truncated(raw:)`): a client in
 ///      its penalty box, or a signed request it will not verify for an unproven address now
-///      the responder's reply cache knows these bytes  -> that reply
+///      the responder's reply cache knows these bytes (up to ID and case) -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
 ///      (this and the errors below carry the responder's server cookie, if it makes them)

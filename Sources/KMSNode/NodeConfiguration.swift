@@ -49,7 +49,7 @@ public struct NodeConfiguration: Sendable {
     public var staticSigners: [DomainName]
     /// The SOA MINIMUM, seconds: how long resolvers may cache a negative answer (RFC 2308).
     public var negativeAnswerTTL: Double
-    /// Encoded replies kept for byte-identical queries (`ReplyCache`); 0: none.
+    /// Encoded replies kept for queries the same up to ID and case (`ReplyCache`); 0: none.
     public var replyCache: Int
     /// Flood limits (docs/OPERATING.md, "limits"): what one client may make this node spend.
     public var limits: Limits

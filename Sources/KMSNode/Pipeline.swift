@@ -45,7 +45,7 @@ extension KMSNode {
 ///
 ///   1. shorter than a header, or a response (QR=1)      -> drop
 ///   2. a UDP client out of its failed-verify budget      -> TC=1, undecoded (`Spending`)
-///      byte-identical to a query answered before from the address table -> that reply (`ReplyCache`)
+///      the same, up to ID and case, as a query answered before from the address table -> that reply (`ReplyCache`)
 ///   3. does not decode (RFC 6891 OPT rules included)    -> FORMERR, EDE Invalid Data
 ///   4. opcode other than QUERY                          -> NOTIMP
 ///   5. not exactly one question                         -> FORMERR
@@ -226,7 +226,7 @@ enum Step: Sendable {
     case wire([UInt8])
     /// A zone transfer: several messages, encoded (and signed), for TCP.
     case messages([[UInt8]])
-    /// A reply that any byte-identical query will get again (see `ReplyCache`).
+    /// A reply that any query with the same bytes, up to ID and case, will get again (see `ReplyCache`).
     case cacheable(Reply, query: ByteBuffer, transport: DNSTransportKind)
     case later(@Sendable () async -> Reply)
 }
