@@ -218,3 +218,14 @@ extension Replies {
         return reply
     }
 }
+
+extension IPAddress {
+    /// Whether the address lies in one of `prefixes` (address and length, as configured).
+    public func isIn(_ prefixes: [(address: IPAddress, length: Int)]) -> Bool {
+        prefixes.contains { allowed in
+            isIPv6 == allowed.address.isIPv6
+                && AddressPrefix(self, v4: allowed.length, v6: allowed.length)
+                    == AddressPrefix(allowed.address, v4: allowed.length, v6: allowed.length)
+        }
+    }
+}

@@ -189,7 +189,7 @@ public struct NodeConfiguration: Sendable {
         var secondaries: [(address: IPAddress, length: Int)] = []
         for directive in file.all("secondary") {
             for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH] ...") {
-                secondaries.append(try Self.prefix(text, directive, in: file))
+                secondaries.append(try file.prefix(text, directive))
             }
         }
         self.secondaries = secondaries
@@ -251,17 +251,6 @@ public struct NodeConfiguration: Sendable {
             throw file.error(directive, "\(path):\(index + 1): the key needs a name and a base64 secret of at least 16 bytes")
         }
         return TSIGKey(name: name, algorithm: parts[0], secret: parts[2])
-    }
-
-    /// `ADDRESS` or `ADDRESS/LENGTH` (`trace-allow`, `secondary`).
-    static func prefix(_ text: String, _ directive: ConfigFile.Directive, in file: ConfigFile) throws(ConfigError) -> (IPAddress, Int) {
-        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
-        let address = try file.address(parts[0], directive)
-        let most = address.isIPv6 ? 128 : 32
-        guard let length = parts.count == 2 ? Int(parts[1]) : most, (0...most).contains(length) else {
-            throw file.error(directive, "'\(text)' is not ADDRESS/LENGTH with a length of 0-\(most)")
-        }
-        return (address, length)
     }
 
     /// The highest zone above `zone` short of the DNS root: the root of a KMS hierarchy
@@ -342,7 +331,7 @@ public struct Limits: Sendable {
         negativeTTL = try file.one("negative-ttl", required: false).map(file.duration) ?? negativeTTL
         for directive in file.all("trace-allow") {
             for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH] ...") {
-                traceAllow.append(try NodeConfiguration.prefix(text, directive, in: file))
+                traceAllow.append(try file.prefix(text, directive))
             }
         }
     }

@@ -208,17 +208,6 @@ extension KMSNode: DNSResponder {
     }
 }
 
-extension IPAddress {
-    /// Whether the address lies in one of `prefixes` (address and length, as configured).
-    func isIn(_ prefixes: [(address: IPAddress, length: Int)]) -> Bool {
-        prefixes.contains { allowed in
-            isIPv6 == allowed.address.isIPv6
-                && AddressPrefix(self, v4: allowed.length, v6: allowed.length)
-                    == AddressPrefix(allowed.address, v4: allowed.length, v6: allowed.length)
-        }
-    }
-}
-
 /// A reply now, or one that needs the network first.
 enum Step: Sendable {
     case reply(Reply)

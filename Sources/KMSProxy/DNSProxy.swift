@@ -28,6 +28,8 @@ public final class DNSProxy: DNSResponder {
     let poolV6: InterceptPool?
     let fetchers: [Identity: KeyFetcher]
     let timeout: TimeAmount
+    /// Who may query (`dns-allow`, or this host and its networks).
+    let allowedClients: [(address: IPAddress, length: Int)]
     let logger: Logger
     /// Lines a packet or a connection from outside can cause, at most 5 a second each.
     let warnings: LogLimiter
@@ -42,8 +44,9 @@ public final class DNSProxy: DNSResponder {
     init(
         forwarding: Forwarding, cacheSize: Int = 10_000, client: DNSClient, cug: CUGTable, pool: InterceptPool,
         poolV6: InterceptPool?, fetchers: [Identity: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
-        kernel: KernelDiversion? = nil, store: ProxyStore? = nil
+        kernel: KernelDiversion? = nil, store: ProxyStore? = nil, allowedClients: [(address: IPAddress, length: Int)] = LocalNetworks.current()
     ) {
+        self.allowedClients = allowedClients
         self.store = store
         self.verdictSource = verdictSource
         self.kernel = kernel
@@ -63,6 +66,15 @@ public final class DNSProxy: DNSResponder {
     /// KMS node; every admitted query needs the upstream, so the answer always comes later.
     public func respond(to request: DNSRequest) -> DNSReply {
         let query = request.message
+        // Only the networks `dns-allow` names (by default this host's own) are served.
+        guard let client = request.client.ip, client.isIn(allowedClients) else {
+            metrics.clientsRefused.increment()
+            warnings.notice("refused a client outside dns-allow", metadata: ["client": "\(request.client.ip.map { "\($0)" } ?? "?")"])
+            return .reply(Replies.error(
+                to: query, .refused,
+                ExtendedDNSError(.prohibited, "\(request.client.ip.map { "\($0)" } ?? "this address") may not query this proxy (dns-allow)"),
+                querySize: request.size))
+        }
         return .later { [self] in
             let start = ContinuousClock.now
             let answer = await resolve(query)

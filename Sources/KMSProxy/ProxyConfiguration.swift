@@ -40,6 +40,8 @@ public struct InboundTable: Sendable {
 /// The configuration of `kms-proxy`.
 ///
 ///     dns            127.0.0.1:5300              # where applications send their DNS queries
+///     dns-allow      10.0.0.0/8 fd00::/8         # who may query it (repeat; any: everyone;
+///                                                #   default: this host and its networks)
 ///     upstream       127.0.0.1:5303              # default: the home KMS of the default identity
 ///     hierarchy-zone xx.                         # names for the KMS (repeat; default: the home KMS's top zone)
 ///     forward-zone   corp.example. 10.0.0.53     # a zone with servers of its own (repeat)
@@ -65,6 +67,9 @@ public struct ProxyConfiguration: Sendable {
 
     public var path: String
     public var dns: Endpoint
+    /// The networks whose hosts may query `dns` (`dns-allow`); nil: this host and the networks
+    /// of its interfaces, read at start (as BIND's `localhost; localnets`).
+    public var dnsAllow: [(address: IPAddress, length: Int)]?
     public var upstream: Endpoint
     /// Split DNS: the hierarchy's zones (to `upstream`), other zones with servers of their own,
     /// and the resolvers for every other name.
@@ -99,7 +104,7 @@ public struct ProxyConfiguration: Sendable {
     public enum PolicyMode: String, Sendable { case local, server }
 
     static let directives: Set<String> = [
-        "dns", "upstream", "hierarchy-zone", "forward-zone", "resolver", "cache-size", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
+        "dns", "dns-allow", "upstream", "hierarchy-zone", "forward-zone", "resolver", "cache-size", "identity", "cug", "pool", "pool-v6", "lifetime", "ports", "intercept-bind", "tunnel-port",
         "endpoint", "inbound", "forward", "control", "timeout", "policy", "divert-port", "key-refresh", "store",
     ]
 
@@ -110,6 +115,22 @@ public struct ProxyConfiguration: Sendable {
         lines = file.firstLines
         let dnsDirective = try file.one("dns")!
         dns = try file.endpoint(try file.values(dnsDirective, count: 1, usage: "ADDRESS:PORT")[0], dnsDirective)
+        let allowDirectives = file.all("dns-allow")
+        if allowDirectives.isEmpty {
+            dnsAllow = nil
+        } else {
+            var allowed: [(address: IPAddress, length: Int)] = []
+            for directive in allowDirectives {
+                for text in try file.values(directive, count: 1, maximum: 64, usage: "ADDRESS[/LENGTH]... | any") {
+                    if text == "any" {
+                        allowed += [(IPAddress("0.0.0.0")!, 0), (IPAddress("::")!, 0)]
+                    } else {
+                        allowed.append(try file.prefix(text, directive))
+                    }
+                }
+            }
+            dnsAllow = allowed
+        }
 
         var identities: [Identity: HostConfiguration] = [:]
         for directive in file.all("identity") {

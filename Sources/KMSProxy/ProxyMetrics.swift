@@ -7,11 +7,13 @@ struct ProxyMetrics: Sendable {
     let encrypted = Counter(label: "kms_proxy_names_total", dimensions: [("verdict", "encrypted")])
     let passed = Counter(label: "kms_proxy_names_total", dimensions: [("verdict", "passed")])
     let refused = Counter(label: "kms_proxy_names_total", dimensions: [("verdict", "refused")])
+    let clientsRefused = Counter(label: "kms_proxy_clients_refused_total")
     let answerTime = Timer(label: "kms_proxy_dns_seconds")
     let keyFetchTime = Timer(label: "kms_proxy_key_fetch_seconds")
 
     static let help: [String: String] = [
         "kms_proxy_names_total": "Names resolved through the proxy, by what the CUG table (or the KMS's verdict) decided.",
+        "kms_proxy_clients_refused_total": "DNS queries refused because their client is outside dns-allow.",
         "kms_proxy_dns_seconds": "Time to answer a DNS query, upstream and key fetch included.",
         "kms_proxy_key_fetch_seconds": "Time to fetch and verify a peer's key (host cache hits included).",
         "kms_proxy_tunnels_total": "Outgoing tunnels, by whether TLS to the peer's endpoint succeeded with its verified key.",

@@ -67,6 +67,17 @@ extension ConfigFile {
         return address
     }
 
+    /// `ADDRESS` or `ADDRESS/LENGTH`: a network (`trace-allow`, `secondary`, `dns-allow`).
+    public func prefix(_ text: String, _ directive: Directive) throws(ConfigError) -> (address: IPAddress, length: Int) {
+        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        let address = try self.address(parts[0], directive)
+        let most = address.isIPv6 ? 128 : 32
+        guard let length = parts.count == 2 ? Int(parts[1]) : most, (0...most).contains(length) else {
+            throw self.error(directive, "'\(text)' is not ADDRESS/LENGTH with a length of 0-\(most)")
+        }
+        return (address, length)
+    }
+
     /// A public key given inline (`ed25519:MCow...`) or as a PEM file path.
     public func publicKey(_ text: String, _ directive: Directive) throws(ConfigError) -> PublicKey {
         if let colon = text.firstIndex(of: ":"), KeyAlgorithm(rawValue: String(text[..<colon])) != nil {

@@ -250,6 +250,38 @@ func exchange(_ text: String, host: String, port: Int, timeout: TimeAmount = .se
         }
     }
 
+    /// `dns-allow`: a client outside it is REFUSED with the reason, before anything is looked
+    /// up; one inside it is answered. Without it, this host and its networks may ask.
+    @Test func onlyTheClientsDnsAllowNamesAreAnswered() async throws {
+        let setup = try await setUp(extraA: "dns-allow 127.0.0.99 10.0.0.0/8")
+        try await afterwards({ await setup.shutdown() }) {
+            #expect(setup.proxyA.summary.contains { $0.hasPrefix("clients    127.0.0.99/32 10.0.0.0/8 (dns-allow)") }, "\(setup.proxyA.summary)")
+            var asked = DNSMessage.query(id: 7, name: "example.c.a.xx.", type: .a)
+            asked.header.recursionDesired = true
+            let query = try asked.wire()
+            let outside = try DNSMessage(wire: try #require(try await RawUDP.exchange(query, with: setup.proxyA.dnsAddress, from: "127.0.0.1")))
+            #expect(outside.rcode == .refused && outside.extendedErrors.first?.infoCode == .prohibited, "\(outside.rcode)")
+            #expect(outside.extendedErrors.first?.text.contains("dns-allow") == true)
+            let inside = try DNSMessage(wire: try #require(try await RawUDP.exchange(query, with: setup.proxyA.dnsAddress, from: "127.0.0.99")))
+            #expect(inside.rcode == .nameError, "\(inside.rcode) \(inside.extendedErrors.map(\.text))")
+        }
+        // The default: this host (loopback) and the networks of its interfaces.
+        #expect(IPAddress("127.0.0.1")!.isIn(LocalNetworks.current()) && IPAddress("::1")!.isIn(LocalNetworks.current()))
+        #expect(!LocalNetworks.current().contains { $0.length == 0 }, "the default lets everyone in")
+    }
+
+    @Test func aBrokenDnsAllowNamesItsLine() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dns-allow-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("proxy.conf").path
+        try "dns 127.0.0.1:5300\ndns-allow 10.0.0.0/33\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try ProxyConfiguration(path: path) }
+        do { _ = try ProxyConfiguration(path: path) } catch {
+            #expect("\(error)" == "\(path):2: dns-allow: '10.0.0.0/33' is not ADDRESS/LENGTH with a length of 0-32", "\(error)")
+        }
+    }
+
     @Test func aNonCUGNameGetsItsRealAddress() async throws {
         let setup = try await setUp()
         try await afterwards({ await setup.shutdown() }) {
