@@ -35,9 +35,11 @@ extension KMSNode {
         switch type {
         case .txt where route == .local && StaticCountersignature.target(ofOwner: name) != nil:
             metrics.count(.other)
+            if let overBudget = reflectionBudget(request) { return overBudget }
             return .reply(answerStatic(request))
         case .txt where route == .local && LogQuery.isUnder(name, signer: zone):
             metrics.count(.other)
+            if let overBudget = reflectionBudget(request) { return overBudget }
             guard let query = LogQuery(name: name, signer: zone) else { return .reply(negative(request)) }
             return .reply(answerLog(request, query))
         case .txt:
@@ -59,6 +61,17 @@ extension KMSNode {
                 return forward(request, to: peer)
             }
         }
+    }
+
+    /// Static countersignatures and log entries cost no crypto, but they are the largest plain
+    /// answers (a log answer up to 25 times its query). Sent over UDP to an address that
+    /// neither TCP nor a cookie proved, which may be a forged source, they spend the anonymous
+    /// budget of its network, whose TC=1 slip bounds what a reflection can send a victim.
+    /// Proven clients (a log monitor reading the whole log over TCP) are not charged.
+    private func reflectionBudget(_ request: Request) -> Step? {
+        guard request.transport == .udp, !request.isProven, let overBudget = spending.mayAnswerAnonymously(request) else { return nil }
+        metrics.throttledAnonymous.increment()
+        return overBudget.step(for: request)
     }
 
     /// SOA, NS and other types for a name of this zone: the apex's SOA and NS (with glue), the

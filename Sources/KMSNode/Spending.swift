@@ -113,10 +113,11 @@ final class Spending: Sendable {
         failures?.charge(for: account)
     }
 
-    /// Before an anonymous key answer.
+    /// Before an anonymous key answer, a static countersignature or a log answer (the largest
+    /// answers an unsigned query gets).
     func mayAnswerAnonymously(_ request: Request) -> Refusal? {
         guard let anonymous, let account = account(of: request), !anonymous.take(for: account) else { return nil }
-        return Refusal(.prohibited, "anonymous key queries from \(account) over \(anonymous.rate)", slip: true)
+        return Refusal(.prohibited, "anonymous answers to \(account) over \(anonymous.rate)", slip: true)
     }
 
     /// Before an upstream fetch for `request`: a ticket to give back when done, or nil when

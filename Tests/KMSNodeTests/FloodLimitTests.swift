@@ -158,6 +158,27 @@ import Testing
         }
     }
 
+    /// Log answers (and static countersignatures) cost no crypto but are the largest plain
+    /// answers: over UDP to an unproven address they spend the same budget, so a forged source
+    /// gets TC=1 past it; over TCP a log monitor reads on, uncharged.
+    @Test func largePlainAnswersToUnprovenAddressesSpendTheAnonymousBudget() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let query = DNSMessage.query(id: 6, name: "_head._kms1log.c.a.xx.", type: .txt)
+            var replies: [DNSMessage] = []
+            for _ in 0..<5 {
+                let bytes = try await RawUDP.exchange(try query.wire(), with: hierarchy.servers["c.a.xx."]!.address)
+                replies.append(try DNSMessage(wire: try #require(bytes)))
+            }
+            #expect(replies.prefix(3).allSatisfy { $0.rcode == .noError && $0.answers.count == 1 && !$0.header.isTruncated })
+            #expect(replies.dropFirst(3).allSatisfy { $0.header.isTruncated && $0.answers.isEmpty })
+            for _ in 0..<5 {
+                let overTCP = try await hierarchy.client.queryOverTCP(query, server: hierarchy.servers["c.a.xx."]!.address, timeout: .seconds(5))
+                #expect(overTCP.rcode == .noError && overTCP.answers.count == 1)
+            }
+        }
+    }
+
     /// A parent that never answers, counting what it is asked.
     final class SilentParent: DNSResponder {
         let asked = Mutex<[DomainName]>([])
