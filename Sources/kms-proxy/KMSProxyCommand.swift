@@ -18,7 +18,8 @@ struct KMSProxyCommand: AsyncParsableCommand {
         commandName: "kms-proxy",
         abstract: "Encrypt traffic to closed-user-group peers, set up when applications resolve their names.",
         discussion: """
-            Point applications' DNS at the proxy (the `dns` address). For a name that matches a \
+            Point applications' DNS at the proxy (the `dns` address; it answers this host and \
+            its networks, or the clients `dns-allow` names). For a name that matches a \
             row of the CUG table, the proxy fetches the peer's key from the KMS hierarchy, \
             verifies it, and answers with an intercept address; connections to that address \
             are carried over TLS 1.3 pinned to the verified key. Other names get exactly what \
