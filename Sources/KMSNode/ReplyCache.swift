@@ -18,28 +18,23 @@ import Synchronization
 /// the cache, so an answer never outlives the address table it came from.
 final class ReplyCache: Sendable {
     private struct Entry {
-        var key: [UInt8]
         var reply: [UInt8]
         /// Where the reply carries the question name in the spelling of the query it was
         /// encoded for (always 12, the question).
         var namePositions: [Int]
-        var referenced = false
     }
 
-    private struct Table {
-        var entries: [Entry] = []
-        var slots: [[UInt8]: Int] = [:]
-        var hand = 0
-    }
-
-    private let table = Mutex(Table())
+    private let table: Mutex<ClockCache<[UInt8], Entry>>
     let capacity: Int
     /// The question follows the 12-octet header (RFC 1035 section 4.1).
     private static let questionOffset = 12
 
-    init(capacity: Int = 10_000) { self.capacity = capacity }
+    init(capacity: Int = 10_000) {
+        self.capacity = capacity
+        table = Mutex(ClockCache(capacity: capacity))
+    }
 
-    var count: Int { table.withLock { $0.entries.count } }
+    var count: Int { table.withLock { $0.count } }
 
     /// The key, and the length of the question name (from byte 12), or nil for bytes that do
     /// not start with one uncompressed name.
@@ -60,17 +55,13 @@ final class ReplyCache: Sendable {
     /// The cached reply to `query`, with the query's ID and spelling, if there is one.
     func reply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? {
         guard capacity > 0, let (key, nameLength) = Self.key(query, transport) else { return nil }
-        guard let (stored, positions) = table.withLock({ table -> ([UInt8], [Int])? in
-            guard let slot = table.slots[key] else { return nil }
-            table.entries[slot].referenced = true
-            return (table.entries[slot].reply, table.entries[slot].namePositions)
-        }) else { return nil }
-        var reply = stored
+        guard let entry = table.withLock({ $0.value(for: key) }) else { return nil }
+        var reply = entry.reply
         query.withUnsafeReadableBytes { bytes in
             reply[0] = bytes[0]
             reply[1] = bytes[1]
             let name = bytes[Self.questionOffset..<Self.questionOffset + nameLength]
-            for position in positions { reply.replaceSubrange(position..<position + nameLength, with: name) }
+            for position in entry.namePositions { reply.replaceSubrange(position..<position + nameLength, with: name) }
         }
         return reply
     }
@@ -79,29 +70,10 @@ final class ReplyCache: Sendable {
         guard capacity > 0, let (key, nameLength) = Self.key(query, transport),
             let positions = Self.namePositions(in: reply, query: query, nameLength: nameLength)
         else { return }
-        let entry = Entry(key: key, reply: reply, namePositions: positions)
-        table.withLock { table in
-            if let slot = table.slots[key] {
-                table.entries[slot] = entry
-            } else if table.entries.count < capacity {
-                table.slots[key] = table.entries.count
-                table.entries.append(entry)
-            } else {
-                // CLOCK: clear the mark of each entry asked for since the last pass, and
-                // replace the first that has none.
-                while table.entries[table.hand].referenced {
-                    table.entries[table.hand].referenced = false
-                    table.hand = (table.hand + 1) % capacity
-                }
-                table.slots[table.entries[table.hand].key] = nil
-                table.entries[table.hand] = entry
-                table.slots[key] = table.hand
-                table.hand = (table.hand + 1) % capacity
-            }
-        }
+        table.withLock { $0.set(Entry(reply: reply, namePositions: positions), for: key) }
     }
 
-    func clear() { table.withLock { $0 = Table() } }
+    func clear() { table.withLock { $0.removeAll() } }
 
     /// Where `reply` carries the query's question name as the query spelled it: the question,
     /// then each answer whose owner is that name written out. Nil if the reply is not laid out

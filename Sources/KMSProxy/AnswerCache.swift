@@ -1,11 +1,15 @@
+import DNSTransport
 import DNSWire
 import Synchronization
 
 /// A small cache of upstream answers for names outside the KMS hierarchy, as a stub resolver's
 /// forwarder keeps one (dnsmasq): keyed by name (case-insensitive), type, class and the DO and
 /// CD bits, kept for the smallest TTL of the answer (a negative answer for its SOA's minimum,
-/// RFC 2308), at most `maximumTTL`. Served with the TTLs counted down. Errors other than
-/// NXDOMAIN, truncated answers and answers from the hierarchy (signed per query) are not kept.
+/// RFC 2308), at most `maximumTTL`. Served with the TTLs counted down, the query's ID, and the
+/// query's own spelling in the question and the answers owned by the name (a resolver that
+/// checks its random case, DNS 0x20, gets it back). Errors other than NXDOMAIN, truncated
+/// answers and answers from the hierarchy (signed per query) are not kept. When full, CLOCK
+/// replaces an entry not asked for lately, in constant time.
 final class AnswerCache: Sendable {
     private struct Key: Hashable {
         let name: DomainName
@@ -30,28 +34,32 @@ final class AnswerCache: Sendable {
         let expiresAt: Double
     }
 
-    private let entries = Mutex<[Key: Entry]>([:])
+    private let entries: Mutex<ClockCache<Key, Entry>>
     let capacity: Int
     let maximumTTL: UInt32
 
     init(capacity: Int = 10_000, maximumTTL: UInt32 = 3600) {
         self.capacity = capacity
         self.maximumTTL = maximumTTL
+        entries = Mutex(ClockCache(capacity: capacity))
     }
 
     /// The cached answer to `query` with its TTLs counted down and the query's ID, or nil.
     func answer(to query: DNSMessage, now: Double) -> DNSMessage? {
         let key = Key(query)
         guard let entry = entries.withLock({ table -> Entry? in
-            guard let entry = table[key] else { return nil }
+            guard let entry = table.value(for: key) else { return nil }
             guard entry.expiresAt > now else {
-                table.removeValue(forKey: key)
+                table.remove(key)
                 return nil
             }
             return entry
         }) else { return nil }
         var answer = entry.answer
         answer.header.id = query.header.id
+        let name = query.question!.name
+        answer.questions = query.questions
+        for index in answer.answers.indices where answer.answers[index].name == name { answer.answers[index].name = name }
         let age = UInt32(max(0, now - entry.storedAt))
         for section in [\DNSMessage.answers, \DNSMessage.authorities, \DNSMessage.additionals] {
             for index in answer[keyPath: section].indices {
@@ -66,15 +74,7 @@ final class AnswerCache: Sendable {
             let ttl = Self.lifetime(of: answer), ttl > 0
         else { return }
         let entry = Entry(answer: answer, storedAt: now, expiresAt: now + Double(min(ttl, maximumTTL)))
-        entries.withLock { table in
-            if table.count >= capacity {
-                table = table.filter { $0.value.expiresAt > now }
-                if table.count >= capacity, let victim = table.min(by: { $0.value.expiresAt < $1.value.expiresAt })?.key {
-                    table.removeValue(forKey: victim)
-                }
-            }
-            table[Key(query)] = entry
-        }
+        entries.withLock { $0.set(entry, for: Key(query)) }
     }
 
     /// How long an answer may be kept: its smallest TTL; a negative answer, its SOA's

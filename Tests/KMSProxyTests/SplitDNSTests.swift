@@ -50,9 +50,12 @@ import Testing
         #expect(hit.header.id == 8)
         #expect(hit.answers.first?.ttl == 200)
         #expect(cache.answer(to: query, now: 1300) == nil)
-        // Another spelling of the name hits; another DO bit does not.
+        // Another spelling of the name hits, and gets its own spelling back (DNS 0x20); another
+        // DO bit does not hit.
         cache.store(answer, for: query, now: 2000)
-        #expect(cache.answer(to: DNSMessage.query(id: 9, name: "WWW.Example.COM.", type: .a), now: 2001) != nil)
+        let respelled = try #require(cache.answer(to: DNSMessage.query(id: 9, name: "WWW.Example.COM.", type: .a), now: 2001))
+        #expect(respelled.questions.first?.name.wire == DomainName("WWW.Example.COM.").wire)
+        #expect(respelled.answers.first?.name.wire == DomainName("WWW.Example.COM.").wire)
         var withDO = DNSMessage.query(id: 9, name: "www.example.com.", type: .a)
         withDO.edns = EDNS()
         withDO.edns!.dnssecOK = true
@@ -69,6 +72,25 @@ import Testing
         // SERVFAIL is never kept.
         cache.store(missing.response(rcode: .serverFailure), for: missing, now: 4000)
         #expect(cache.answer(to: missing, now: 4001) == nil)
+    }
+
+    /// Full, the cache keeps what is asked for and replaces what is not, at once (it used to
+    /// scan every entry for each answer stored past its capacity).
+    @Test func aFullCacheKeepsTheAnswersAskedFor() throws {
+        let cache = AnswerCache(capacity: 2)
+        func query(_ name: DomainName) -> DNSMessage { DNSMessage.query(id: 1, name: name, type: .a) }
+        func answer(_ name: DomainName) -> DNSMessage {
+            var answer = query(name).response()
+            answer.answers = [ResourceRecord(name: name, ttl: 300, data: .a([10, 0, 0, 1]))]
+            return answer
+        }
+        for name in ["a.example.", "b.example."] as [DomainName] { cache.store(answer(name), for: query(name), now: 0) }
+        #expect(cache.answer(to: query("a.example."), now: 1) != nil)
+        cache.store(answer("c.example."), for: query("c.example."), now: 2)
+        #expect(cache.count == 2)
+        #expect(cache.answer(to: query("a.example."), now: 3) != nil, "the answer asked for was dropped")
+        #expect(cache.answer(to: query("b.example."), now: 3) == nil)
+        #expect(cache.answer(to: query("c.example."), now: 3) != nil)
     }
 
     /// A stock resolver's stand-in: answers A for www.example.test. and records what it saw.
