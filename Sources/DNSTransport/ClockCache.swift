@@ -15,6 +15,9 @@ public struct ClockCache<Key: Hashable, Value> {
 
     public var count: Int { keys.count }
 
+    /// Whether `key` is held, without marking it.
+    public func contains(_ key: Key) -> Bool { slots[key] != nil }
+
     /// The value for `key`, marking it as read.
     public mutating func value(for key: Key) -> Value? {
         guard let slot = slots[key] else { return nil }

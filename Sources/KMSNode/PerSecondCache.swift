@@ -1,3 +1,4 @@
+import DNSTransport
 import DNSWire
 import KMSProtocol
 import Synchronization
@@ -15,19 +16,19 @@ final class PerSecondCache<Key: Hashable & Sendable>: Sendable {
         let record: ResourceRecord
     }
 
-    private let entries = Mutex<[Key: Entry]>([:])
-    private let capacity: Int
+    /// Full, a key not asked for lately makes room (CLOCK): more keys signed within one second
+    /// than it holds cost no scan of the table (they did, for every store).
+    private let entries: Mutex<ClockCache<Key, Entry>>
 
-    init(capacity: Int = 10_000) { self.capacity = capacity }
+    init(capacity: Int = 10_000) { entries = Mutex(ClockCache(capacity: capacity)) }
+
+    var count: Int { entries.withLock { $0.count } }
 
     /// The record for `key` signed in `second`, or a new one from `sign`.
     func record(for key: Key, second: UnixTime, sign: () -> ResourceRecord?) -> ResourceRecord? {
-        if let entry = entries.withLock({ $0[key] }), entry.second == second { return entry.record }
+        if let entry = entries.withLock({ $0.value(for: key) }), entry.second == second { return entry.record }
         guard let record = sign() else { return nil }
-        entries.withLock { table in
-            if table.count >= capacity { table = table.filter { $0.value.second >= second } }
-            table[key] = Entry(second: second, record: record)
-        }
+        entries.withLock { $0.set(Entry(second: second, record: record), for: key) }
         return record
     }
 }

@@ -1,3 +1,4 @@
+import DNSTransport
 import DNSWire
 import KMSCrypto
 import KMSProtocol
@@ -14,12 +15,15 @@ final class Registry: Sendable {
         var hosts: [DomainName: HostEntry] = [:]
         /// Names that exist only because hosts lie below them, with how many do.
         var nonTerminals: [DomainName: Int] = [:]
-        var decoded: [DomainName: PublicKey] = [:]
+        /// Decoded keys, the ones in use kept when full (CLOCK).
+        var decoded: ClockCache<DomainName, PublicKey>
         /// The signers of published countersignatures, which `HostEntry` names by index.
         var signers: [DomainName] = []
+
+        init(decodedCapacity: Int) { decoded = ClockCache(capacity: decodedCapacity) }
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let zone: DomainName
     /// Decoded keys kept at most (an `EVP_PKEY` is several hundred bytes; a million of them
     /// would more than double a large registry).
@@ -28,15 +32,18 @@ final class Registry: Sendable {
     init(zone: DomainName, decodedCapacity: Int = 65_536) {
         self.zone = zone
         self.decodedCapacity = decodedCapacity
+        state = Mutex(State(decodedCapacity: decodedCapacity))
     }
 
     /// How many decoded keys are kept (for tests).
     var decodedCount: Int { state.withLock { $0.decoded.count } }
 
-    /// Keeps a decoded key, emptying the table first when it is full.
+    /// Whether `name`'s key is kept decoded (for tests).
+    func isDecoded(_ name: DomainName) -> Bool { state.withLock { $0.decoded.contains(name) } }
+
+    /// Keeps a decoded key; when the table is full, one not used lately makes room.
     private func keep(_ key: PublicKey, for name: DomainName, in state: inout State) {
-        if state.decoded.count >= decodedCapacity { state.decoded.removeAll(keepingCapacity: true) }
-        state.decoded[name] = key
+        state.decoded.set(key, for: name)
     }
 
     /// Replaces every host with the store's (a start or a reload), read row by row into the
@@ -44,7 +51,7 @@ final class Registry: Sendable {
     /// unchanged keeps what was published for it. Returns the names of rows that could not be
     /// read.
     func load(from store: NodeStore) throws -> [String] {
-        var fresh = State()
+        var fresh = State(decodedCapacity: decodedCapacity)
         fresh.signers = state.withLock { $0.signers }
         let (_, unreadable) = try store.forEachHost(expecting: { fresh.hosts.reserveCapacity($0) }) { name, entry in
             let previous = state.withLock { $0.hosts[name] }
@@ -57,7 +64,7 @@ final class Registry: Sendable {
     /// A registered host with its key decoded; nil if the name is not registered (or its
     /// stored key no longer decodes: never use a key that was not read whole).
     subscript(name: DomainName) -> RegisteredHost? {
-        let (entry, cached) = state.withLock { ($0.hosts[name], $0.decoded[name]) }
+        let (entry, cached) = state.withLock { ($0.hosts[name], $0.decoded.value(for: name)) }
         guard let entry, let key = key(of: name, entry, cached: cached) else { return nil }
         return RegisteredHost(name: name, addresses: entry.addresses, key: key, registeredAt: entry.registeredAt)
     }
@@ -103,7 +110,7 @@ final class Registry: Sendable {
     func remove(_ name: DomainName) -> Bool {
         state.withLock { state in
             guard state.hosts.removeValue(forKey: name) != nil else { return false }
-            state.decoded.removeValue(forKey: name)
+            state.decoded.remove(name)
             forEachAncestor(of: name) { ancestor in
                 let left = (state.nonTerminals[ancestor] ?? 1) - 1
                 state.nonTerminals[ancestor] = left > 0 ? left : nil
@@ -168,7 +175,7 @@ final class Registry: Sendable {
 
     /// The countersignatures published for `name`, by the key of the same entry.
     func published(of name: DomainName) -> [Countersignature] {
-        let (entry, cached, signers) = state.withLock { ($0.hosts[name], $0.decoded[name], $0.signers) }
+        let (entry, cached, signers) = state.withLock { ($0.hosts[name], $0.decoded.value(for: name), $0.signers) }
         guard let entry, entry.hasPublications, let key = key(of: name, entry, cached: cached) else { return [] }
         return entry.publications.map {
             Countersignature(

@@ -23,6 +23,22 @@ import Testing
         }
     }
 
+    /// Full, the table keeps the keys in use: a host that signs often stays decoded while others
+    /// come and go (the table used to be emptied whole, its busiest key with it).
+    @Test func aKeyInUseStaysDecoded() throws {
+        let registry = Registry(zone: "c.a.xx.", decodedCapacity: 4)
+        let busy: DomainName = "busy.c.a.xx."
+        let key = try PrivateKey(generating: .ed25519).publicKey
+        registry.set(RegisteredHost(name: busy, addresses: [], key: key, registeredAt: 1))
+        for index in 0..<12 {
+            #expect(registry[busy]?.key == key)
+            registry.set(
+                RegisteredHost(name: try DomainName("h\(index).c.a.xx."), addresses: [], key: try PrivateKey(generating: .ed25519).publicKey, registeredAt: 1))
+            #expect(registry.isDecoded(busy), "after host \(index)")
+            #expect(registry.decodedCount <= 4)
+        }
+    }
+
     /// Only a countersignature of the host's current key is published (a rotation between the
     /// signing and the publishing must not bring the old key back), and a registration with the
     /// same key keeps what was published.

@@ -87,6 +87,18 @@ import Testing
         #expect(record("a", 101) == next)
         #expect(signatures == 3)
     }
+
+    /// Signed records of one second: more keys than the cache holds are signed and served, and
+    /// the cache stays within its bound (it used to grow past it within a second).
+    @Test func thePerSecondCacheStaysWithinItsBound() throws {
+        let cache = PerSecondCache<Int>(capacity: 8)
+        var signed = 0
+        let record = ResourceRecord(name: "x.c.a.xx.", ttl: 0, data: .txt([[1]]))
+        for key in 0..<100 { _ = cache.record(for: key, second: 5) { signed += 1; return record } }
+        #expect(signed == 100 && cache.count == 8)
+        _ = cache.record(for: 99, second: 5) { signed += 1; return record }
+        #expect(signed == 100, "the last record of the second was signed again")
+    }
 }
 
 @Suite struct KeyCacheTests {
