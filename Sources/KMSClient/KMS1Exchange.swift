@@ -55,7 +55,7 @@ public struct KMS1Exchange: Sendable {
         query.edns?.options.append(TimeBudget.option(milliseconds: UInt32(clamping: timeout.nanoseconds / 1_000_000)))
         let reply: DNSMessage
         do {
-            let server = try SocketAddress(ipAddress: kms.endpoint.address.description, port: kms.endpoint.port)
+            let server = try kms.endpoint.socketAddress()
             reply = overTCP
                 ? try await client.queryOverTCP(query, server: server, timeout: timeout)
                 : try await client.query(query, server: server, timeout: timeout, cookie: true)

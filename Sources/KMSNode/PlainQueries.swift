@@ -225,7 +225,7 @@ extension KMSNode {
         var query = DNSMessage.query(id: 0, name: request.question.name, type: request.question.type)
         query.header.recursionDesired = true
         do {
-            let answer = try await upstream.client.query(query, server: .from(peer.endpoint), timeout: upstream.timeout)
+            let answer = try await upstream.client.query(query, server: try peer.endpoint.socketAddress(), timeout: upstream.timeout)
             var message = request.message.response(rcode: answer.rcode, authoritative: false)
             message.header.recursionAvailable = true
             message.answers = answer.answers

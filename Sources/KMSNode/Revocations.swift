@@ -49,7 +49,7 @@ extension KMSNode {
         guard let record = try? revocation.record().signed(by: configuration.key) else { return }
         let query = DNSMessage.kmsQuery(id: 0, target: revocation.target, record: record)
         do {
-            let reply = try await upstream.client.query(query, server: .from(peer.endpoint), timeout: upstream.timeout)
+            let reply = try await upstream.client.query(query, server: try peer.endpoint.socketAddress(), timeout: upstream.timeout)
             if reply.rcode != .noError {
                 warnings.warning("a neighbour refused a revocation", metadata: [
                     "peer": "\(peer.name)", "target": "\(revocation.target)", "rcode": "\(reply.rcode)",

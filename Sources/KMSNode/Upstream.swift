@@ -67,10 +67,3 @@ struct Upstream: Sendable {
         }
     }
 }
-
-extension SocketAddress {
-    static func from(_ endpoint: Endpoint) -> SocketAddress {
-        // An Endpoint holds a parsed IP address, so this cannot fail.
-        try! SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
-    }
-}

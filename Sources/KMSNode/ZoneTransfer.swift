@@ -124,10 +124,11 @@ extension KMSNode {
             message.header.opcode = Self.notifyOpcode
             message.header.isAuthoritative = true
             message.answers = [dnsZone.soa]
-            let server = SocketAddress.from(target)
             var answered = false
-            for _ in 0..<3 where !answered {
-                if (try? await upstream.client.query(message, server: server, timeout: .seconds(1))) != nil { answered = true }
+            if let server = try? target.socketAddress() {
+                for _ in 0..<3 where !answered {
+                    if (try? await upstream.client.query(message, server: server, timeout: .seconds(1))) != nil { answered = true }
+                }
             }
             if answered {
                 logger.info("notified", metadata: ["secondary": "\(target)", "serial": "\(serial)"])

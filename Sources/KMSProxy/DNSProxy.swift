@@ -313,7 +313,7 @@ public final class DNSProxy: DNSResponder {
         var reasons: [String] = []
         for server in route.servers {
             do {
-                let address = try SocketAddress(ipAddress: server.address.description, port: server.port)
+                let address = try server.socketAddress()
                 return .success(try await client.query(query, server: address, timeout: timeout))
             } catch let error as DNSClientError {
                 reasons.append("\(server) \(error.code == .timeout ? "did not answer" : "unreachable"): \(error.reason)")

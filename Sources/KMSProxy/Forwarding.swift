@@ -54,10 +54,9 @@ public struct Forwarding: Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { line -> Endpoint? in
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard words.count >= 2, words[0] == "nameserver",
-                let address = IPAddress(String(words[1]).split(separator: "%").first.map(String.init) ?? "")
-            else { return nil }
-            let endpoint = Endpoint(address: address, port: 53)
+            // A link-local server keeps its interface (`fe80::1%eth0`): without it, it cannot be reached.
+            guard words.count >= 2, words[0] == "nameserver", let (address, scope) = Endpoint.address(words[1]) else { return nil }
+            let endpoint = Endpoint(address: address, port: 53, scope: scope)
             return excluding.contains(endpoint) ? nil : endpoint
         }
     }

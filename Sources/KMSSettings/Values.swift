@@ -6,10 +6,14 @@ import KMSProtocol
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     public let address: IPAddress
     public let port: Int
+    /// The interface an IPv6 link-local address is reached through (`[fe80::1%eth0]:53`, as a
+    /// router's DNS appears in resolv.conf): an interface name or index. Nil for other addresses.
+    public let scope: String?
 
-    public init(address: IPAddress, port: Int) {
+    public init(address: IPAddress, port: Int, scope: String? = nil) {
         self.address = address
         self.port = port
+        self.scope = scope
     }
 
     public init?(_ text: String) {
@@ -24,13 +28,24 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
         }
-        guard let address = IPAddress(String(host)), !(address.isIPv6 && !text.hasPrefix("[")),
+        guard let (address, scope) = Self.address(host), !(address.isIPv6 && !text.hasPrefix("[")),
             let port = Int(portText), (0...65535).contains(port)
         else { return nil }
-        self.init(address: address, port: port)
+        self.init(address: address, port: port, scope: scope)
     }
 
-    public var description: String { address.isIPv6 ? "[\(address)]:\(port)" : "\(address):\(port)" }
+    /// An address with an optional `%scope` (IPv6 only, never empty).
+    public static func address(_ text: some StringProtocol) -> (IPAddress, String?)? {
+        let parts = text.split(separator: "%", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddress(String(parts[0])) else { return nil }
+        guard parts.count == 2 else { return (address, nil) }
+        guard address.isIPv6, !parts[1].isEmpty else { return nil }
+        return (address, String(parts[1]))
+    }
+
+    public var description: String {
+        address.isIPv6 ? "[\(address)\(scope.map { "%\($0)" } ?? "")]:\(port)" : "\(address):\(port)"
+    }
 }
 
 /// Another KMS this one talks to: its zone, where it listens, its key.
@@ -57,7 +72,7 @@ extension ConfigFile {
 
     public func endpoint(_ text: String, _ directive: Directive) throws(ConfigError) -> Endpoint {
         guard let endpoint = Endpoint(text) else {
-            throw self.error(directive, "'\(text)' is not ADDRESS:PORT (like 127.0.0.1:5351 or [::1]:5351)")
+            throw self.error(directive, "'\(text)' is not ADDRESS:PORT (like 127.0.0.1:5351, [::1]:5351 or [fe80::1%eth0]:53)")
         }
         return endpoint
     }

@@ -118,7 +118,7 @@ struct Bench: AsyncParsableCommand {
             return
         }
         let target = try DomainName(name.hasSuffix(".") ? name : name + ".").lowercased
-        let address = try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
+        let address = try endpoint.socketAddress()
         var clients: [DNSClient] = []
         for _ in 0..<sockets { clients.append(try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)) }
         let query = try QueryMaker(mode: mode, target: target, host: hostConfiguration)
@@ -131,7 +131,7 @@ struct Bench: AsyncParsableCommand {
             let rssBefore = serverPid.flatMap(Self.residentKiB)
             let floodAddress = try floodTo.map { text in
                 guard let endpoint = Endpoint(text) else { throw ValidationError("--flood-to: '\(text)' is not ADDRESS:PORT") }
-                return try SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port)
+                return try endpoint.socketAddress()
             } ?? address
             let sources = try Flood.sources(from: floodSource, networks: floodNetworks)
             let sender = try await Flood.start(packets: packets, from: sources, to: floodAddress, rate: floodRate)

@@ -128,7 +128,7 @@ struct Fetch: AsyncParsableCommand {
         }
         guard let text else { Self.exit("--via-dns: no --resolver, and no nameserver in /etc/resolv.conf", code: 64) }
         let endpoint = Endpoint(text) ?? IPAddress(text).map { Endpoint(address: $0, port: 53) }
-        guard let endpoint, let address = try? SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port) else {
+        guard let endpoint, let address = try? endpoint.socketAddress() else {
             Self.exit("--resolver: '\(text)' is not ADDRESS[:PORT]", code: 64)
         }
         return address

@@ -183,7 +183,7 @@ struct Monitor: AsyncParsableCommand {
             Self.exit("--log: \(name) is not one of the host's trust anchors, so its log's heads cannot be checked", code: 78)
         }
         let endpoint = Endpoint(parts[1]) ?? IPAddress(parts[1]).map { Endpoint(address: $0, port: 53) }
-        guard let endpoint, let address = try? SocketAddress(ipAddress: endpoint.address.description, port: endpoint.port) else {
+        guard let endpoint, let address = try? endpoint.socketAddress() else {
             Self.exit("--log: '\(parts[1])' is not ADDRESS[:PORT]", code: 64)
         }
         return LogMonitor(signer: anchor, server: address, client: client)

@@ -76,7 +76,7 @@ struct Rotate: AsyncParsableCommand {
         let home = configuration.home
         let reply: DNSMessage
         do {
-            let server = try SocketAddress(ipAddress: home.endpoint.address.description, port: home.endpoint.port)
+            let server = try home.endpoint.socketAddress()
             reply = try await client.queryOverTCP(update, server: server, timeout: .milliseconds(Int64(configuration.timeout * 1000)))
         } catch {
             Self.exit("cannot reach \(home.name) (\(home.endpoint)): \((error as? DNSClientError)?.reason ?? "\(error)"); nothing changed, \(next).pem waits", code: 69)

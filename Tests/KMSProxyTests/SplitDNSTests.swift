@@ -1,5 +1,7 @@
+import Glibc
 import DNSTransport
 import DNSWire
+import KMSClient
 import Foundation
 import KMSSettings
 import KMSTestSupport
@@ -36,7 +38,7 @@ import Testing
             .write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let resolvers = Forwarding.systemResolvers(from: path, excluding: [Endpoint("127.0.0.11:53")!])
-        #expect(resolvers == [Endpoint("10.0.0.1:53")!, Endpoint("[fe80::1]:53")!])
+        #expect(resolvers == [Endpoint("10.0.0.1:53")!, Endpoint("[fe80::1%eth0]:53")!])
     }
 
     @Test func theCacheCountsTTLsDownAndKeepsNegativeAnswersForTheSOAMinimum() throws {
@@ -91,6 +93,50 @@ import Testing
         #expect(cache.answer(to: query("a.example."), now: 3) != nil, "the answer asked for was dropped")
         #expect(cache.answer(to: query("b.example."), now: 3) == nil)
         #expect(cache.answer(to: query("c.example."), now: 3) != nil)
+    }
+
+    /// A router's DNS on an IPv6 link-local address (`nameserver fe80::1%eth0`) is reached
+    /// through its interface: asked with the scope it answers, asked without it the send fails.
+    /// Over a real socket to this machine's own link-local address; skipped on a machine with
+    /// none.
+    @Test func aLinkLocalServerIsAskedThroughItsInterface() async throws {
+        guard let (address, interface) = Self.linkLocalAddress() else {
+            print("skipped aLinkLocalServerIsAskedThroughItsInterface: no interface here has an IPv6 link-local address")
+            return
+        }
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try await DNSServer.bind(host: "::", port: 0, group: group, responder: ResponderBox(Resolver()))
+        let client = try await DNSClient.make(group: group)
+        try await afterwards({
+            await server.close()
+            await client.close()
+        }) {
+            let query = DNSMessage.query(id: 1, name: "www.example.test.", type: .a)
+            let scoped = Endpoint(address: address, port: server.address.port!, scope: interface)
+            let answer = try await client.query(query, server: try scoped.socketAddress(), timeout: .seconds(5))
+            #expect(answer.rcode == .noError && answer.answers.count == 1, "\(scoped)")
+            let unscoped = Endpoint(address: address, port: server.address.port!)
+            await #expect(throws: (any Error).self, "\(unscoped) answered without its interface") {
+                _ = try await client.query(query, server: try unscoped.socketAddress(), timeout: .seconds(2))
+            }
+            #expect(throws: EndpointError.self) { try Endpoint(address: address, port: 53, scope: "no-such-interface0").socketAddress() }
+        }
+    }
+
+    /// An IPv6 link-local address of this machine and its interface's name.
+    static func linkLocalAddress() -> (IPAddress, String)? {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return nil }
+        defer { freeifaddrs(list) }
+        var entry = list
+        while let current = entry {
+            entry = current.pointee.ifa_next
+            guard let socket = current.pointee.ifa_addr, Int32(socket.pointee.sa_family) == AF_INET6 else { continue }
+            let bytes = socket.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) } }
+            guard bytes[0] == 0xFE, bytes[1] & 0xC0 == 0x80, let address = IPAddress(bytes: bytes) else { continue }
+            return (address, String(cString: current.pointee.ifa_name))
+        }
+        return nil
     }
 
     /// A stock resolver's stand-in: answers A for www.example.test. and records what it saw.

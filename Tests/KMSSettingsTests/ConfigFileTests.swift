@@ -74,6 +74,11 @@ import Testing
         #expect(Endpoint("::1:53") == nil)
         #expect(Endpoint("127.0.0.1:70000") == nil)
         #expect(Endpoint("localhost:53") == nil)
+        // A link-local IPv6 server with its interface, as resolv.conf names a router's DNS.
+        let scoped = Endpoint("[fe80::1%eth0]:53")
+        #expect(scoped?.scope == "eth0" && scoped?.address == IPAddress("fe80::1") && scoped?.description == "[fe80::1%eth0]:53")
+        #expect(Endpoint("[fe80::1%eth0]:53") != Endpoint("[fe80::1]:53"))
+        #expect(Endpoint("[fe80::1%]:53") == nil && Endpoint("10.0.0.1%eth0:53") == nil && Endpoint("fe80::1%eth0:53") == nil)
     }
 
     @Test func closestAnchorCoversTheName() throws {
