@@ -47,17 +47,4 @@ public struct Forwarding: Sendable {
         }
         return Route(servers: resolvers, isHierarchy: false, label: "resolvers")
     }
-
-    /// The nameservers of a resolv.conf (port 53), leaving out `excluding` (the proxy itself,
-    /// when it is the host's resolver: asking itself would loop).
-    public static func systemResolvers(from path: String = "/etc/resolv.conf", excluding: [Endpoint]) -> [Endpoint] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { line -> Endpoint? in
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            // A link-local server keeps its interface (`fe80::1%eth0`): without it, it cannot be reached.
-            guard words.count >= 2, words[0] == "nameserver", let (address, scope) = Endpoint.address(words[1]) else { return nil }
-            let endpoint = Endpoint(address: address, port: 53, scope: scope)
-            return excluding.contains(endpoint) ? nil : endpoint
-        }
-    }
 }

@@ -169,7 +169,7 @@ public struct ProxyConfiguration: Sendable {
         for directive in file.all("resolver") {
             resolvers.append(try file.server(try file.values(directive, count: 1, usage: "ADDRESS[:PORT]")[0], directive))
         }
-        if resolvers.isEmpty { resolvers = Forwarding.systemResolvers(excluding: [dns]) }
+        if resolvers.isEmpty { resolvers = ResolvConf.nameservers(excluding: [dns]) }
         forwarding = Forwarding(hierarchy: hierarchy, kms: upstream, forwardZones: forwardZones, resolvers: resolvers)
         if let directive = try file.one("cache-size", required: false) {
             guard let size = Int(try file.values(directive, count: 1, usage: "COUNT")[0]), (0...10_000_000).contains(size) else {

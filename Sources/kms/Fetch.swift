@@ -118,20 +118,21 @@ struct Fetch: AsyncParsableCommand {
 
     /// --resolver, or the first nameserver of /etc/resolv.conf; port 53 unless given.
     func resolverAddress() -> SocketAddress {
-        var text = resolver
-        if text == nil {
-            let conf = (try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8)) ?? ""
-            text = conf.split(separator: "\n").compactMap { line -> String? in
-                let words = line.split(separator: " ", omittingEmptySubsequences: true)
-                return words.count >= 2 && words[0] == "nameserver" ? String(words[1]) : nil
-            }.first
+        let endpoint: Endpoint
+        if let text = resolver {
+            guard let given = Endpoint(text) ?? Endpoint.address(text).map({ Endpoint(address: $0.0, port: 53, scope: $0.1) }) else {
+                Self.exit("--resolver: '\(text)' is not ADDRESS[:PORT]", code: 64)
+            }
+            endpoint = given
+        } else {
+            guard let first = ResolvConf.nameservers().first else {
+                Self.exit("--via-dns: no --resolver, and no nameserver in /etc/resolv.conf", code: 64)
+            }
+            endpoint = first
         }
-        guard let text else { Self.exit("--via-dns: no --resolver, and no nameserver in /etc/resolv.conf", code: 64) }
-        let endpoint = Endpoint(text) ?? IPAddress(text).map { Endpoint(address: $0, port: 53) }
-        guard let endpoint, let address = try? endpoint.socketAddress() else {
-            Self.exit("--resolver: '\(text)' is not ADDRESS[:PORT]", code: 64)
+        do { return try endpoint.socketAddress() } catch {
+            Self.exit("--resolver: \(error)", code: 64)
         }
-        return address
     }
 
     func render(_ result: FetchResult) throws -> String {

@@ -32,15 +32,6 @@ import Testing
         #expect(table.route("xxx.").servers == [resolver])  // a label, not a suffix
     }
 
-    @Test func systemResolversLeaveOutTheProxyItself() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("resolv-\(UUID().uuidString).conf").path
-        try "# generated\nnameserver 127.0.0.11\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch example.com\n"
-            .write(toFile: path, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        let resolvers = Forwarding.systemResolvers(from: path, excluding: [Endpoint("127.0.0.11:53")!])
-        #expect(resolvers == [Endpoint("10.0.0.1:53")!, Endpoint("[fe80::1%eth0]:53")!])
-    }
-
     @Test func theCacheCountsTTLsDownAndKeepsNegativeAnswersForTheSOAMinimum() throws {
         let cache = AnswerCache()
         var query = DNSMessage.query(id: 7, name: "www.example.com.", type: .a)

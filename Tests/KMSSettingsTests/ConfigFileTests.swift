@@ -90,4 +90,13 @@ import Testing
         #expect(anchors.closest(covering: "q.xx.")?.name == "xx.")
         #expect(anchors.closest(covering: "example.com.") == nil)
     }
+
+    @Test func resolvConfNameserversLeaveOutTheProxyItself() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("resolv-\(UUID().uuidString).conf").path
+        try "# generated\nnameserver 127.0.0.11\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch example.com\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let resolvers = ResolvConf.nameservers(from: path, excluding: [Endpoint("127.0.0.11:53")!])
+        #expect(resolvers == [Endpoint("10.0.0.1:53")!, Endpoint("[fe80::1%eth0]:53")!])
+    }
 }
