@@ -68,12 +68,11 @@ public final class DNSProxy: DNSResponder {
         let query = request.message
         // Only the networks `dns-allow` names (by default this host's own) are served.
         guard let client = request.client.ip, client.isIn(allowedClients) else {
+            let who = request.client.ip.map { "\($0)" } ?? "this address"
             metrics.clientsRefused.increment()
-            warnings.notice("refused a client outside dns-allow", metadata: ["client": "\(request.client.ip.map { "\($0)" } ?? "?")"])
+            warnings.notice("refused a client outside dns-allow", metadata: ["client": "\(who)"])
             return .reply(Replies.error(
-                to: query, .refused,
-                ExtendedDNSError(.prohibited, "\(request.client.ip.map { "\($0)" } ?? "this address") may not query this proxy (dns-allow)"),
-                querySize: request.size))
+                to: query, .refused, ExtendedDNSError(.prohibited, "\(who) may not query this proxy (dns-allow)"), querySize: request.size))
         }
         return .later { [self] in
             let start = ContinuousClock.now

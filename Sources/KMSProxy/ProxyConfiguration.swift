@@ -274,7 +274,7 @@ public struct ProxyConfiguration: Sendable {
 extension ConfigFile {
     /// A DNS server: `ADDRESS` (port 53) or `ADDRESS:PORT` (`[ADDRESS]:PORT` for IPv6).
     func server(_ text: String, _ directive: Directive) throws(ConfigError) -> Endpoint {
-        if let (address, scope) = Endpoint.address(text) { return Endpoint(address: address, port: 53, scope: scope) }
+        if let (address, scope) = Endpoint.scopedAddress(text) { return Endpoint(address: address, port: 53, scope: scope) }
         return try endpoint(text, directive)
     }
 }

@@ -10,7 +10,7 @@ public enum ResolvConf {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { line -> Endpoint? in
             let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-            guard words.count >= 2, words[0] == "nameserver", let (address, scope) = Endpoint.address(words[1]) else { return nil }
+            guard words.count >= 2, words[0] == "nameserver", let (address, scope) = Endpoint.scopedAddress(words[1]) else { return nil }
             let endpoint = Endpoint(address: address, port: 53, scope: scope)
             return excluding.contains(endpoint) ? nil : endpoint
         }

@@ -28,14 +28,14 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
             host = text[..<colon]
             portText = text[text.index(after: colon)...]
         }
-        guard let (address, scope) = Self.address(host), !(address.isIPv6 && !text.hasPrefix("[")),
+        guard let (address, scope) = Self.scopedAddress(host), !(address.isIPv6 && !text.hasPrefix("[")),
             let port = Int(portText), (0...65535).contains(port)
         else { return nil }
         self.init(address: address, port: port, scope: scope)
     }
 
     /// An address with an optional `%scope` (IPv6 only, never empty).
-    public static func address(_ text: some StringProtocol) -> (IPAddress, String?)? {
+    public static func scopedAddress(_ text: some StringProtocol) -> (IPAddress, String?)? {
         let parts = text.split(separator: "%", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = IPAddress(String(parts[0])) else { return nil }
         guard parts.count == 2 else { return (address, nil) }

@@ -120,7 +120,7 @@ struct Fetch: AsyncParsableCommand {
     func resolverAddress() -> SocketAddress {
         let endpoint: Endpoint
         if let text = resolver {
-            guard let given = Endpoint(text) ?? Endpoint.address(text).map({ Endpoint(address: $0.0, port: 53, scope: $0.1) }) else {
+            guard let given = Endpoint(text) ?? Endpoint.scopedAddress(text).map({ Endpoint(address: $0.0, port: 53, scope: $0.1) }) else {
                 Self.exit("--resolver: '\(text)' is not ADDRESS[:PORT]", code: 64)
             }
             endpoint = given
