@@ -11,7 +11,7 @@ public import NIOCore
 ///      the responder's reply cache knows these bytes (up to ID and case) -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
-///      (this and the errors below carry the responder's server cookie, if it makes them)
+///      (this and the errors below carry the responder's server cookie and NSID, if it has them)
 ///   5. an opcode the responder does not take (QUERY; a KMS also UPDATE) -> NOTIMP
 ///   6. no question, and a COOKIE option               -> the responder's server cookie (RFC 7873 section 5.4)
 ///      not exactly one question (RFC 9619)            -> FORMERR, extended error Invalid Data
@@ -94,13 +94,13 @@ public enum Admission {
         return responder.respond(to: DNSRequest(message: message, question: question, client: client, transport: transport, bytes: bytes))
     }
 
-    /// An error admission writes to a query that decoded, with the responder's server cookie.
+    /// An error admission writes to a query that decoded, with the responder's server cookie and NSID.
     private static func refuse(
         _ query: DNSMessage, _ rcode: RCode, _ error: ExtendedDNSError, _ bytes: ByteBuffer, _ client: SocketAddress,
         _ responder: any DNSResponder
     ) -> DNSReply {
         var reply = Replies.error(to: query, rcode, error, querySize: bytes.readableBytes)
-        responder.stampCookie(on: &reply, answering: query, from: client)
+        responder.addServerOptions(to: &reply, answering: query, from: client)
         return .reply(reply)
     }
 }

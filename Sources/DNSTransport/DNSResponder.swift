@@ -86,9 +86,9 @@ public protocol DNSResponder: Sendable {
     func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply?
 
     /// An error admission wrote itself to a query that decoded (BADVERS, NOTIMP, FORMERR for
-    /// the question count): the responder adds its server cookie, as to its own answers
-    /// (RFC 7873 section 5.2). The default makes none.
-    func stampCookie(on reply: inout Reply, answering query: DNSMessage, from client: SocketAddress)
+    /// the question count): the responder adds the options it puts in its own answers, its
+    /// server cookie (RFC 7873 section 5.2) and its NSID (RFC 5001). The default adds none.
+    func addServerOptions(to reply: inout Reply, answering query: DNSMessage, from client: SocketAddress)
 }
 
 extension DNSResponder {
@@ -97,5 +97,5 @@ extension DNSResponder {
     public var acceptedOpcodes: Set<OpCode> { [.query] }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
     public func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply? { nil }
-    public func stampCookie(on reply: inout Reply, answering query: DNSMessage, from client: SocketAddress) {}
+    public func addServerOptions(to reply: inout Reply, answering query: DNSMessage, from client: SocketAddress) {}
 }

@@ -73,6 +73,8 @@ public struct RRClass: RawRepresentable, Hashable, Sendable {
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 
     public static let internet = RRClass(rawValue: 1)
+    /// CHAOS (RFC 1035 section 3.2.4), where servers answer questions about themselves.
+    public static let chaos = RRClass(rawValue: 3)
 }
 
 /// A DNS OPCODE (RFC 1035 section 4.1.1).

@@ -49,6 +49,10 @@ public struct NodeConfiguration: Sendable {
     public var staticSigners: [DomainName]
     /// The SOA MINIMUM, seconds: how long resolvers may cache a negative answer (RFC 2308).
     public var negativeAnswerTTL: Double
+    /// What this server calls itself (`identity`), for an operator telling nodes apart behind
+    /// one address: the NSID option (RFC 5001) and `id.server` / `hostname.bind` CH TXT, as
+    /// NSD and Knot answer them. Nil: neither is answered.
+    public var identity: String?
     /// Encoded replies kept for queries the same up to ID and case (`ReplyCache`); 0: none.
     public var replyCache: Int
     /// Flood limits (docs/OPERATING.md, "limits"): what one client may make this node spend.
@@ -62,7 +66,7 @@ public struct NodeConfiguration: Sendable {
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
         "verify-rate", "sender-rate", "verify-failures", "unproven-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
-        "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum",
+        "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum", "identity",
         "secondary", "notify", "static-signers", "transfer-key", "self-rotation",
     ]
 
@@ -183,6 +187,15 @@ public struct NodeConfiguration: Sendable {
         }
         self.nameServers = nameServers
         negativeAnswerTTL = try file.one("soa-minimum", required: false).map(file.duration) ?? 60
+        if let directive = try file.one("identity", required: false) {
+            let text = try file.values(directive, count: 1, usage: "TEXT")[0]
+            guard text.utf8.count <= 64, text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw file.error(directive, "'\(text)' is not 1 to 64 printable ASCII characters")
+            }
+            identity = text
+        } else {
+            identity = nil
+        }
         selfRotation = try file.one("self-rotation", required: false).map { (d) throws(ConfigError) in
             try file.flag(d, yes: "allow", no: "refuse")
         } ?? true

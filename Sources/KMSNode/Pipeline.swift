@@ -52,7 +52,8 @@ extension KMSNode {
 ///
 /// Then this node:
 ///
-///   6. a class other than IN                            -> REFUSED, extended error Not Supported
+///   6. CH TXT id.server. / hostname.bind., with `identity` -> that identity
+///      a class other than IN                            -> REFUSED, extended error Not Supported
 ///   7. a KMS record that does not parse                 -> FORMERR, with the reason
 ///   8. dispatch:
 ///        kms1:inquiry   -> `answer(inquiry:)`            (Inquiries.swift)
@@ -64,7 +65,7 @@ extension KMSNode {
 ///             authenticate -> countersign, or pass up and accept (`CountersignaturePolicy`) -> sign
 ///        no KMS record  -> `answer(plain:)`              (PlainQueries.swift)
 ///             RD=0 about a child zone -> referral; SOA/NS at the apex; negatives with the SOA (`Zone`)
-///   9. count the response code (`finish`)
+///   9. count the response code; add the server cookie and the NSID (`finish`)
 ///
 /// Outcomes (NXDOMAIN, REFUSED, unresolved) are values all the way; nothing below this file
 /// throws into it, and the server turns an unencodable reply into SERVFAIL in one place
@@ -77,6 +78,15 @@ extension KMSNode: DNSResponder {
         if request.cookie == .malformed {
             metrics.count(.malformed)
             return finish(request, .reply(Replies.error(to: request.message, .formatError, DNSCookies.malformed, querySize: request.size)))
+        }
+        // Who this server is, in class CH, as NSD and Knot answer it (`identity`).
+        if request.question.rrClass == .chaos, request.question.type == .txt, Self.identityNames.contains(request.question.name),
+            let identity = configuration.identity
+        {
+            metrics.count(.other)
+            var message = request.message.response(rcode: .noError, authoritative: true)
+            message.answers = [ResourceRecord(name: request.question.name, ttl: 0, data: .txt([Array(identity.utf8)]), rrClass: .chaos)]
+            return finish(request, .reply(Reply(message, answering: request.message)))
         }
         // The class: this node serves its zone in class IN only (RFC 1034 section 4.3.2).
         guard request.question.rrClass == .internet else {
@@ -147,9 +157,28 @@ extension KMSNode: DNSResponder {
         return reply
     }
 
-    /// Admission's own errors carry a server cookie, as the node's answers do.
-    public func stampCookie(on reply: inout Reply, answering query: DNSMessage, from client: SocketAddress) {
+    /// Admission's own errors carry a server cookie and the NSID, as the node's answers do.
+    public func addServerOptions(to reply: inout Reply, answering query: DNSMessage, from client: SocketAddress) {
         cookies.stamp(&reply.message, answering: query, from: client)
+        addNSID(to: &reply.message, answering: query)
+    }
+
+    /// The NSID option (RFC 5001) with this node's `identity`, when the query asked for it.
+    func addNSID(to message: inout DNSMessage, answering query: DNSMessage) {
+        guard let identity = configuration.identity, message.edns != nil,
+            query.edns?.options.contains(where: { $0.code == Self.nsidOption }) == true
+        else { return }
+        message.edns!.options.append(EDNS.Option(code: Self.nsidOption, data: Array(identity.utf8)))
+    }
+
+    static let nsidOption: UInt16 = 3
+    /// The CH TXT names that ask a server who it is (RFC 4892 section 2.3, and BIND's name).
+    static let identityNames: Set<DomainName> = ["id.server.", "hostname.bind."]
+
+    /// The server cookie and the NSID, as every answer to `request` carries them.
+    private func addServerOptions(to message: inout DNSMessage, for request: Request) {
+        cookies.stamp(&message, for: request)
+        addNSID(to: &message, answering: request.message)
     }
 
     /// Stages 1–5 answered or dropped a query: count it as the node always has.
@@ -179,7 +208,7 @@ extension KMSNode: DNSResponder {
         switch step {
         case .reply(var reply):
             metrics.count(reply.message.rcode)
-            cookies.stamp(&reply.message, for: request)
+            addServerOptions(to: &reply.message, for: request)
             return .reply(reply)
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
@@ -190,18 +219,16 @@ extension KMSNode: DNSResponder {
         case .cacheable(var reply, let query, let transport):
             metrics.count(reply.message.rcode)
             // An answer with a cookie is for its client alone: stamped, never cached.
-            if request.cookie != .absent {
-                cookies.stamp(&reply.message, for: request)
-                return .reply(reply)
-            }
+            addServerOptions(to: &reply.message, for: request)
+            if request.cookie != .absent { return .reply(reply) }
             guard let bytes = ReplyEncoder.encode(reply, over: transport) else { return .reply(reply) }
             replies.store(bytes, for: query, over: transport)
             return .wire(bytes)
         case .later(let work):
-            return .later { [metrics, cookies] in
+            return .later { [self] in
                 var reply = await work()
                 metrics.count(reply.message.rcode)
-                cookies.stamp(&reply.message, for: request)
+                addServerOptions(to: &reply.message, for: request)
                 return reply
             }
         }

@@ -74,6 +74,8 @@ import Testing
         #expect(error(base + ["static-signers c.a.xx."]).hasPrefix("node.conf:5: static-signers: c.a.xx. is not b.a.xx. or above it"))
         #expect(error(base + ["nameserver ns.b.a.xx."]).hasPrefix("node.conf:5: nameserver: ns.b.a.xx. is in b.a.xx.: give its addresses"))
         #expect(error(base + ["reply-cache some"]) == "node.conf:5: reply-cache: expected a count of replies, or off")
+        #expect(error(base + ["identity k\u{E9}"]) == "node.conf:5: identity: 'k\u{E9}' is not 1 to 64 printable ASCII characters")
+        #expect(error(base + ["identity two words"]) == "node.conf:5: identity: expected: identity TEXT")
         #expect(error(base + ["transfer-key missing.key"]).hasPrefix("node.conf:5: transfer-key: cannot read the key file"))
         try? "# a comment\nhmac-md5:xfr.b.a.xx.:c2VjcmV0\n".write(toFile: directory.appendingPathComponent("bad.key").path, atomically: true, encoding: .utf8)
         #expect(error(base + ["transfer-key bad.key"]).hasSuffix("bad.key:2: expected ALGORITHM:NAME:SECRET with ALGORITHM one of hmac-sha256, hmac-sha384, hmac-sha512"))

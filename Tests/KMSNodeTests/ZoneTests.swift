@@ -177,4 +177,35 @@ import Testing
             #expect(after.serial > before.serial, "a registration moves the serial")
         }
     }
+
+    /// `identity` names the server, as NSD and Knot do: in the NSID option (RFC 5001) when a
+    /// query asks for it (admission's own errors included), and as CH TXT `id.server.` and
+    /// `hostname.bind.`. A node without one answers neither.
+    @Test func theIdentityIsTheNSIDAndTheAnswerToIdServer() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "identity kms-c-1"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            func nsid(_ message: DNSMessage) -> String? {
+                message.edns?.options.first { $0.code == 3 }.map { String(decoding: $0.data, as: UTF8.self) }
+            }
+            var asking = Self.query("hostb.c.a.xx.", .a)
+            asking.edns?.options.append(EDNS.Option(code: 3, data: []))
+            let answered = try await hierarchy.send(asking, to: "c.a.xx.")
+            #expect(answered.rcode == .noError && nsid(answered) == "kms-c-1")
+            #expect(nsid(try await hierarchy.send(Self.query("hostb.c.a.xx.", .a), to: "c.a.xx.")) == nil, "NSID not asked for")
+            asking.edns?.version = 1
+            #expect(nsid(try await hierarchy.send(asking, to: "c.a.xx.")) == "kms-c-1", "BADVERS")
+            asking.edns?.version = 0
+            #expect(nsid(try await hierarchy.send(asking, to: "b.a.xx.")) == nil, "a node without an identity")
+            for name in ["id.server.", "hostname.bind."] as [DomainName] {
+                var chaos = Self.query(name, .txt)
+                chaos.questions[0].rrClass = .chaos
+                let reply = try await hierarchy.send(chaos, to: "c.a.xx.")
+                #expect(reply.rcode == .noError && reply.answers.first?.data == .txt([Array("kms-c-1".utf8)]) && reply.answers.first?.rrClass == .chaos)
+                #expect(try await hierarchy.send(chaos, to: "b.a.xx.").rcode == .refused)
+            }
+            var version = Self.query("version.bind.", .txt)
+            version.questions[0].rrClass = .chaos
+            #expect(try await hierarchy.send(version, to: "c.a.xx.").rcode == .refused, "no version is told")
+        }
+    }
 }
