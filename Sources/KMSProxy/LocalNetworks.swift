@@ -6,7 +6,12 @@ import Glibc
 /// address others can reach is not a resolver for the whole Internet.
 enum LocalNetworks {
     static func current() -> [(address: IPAddress, length: Int)] {
-        var found: [(address: IPAddress, length: Int)] = [(IPAddress("127.0.0.0")!, 8), (IPAddress("::1")!, 128)]
+        [(IPAddress("127.0.0.0")!, 8), (IPAddress("::1")!, 128)] + interfaces().map { ($0.address, $0.length) }
+    }
+
+    /// Every address of every interface, with its prefix length and the interface's name.
+    static func interfaces() -> [(name: String, address: IPAddress, length: Int)] {
+        var found: [(name: String, address: IPAddress, length: Int)] = []
         var list: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&list) == 0 else { return found }
         defer { freeifaddrs(list) }
@@ -28,7 +33,7 @@ enum LocalNetworks {
                 continue
             }
             guard let ip = IPAddress(bytes: bytes.address) else { continue }
-            found.append((ip, bytes.mask.reduce(0) { $0 + $1.nonzeroBitCount }))
+            found.append((String(cString: current.pointee.ifa_name), ip, bytes.mask.reduce(0) { $0 + $1.nonzeroBitCount }))
         }
         return found
     }

@@ -137,6 +137,17 @@ import Testing
         }
     }
 
+    /// `count` replies to `query` sent to c.a.xx. over raw UDP, one after the other (a
+    /// DNSClient would follow TC=1 over TCP by itself).
+    func udpReplies(to query: DNSMessage, count: Int, _ hierarchy: TestHierarchy) async throws -> [DNSMessage] {
+        var replies: [DNSMessage] = []
+        for _ in 0..<count {
+            let bytes = try await RawUDP.exchange(try query.wire(), with: hierarchy.servers["c.a.xx."]!.address)
+            replies.append(try DNSMessage(wire: try #require(bytes)))
+        }
+        return replies
+    }
+
     /// Anonymous answers (each one signed) are limited per client prefix: over budget the
     /// UDP client is told TC=1, and over TCP it is answered.
     @Test func anonymousAnswersOverBudgetAreSentToTCP() async throws {
@@ -145,12 +156,7 @@ import Testing
         let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt)
-            var replies: [DNSMessage] = []
-            for _ in 0..<5 {
-                // RawUDP: DNSClient would follow TC=1 over TCP by itself.
-                let bytes = try await RawUDP.exchange(try query.wire(), with: hierarchy.servers["c.a.xx."]!.address)
-                replies.append(try DNSMessage(wire: try #require(bytes)))
-            }
+            let replies = try await udpReplies(to: query, count: 5, hierarchy)
             #expect(replies.prefix(3).allSatisfy { $0.rcode == .noError && $0.answers.count == 1 && !$0.header.isTruncated })
             #expect(replies.dropFirst(3).allSatisfy { $0.header.isTruncated && $0.answers.isEmpty })
             let overTCP = try await hierarchy.client.queryOverTCP(query, server: hierarchy.servers["c.a.xx."]!.address, timeout: .seconds(5))
@@ -165,11 +171,7 @@ import Testing
         let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let query = DNSMessage.query(id: 6, name: "_head._kms1log.c.a.xx.", type: .txt)
-            var replies: [DNSMessage] = []
-            for _ in 0..<5 {
-                let bytes = try await RawUDP.exchange(try query.wire(), with: hierarchy.servers["c.a.xx."]!.address)
-                replies.append(try DNSMessage(wire: try #require(bytes)))
-            }
+            let replies = try await udpReplies(to: query, count: 5, hierarchy)
             #expect(replies.prefix(3).allSatisfy { $0.rcode == .noError && $0.answers.count == 1 && !$0.header.isTruncated })
             #expect(replies.dropFirst(3).allSatisfy { $0.header.isTruncated && $0.answers.isEmpty })
             for _ in 0..<5 {

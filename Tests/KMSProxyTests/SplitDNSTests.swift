@@ -1,4 +1,3 @@
-import Glibc
 import DNSTransport
 import DNSWire
 import KMSClient
@@ -91,7 +90,8 @@ import Testing
     /// Over a real socket to this machine's own link-local address; skipped on a machine with
     /// none.
     @Test func aLinkLocalServerIsAskedThroughItsInterface() async throws {
-        guard let (address, interface) = Self.linkLocalAddress() else {
+        // An IPv6 link-local address of this machine (fe80::/10) and its interface.
+        guard let (interface, address, _) = LocalNetworks.interfaces().first(where: { $0.address.isIPv6 && $0.address.bytes[0] == 0xFE && $0.address.bytes[1] & 0xC0 == 0x80 }) else {
             print("skipped aLinkLocalServerIsAskedThroughItsInterface: no interface here has an IPv6 link-local address")
             return
         }
@@ -112,22 +112,6 @@ import Testing
             }
             #expect(throws: EndpointError.self) { try Endpoint(address: address, port: 53, scope: "no-such-interface0").socketAddress() }
         }
-    }
-
-    /// An IPv6 link-local address of this machine and its interface's name.
-    static func linkLocalAddress() -> (IPAddress, String)? {
-        var list: UnsafeMutablePointer<ifaddrs>?
-        guard getifaddrs(&list) == 0 else { return nil }
-        defer { freeifaddrs(list) }
-        var entry = list
-        while let current = entry {
-            entry = current.pointee.ifa_next
-            guard let socket = current.pointee.ifa_addr, Int32(socket.pointee.sa_family) == AF_INET6 else { continue }
-            let bytes = socket.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { withUnsafeBytes(of: $0.pointee.sin6_addr) { Array($0) } }
-            guard bytes[0] == 0xFE, bytes[1] & 0xC0 == 0x80, let address = IPAddress(bytes: bytes) else { continue }
-            return (address, String(cString: current.pointee.ifa_name))
-        }
-        return nil
     }
 
     /// A stock resolver's stand-in: answers A for www.example.test. and records what it saw.
