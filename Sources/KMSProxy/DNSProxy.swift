@@ -29,7 +29,7 @@ public final class DNSProxy: DNSResponder {
     let fetchers: [Identity: KeyFetcher]
     let timeout: TimeAmount
     /// Who may query (`dns-allow`, or this host and its networks).
-    let allowedClients: [(address: IPAddress, length: Int)]
+    let allowedClients: AllowedClients
     let logger: Logger
     /// Lines a packet or a connection from outside can cause, at most 5 a second each.
     let warnings: LogLimiter
@@ -44,7 +44,7 @@ public final class DNSProxy: DNSResponder {
     init(
         forwarding: Forwarding, cacheSize: Int = 10_000, client: DNSClient, cug: CUGTable, pool: InterceptPool,
         poolV6: InterceptPool?, fetchers: [Identity: KeyFetcher], timeout: TimeAmount, logger: Logger, verdictSource: Peer? = nil,
-        kernel: KernelDiversion? = nil, store: ProxyStore? = nil, allowedClients: [(address: IPAddress, length: Int)] = LocalNetworks.current()
+        kernel: KernelDiversion? = nil, store: ProxyStore? = nil, allowedClients: AllowedClients = AllowedClients()
     ) {
         self.allowedClients = allowedClients
         self.store = store
@@ -67,7 +67,7 @@ public final class DNSProxy: DNSResponder {
     public func respond(to request: DNSRequest) -> DNSReply {
         let query = request.message
         // Only the networks `dns-allow` names (by default this host's own) are served.
-        guard let client = request.client.ip, client.isIn(allowedClients) else {
+        guard let client = request.client.ip, allowedClients.allows(client) else {
             let who = request.client.ip.map { "\($0)" } ?? "this address"
             metrics.clientsRefused.increment()
             warnings.notice("refused a client outside dns-allow", metadata: ["client": "\(who)"])

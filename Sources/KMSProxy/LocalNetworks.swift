@@ -1,5 +1,62 @@
+import DNSTransport
 import DNSWire
 import Glibc
+import Synchronization
+
+/// Who may query kms-proxy's DNS: the `dns-allow` networks, or, without it, this host and the
+/// networks of its interfaces as they are now. Those are read again when the last reading is
+/// `interval` old, so a proxy started before DHCP or SLAAC gave the host its addresses (at
+/// boot), or on a laptop that joins another network, serves the new network's clients within
+/// that time, and stops serving a network the host has left (BIND rescans its interfaces for
+/// `localnets` likewise).
+final class AllowedClients: Sendable {
+    typealias Networks = [(address: IPAddress, length: Int)]
+    /// `dns-allow`: never read again.
+    private let fixed: Networks?
+    private let read: @Sendable () -> Networks
+    private let interval: Duration
+    private let state: Mutex<(networks: Networks, readAt: ContinuousClock.Instant)>
+
+    /// The `dns-allow` networks.
+    init(_ networks: Networks) {
+        fixed = networks
+        read = { networks }
+        interval = .zero
+        state = Mutex((networks, .now))
+    }
+
+    /// This host and its networks, read by `read` now and again when the last reading is
+    /// `interval` old (at most one reading an interval, whatever the query rate).
+    init(
+        localNetworksEvery interval: Duration = .seconds(2), now: ContinuousClock.Instant = .now,
+        read: @escaping @Sendable () -> Networks = LocalNetworks.current
+    ) {
+        fixed = nil
+        self.read = read
+        self.interval = interval
+        state = Mutex((read(), now))
+    }
+
+    /// Whether `client` may query.
+    func allows(_ client: IPAddress, now: ContinuousClock.Instant = .now) -> Bool {
+        if let fixed { return client.isIn(fixed) }
+        return client.isIn(networks(now: now))
+    }
+
+    /// The networks allowed at `now`.
+    func networks(now: ContinuousClock.Instant = .now) -> Networks {
+        if let fixed { return fixed }
+        return state.withLock { state in
+            if now - state.readAt >= interval {
+                state = (read(), now)
+            }
+            return state.networks
+        }
+    }
+
+    /// Whether the networks are `dns-allow`'s rather than this host's.
+    var isConfigured: Bool { fixed != nil }
+}
 
 /// This host and the networks of its interfaces: who may query kms-proxy's DNS when its
 /// configuration has no `dns-allow` (BIND's `localhost; localnets`), so a proxy bound to an

@@ -68,7 +68,7 @@ public struct ProxyConfiguration: Sendable {
     public var path: String
     public var dns: Endpoint
     /// The networks whose hosts may query `dns` (`dns-allow`); nil: this host and the networks
-    /// of its interfaces, read at start (as BIND's `localhost; localnets`).
+    /// of its interfaces as they change (`AllowedClients`; as BIND's `localhost; localnets`).
     public var dnsAllow: [(address: IPAddress, length: Int)]?
     public var upstream: Endpoint
     /// Split DNS: the hierarchy's zones (to `upstream`), other zones with servers of their own,

@@ -61,8 +61,8 @@ public final class ProxyService: Sendable {
     public var summary: [String] {
         let resolvers = configuration.forwarding.resolvers.map(\.description).joined(separator: " ")
         var lines = ["dns        \(configuration.dns) (upstream \(configuration.upstream), policy \(configuration.policy.rawValue))"]
-        let clients = dnsProxy.allowedClients.map { "\($0.address)/\($0.length)" }.joined(separator: " ")
-        lines.append("clients    \(clients)\(configuration.dnsAllow == nil ? " (this host and its networks; set dns-allow)" : " (dns-allow)"); others REFUSED")
+        let clients = dnsProxy.allowedClients.networks().map { "\($0.address)/\($0.length)" }.joined(separator: " ")
+        lines.append("clients    \(clients)\(dnsProxy.allowedClients.isConfigured ? " (dns-allow)" : " (this host and its networks, as they change; set dns-allow)"); others REFUSED")
         let zones = configuration.forwarding.zones.map { "\($0.name)\($0.isHierarchy ? "" : " -> \($0.servers.map(\.description).joined(separator: " "))")" }
         lines.append("zones      \(zones.joined(separator: ", ")); other names -> \(resolvers.isEmpty ? "none (set resolver)" : resolvers)")
         lines.append("intercept  \(configuration.pool.first!)…\(configuration.pool.last!) ports \(configuration.ports.map(String.init).joined(separator: " ")) (\(configuration.interceptBind.rawValue))")
@@ -127,7 +127,7 @@ public final class ProxyService: Sendable {
         let dnsProxy = DNSProxy(
             forwarding: configuration.forwarding, cacheSize: configuration.cacheSize, client: client, cug: configuration.cug, pool: pool, poolV6: poolV6, fetchers: fetchers, timeout: timeout, logger: logger,
             verdictSource: configuration.policy == .server ? configuration.identities[.default]!.home : nil, kernel: kernel,
-            store: store, allowedClients: configuration.dnsAllow ?? LocalNetworks.current())
+            store: store, allowedClients: configuration.dnsAllow.map(AllowedClients.init) ?? AllowedClients())
         var channels: [any Channel] = []
         var endpointChannel: (any Channel)?
         var receivingEndpoint: ReceivingEndpoint?

@@ -182,6 +182,26 @@ check "kms-proxy is still running after SIGHUP" kill -0 "$gw_pid"
 page=$(in_ns cs-client curl -s -m 15 http://hostb.c.a.xx.:8080/index.html)
 check "after SIGHUP curl still gets the page through the tunnel" grep -q "$MARK" <<<"$page"
 
+# --- a network the gateway joins after the proxy started (DHCP after boot) is served
+# The gateway's proxy has no dns-allow: this host and its networks may ask. A client on
+# 10.77.5.0/24 is outside them (the gateway only routes there) until the gateway takes an
+# address in it; then, within the 2 s the proxy reads its interfaces again, it is answered.
+in_ns cs-client ip addr add 10.77.5.2/24 dev cs-c
+in_ns cs-gateway ip route add 10.77.5.0/24 dev cs-gc
+late_client() { in_ns cs-client dig +time=1 +tries=1 -b 10.77.5.2 @10.77.1.1 www.example.test. A; }
+check "a client on a network the gateway has no address in is REFUSED (dns-allow)" \
+  bash -c "$(declare -f in_ns late_client); late_client | grep -q 'status: REFUSED'"
+in_ns cs-gateway ip route del 10.77.5.0/24 dev cs-gc
+in_ns cs-gateway ip addr add 10.77.5.1/24 dev cs-gc
+served_late() {
+  for _ in $(seq 1 50); do
+    late_client | grep -q 'status: NOERROR' && return 0
+    sleep 0.1
+  done
+  return 1
+}
+check "once the gateway has an address there, that client is answered (within 5 s)" served_late
+
 if [ "$failed" -gt 0 ]; then
   for f in kmsd.out proxy-b.out proxy-gw.out http.out nsd.out nsd/nsd.log; do echo "--- $f"; tail -20 "$WORK/$f"; done
 fi
