@@ -170,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "kmsd",
             dependencies: [
-                "KMSNode", "KMSSettings", "LogFormat", "MetricsHTTP",
+                "DNSTransport", "KMSNode", "KMSSettings", "LogFormat", "MetricsHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -182,7 +182,7 @@ let package = Package(
         .executableTarget(
             name: "kms-proxy",
             dependencies: [
-                "KMSProxy", "KMSSettings", "ControlSocket", "LogFormat", "MetricsHTTP",
+                "DNSTransport", "KMSProxy", "KMSSettings", "ControlSocket", "LogFormat", "MetricsHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

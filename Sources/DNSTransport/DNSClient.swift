@@ -17,11 +17,35 @@ public struct DNSClientError: Error, Hashable, Sendable, CustomStringConvertible
     public var description: String { "\(server): \(reason)" }
 }
 
-/// A DNS client that sends queries over one shared UDP socket and matches replies by ID, server
-/// address and question; a reply with TC=1 is asked again over TCP (RFC 7766).
+/// A DNS client. Each UDP query has a socket of its own, connected to the server, as
+/// RFC 5452 section 9.2 asks of a resolver and as dig does:
 ///
-/// It is shared by the KMS node (upstream queries), `kms fetch` and `kms bench`.
+/// - its source port is a fresh one the kernel picks at random, so an off-path attacker who
+///   would forge a reply (to poison kms-proxy's answer cache, say) must guess the port as well
+///   as the 16-bit ID (RFC 5452 section 4.5);
+/// - the kernel passes it only datagrams from the server's address and port;
+/// - an ICMP port or host unreachable ends the query at once (`unreachable`, "connection
+///   refused"), as dig reports it, instead of after the whole time-out: a KMS whose process is
+///   down is named within milliseconds.
+///
+/// A reply must also carry the query's ID and echo its question (RFC 5452 section 9.1); any
+/// other datagram is ignored and the query goes on waiting. A reply with TC=1 is asked again
+/// over TCP (RFC 7766).
+///
+/// `kms bench`, a load generator, asks for `shared` sockets instead: a few sockets for all its
+/// queries, replies matched by ID, server address and question, so the socket set-up (three
+/// system calls and an epoll registration a query) does not limit the load it can offer.
+///
+/// It is shared by the KMS node (upstream queries), kms-proxy, `kms fetch` and `kms bench`.
 public final class DNSClient: Sendable {
+    /// Whether each UDP query has its own socket.
+    public enum Sockets: Sendable {
+        /// A new connected socket per query (the default; RFC 5452).
+        case perQuery
+        /// One socket per address family for every query (a load generator's choice).
+        case shared
+    }
+
     private struct PendingKey: Hashable {
         let id: UInt16
         let server: SocketAddress
@@ -33,8 +57,10 @@ public final class DNSClient: Sendable {
     }
 
     private let group: any EventLoopGroup
-    private let channels: [any Channel]  // one IPv4, one IPv6 (when the host has IPv6)
+    private let channels: [any Channel]  // shared: one IPv4, one IPv6 (when the host has IPv6); perQuery: none
     private let pending = Mutex<[PendingKey: Pending]>([:])
+    /// perQuery: the queries under way, so `close` can end them.
+    private let underWay = Mutex<(next: UInt64, promises: [UInt64: EventLoopPromise<DNSMessage>])>((0, [:]))
     private let cookies = Mutex(CookieJar())
 
     private init(group: any EventLoopGroup, channels: [any Channel]) {
@@ -42,7 +68,8 @@ public final class DNSClient: Sendable {
         self.channels = channels
     }
 
-    public static func make(group: any EventLoopGroup) async throws -> DNSClient {
+    public static func make(group: any EventLoopGroup, sockets: Sockets = .perQuery) async throws -> DNSClient {
+        guard sockets == .shared else { return DNSClient(group: group, channels: []) }
         let inbox = ClientInbox()
         var channels: [any Channel] = []
         // One socket per family, the IPv6 one IPv6-only: an IPv4 server is always asked from
@@ -74,10 +101,14 @@ public final class DNSClient: Sendable {
         for channel in channels { try? await channel.close() }
         let waiting = pending.withLock { table in
             defer { table.removeAll() }
-            return Array(table.values)
+            return table.values.map(\.promise)
         }
-        for entry in waiting {
-            entry.promise.fail(DNSClientError(code: .unreachable, server: "-", reason: "client closed"))
+        let own = underWay.withLock { state in
+            defer { state.promises.removeAll() }
+            return Array(state.promises.values)
+        }
+        for promise in waiting + own {
+            promise.fail(DNSClientError(code: .unreachable, server: "-", reason: "client closed"))
         }
     }
 
@@ -92,11 +123,87 @@ public final class DNSClient: Sendable {
     ) async throws -> DNSMessage {
         let deadline = NIODeadline.now() + timeout
         let server = server.unmapped
+        var message = message
+        if cookie { cookies.withLock { $0.stamp(&message, for: server) } }
+        let reply =
+            channels.isEmpty
+            ? try await exchangeOverOwnSocket(&message, server: server, deadline: deadline, timeout: timeout)
+            : try await exchangeOverSharedSocket(&message, server: server, deadline: deadline, timeout: timeout)
+        if cookie { cookies.withLock { $0.learn(from: reply, server: server) } }
+        if reply.header.isTruncated && tcpFallback {
+            let left = deadline - .now()
+            let answer = try await queryOverTCP(message, server: server, timeout: max(left, .milliseconds(1)))
+            // A server that sent an unproven client to TCP gives its cookie there.
+            if cookie { cookies.withLock { $0.learn(from: answer, server: server) } }
+            return answer
+        }
+        return reply
+    }
+
+    /// One UDP exchange over a socket of its own, connected to `server` (RFC 5452).
+    private func exchangeOverOwnSocket(
+        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount
+    ) async throws -> DNSMessage {
+        message.header.id = UInt16.random(in: 0...UInt16.max)
+        let bytes: [UInt8]
+        do { bytes = try message.wire() } catch {
+            throw DNSClientError(code: .encodingFailed, server: "\(server)", reason: "\(error)")
+        }
+        let loop = group.next()
+        let promise = loop.makePromise(of: DNSMessage.self)
+        let slot = underWay.withLock { state in
+            state.next += 1
+            state.promises[state.next] = promise
+            return state.next
+        }
+        defer { _ = underWay.withLock { $0.promises.removeValue(forKey: slot) } }
+        let timer = loop.scheduleTask(deadline: deadline) {
+            promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
+        }
+        defer { timer.cancel() }
+        let channel: any Channel
+        do {
+            channel = try await DatagramBootstrap(group: loop)
+                .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+                .channelInitializer { [id = message.header.id, question = message.question] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ConnectedReplyHandler(id: id, question: question, server: server, promise: promise))
+                    }
+                }
+                .connect(to: server).get()
+        } catch {
+            let failure = DNSClientError(code: .unreachable, server: "\(server)", reason: "no UDP socket for it (\(error))")
+            promise.fail(failure)
+            throw failure
+        }
+        defer { channel.close(promise: nil) }
+        let sent = loop.makePromise(of: Void.self)
+        sent.futureResult.whenFailure { error in
+            promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
+        }
+        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: sent)
+        return try await Self.reply(promise)
+    }
+
+    /// The reply a promise brings, or CancellationError as soon as the task is cancelled (a
+    /// caller that asked several servers and took the first answer stops waiting for the rest).
+    private static func reply<Value: Sendable>(_ promise: EventLoopPromise<Value>) async throws -> Value {
+        try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            promise.fail(CancellationError())
+        }
+    }
+
+    /// One UDP exchange over the shared socket of the server's family, matched by ID, server
+    /// and question.
+    private func exchangeOverSharedSocket(
+        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount
+    ) async throws -> DNSMessage {
         guard let channel = channels.first(where: { $0.localAddress?.protocol == server.protocol }) else {
             throw DNSClientError(code: .unreachable, server: "\(server)", reason: "no socket for its address family")
         }
-        var message = message
-        if cookie { cookies.withLock { $0.stamp(&message, for: server) } }
         let promise = channel.eventLoop.makePromise(of: DNSMessage.self)
         let key = pending.withLock { table -> PendingKey in
             var key: PendingKey
@@ -117,22 +224,12 @@ public final class DNSClient: Sendable {
                 entry.promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
             }
         }
-        channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
-        let reply: DNSMessage
-        do { reply = try await promise.futureResult.get() } catch {
+        defer {
             timer.cancel()
-            throw error
+            _ = pending.withLock { $0.removeValue(forKey: key) }
         }
-        timer.cancel()
-        if cookie { cookies.withLock { $0.learn(from: reply, server: server) } }
-        if reply.header.isTruncated && tcpFallback {
-            let left = deadline - .now()
-            let answer = try await queryOverTCP(message, server: server, timeout: max(left, .milliseconds(1)))
-            // A server that sent an unproven client to TCP gives its cookie there.
-            if cookie { cookies.withLock { $0.learn(from: answer, server: server) } }
-            return answer
-        }
-        return reply
+        channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+        return try await Self.reply(promise)
     }
 
     /// One query over a new TCP connection (RFC 7766 two-byte length framing).
@@ -166,7 +263,7 @@ public final class DNSClient: Sendable {
             channel.close(promise: nil)
         }
         try await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
-        let reply = try await promise.futureResult.get()
+        let reply = try await Self.reply(promise)
         guard reply.header.id == message.header.id, reply.question == message.question else {
             throw DNSClientError(code: .malformedReply, server: "\(server)", reason: "TCP reply does not match the query")
         }
@@ -234,6 +331,45 @@ private final class ReplyHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+}
+
+/// The handler of a query's own connected socket: the first datagram with the query's ID and
+/// question completes it; an ICMP error the kernel reports on the socket ends it.
+private final class ConnectedReplyHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let id: UInt16
+    let question: Question?
+    let server: SocketAddress
+    let promise: EventLoopPromise<DNSMessage>
+    init(id: UInt16, question: Question?, server: SocketAddress, promise: EventLoopPromise<DNSMessage>) {
+        self.id = id
+        self.question = question
+        self.server = server
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let reply = try? DNSMessage(wire: unwrapInboundIn(data).data.readableBytesView), reply.header.isResponse,
+            reply.header.id == id, reply.question == question
+        else { return }
+        promise.succeed(reply)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: Self.describe(error)))
+    }
+
+    /// ECONNREFUSED on a connected UDP socket is the server's ICMP port unreachable: said as
+    /// dig says it.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? IOError else { return "\(error)" }
+        switch error.errnoCode {
+        case ECONNREFUSED: return "connection refused (nothing listens on the port)"
+        case EHOSTUNREACH: return "host unreachable"
+        case ENETUNREACH: return "network unreachable"
+        default: return "\(error)"
+        }
+    }
 }
 
 private final class StreamReplyHandler: ChannelInboundHandler {

@@ -187,7 +187,10 @@ public final class KeyFetcher: Sendable {
         case .error(let rcode, let errors):
             let reasons = errors.map(\.text).joined(separator: "; ")
             let why = reasons.isEmpty ? "" : ": \(reasons)"
-            if errors.contains(where: { $0.infoCode == .noReachableAuthority }) {
+            // A KMS on the way that was silent (No Reachable Authority) or refused (Network
+            // Error: nothing listens on its port): the hierarchy cannot be reached, as when
+            // the home KMS itself is down, so a stale cached key may still serve.
+            if errors.contains(where: { $0.infoCode == .noReachableAuthority || $0.infoCode == .networkError }) {
                 throw FetchError(kind: .timeout, message: "\(home.name) answered \(rcode)\(why)")
             }
             throw FetchError(kind: .refused, message: "\(home.name) answered \(rcode)\(why)")

@@ -305,23 +305,83 @@ public final class DNSProxy: DNSResponder {
         case failure(ExtendedDNSError)
     }
 
+    /// The servers of a route are asked one after another, each `stagger` after the one before
+    /// or at once when the one before has failed (refused, or a reply that does not decode),
+    /// and the first answer wins; the others are cancelled. All within `timeout`. Asked strictly
+    /// in turn, a silent first resolver cost each query the whole time-out (5 s), which is as
+    /// long as a stub waits (glibc's default), so the stub gave up and asked again before the
+    /// second resolver was ever asked, and no name resolved at all.
     private func ask(_ route: Forwarding.Route, _ query: DNSMessage) async -> Asked {
         guard !route.servers.isEmpty else {
             return .failure(ExtendedDNSError(.notReady, "no resolver for names outside the KMS hierarchy (set resolver in the proxy configuration)"))
         }
-        var reasons: [String] = []
-        for server in route.servers {
-            do {
-                let address = try server.socketAddress()
-                return .success(try await client.query(query, server: address, timeout: timeout))
-            } catch let error as DNSClientError {
-                reasons.append("\(server) \(error.code == .timeout ? "did not answer" : "unreachable"): \(error.reason)")
-            } catch {
-                reasons.append("\(server): \(error)")
-            }
+        let servers = route.servers
+        let deadline = NIODeadline.now() + timeout
+        let stagger = Self.stagger(timeout: timeout, servers: servers.count)
+        enum Attempt: Sendable {
+            case answered(DNSMessage)
+            case failed(Int, String)
+            case waited
         }
-        warnings.warning("upstream failed", metadata: ["route": "\(route.label)", "reason": "\(reasons.joined(separator: "; "))"])
-        return .failure(ExtendedDNSError(.noReachableAuthority, "\(route.label): \(reasons.joined(separator: "; "))"))
+        let outcome: Asked = await withTaskGroup(of: Attempt.self) { group in
+            var next = 0
+            var running = 0
+            var reasons = [String?](repeating: nil, count: servers.count)
+            func launch() {
+                let index = next
+                next += 1
+                running += 1
+                let server = servers[index]
+                let left = max(.milliseconds(1), deadline - NIODeadline.now())
+                group.addTask { [client] in
+                    do {
+                        let address = try server.socketAddress()
+                        return .answered(try await client.query(query, server: address, timeout: left))
+                    } catch let error as DNSClientError {
+                        return .failed(index, "\(server) \(error.code == .timeout ? "did not answer" : "unreachable"): \(error.reason)")
+                    } catch {
+                        return .failed(index, "\(server): \(error)")
+                    }
+                }
+                if next < servers.count {
+                    group.addTask {
+                        try? await Task.sleep(for: stagger)
+                        return .waited
+                    }
+                }
+            }
+            launch()
+            while let attempt = await group.next() {
+                switch attempt {
+                case .answered(let answer):
+                    group.cancelAll()
+                    return .success(answer)
+                case .failed(let index, let reason):
+                    running -= 1
+                    reasons[index] = reason
+                    if next < servers.count {
+                        launch()
+                    } else if running == 0 {
+                        group.cancelAll()
+                        let said = reasons.compactMap { $0 }.joined(separator: "; ")
+                        return .failure(ExtendedDNSError(.noReachableAuthority, "\(route.label): \(said)"))
+                    }
+                case .waited:
+                    if next < servers.count, !Task.isCancelled { launch() }
+                }
+            }
+            return .failure(ExtendedDNSError(.noReachableAuthority, "\(route.label): no server answered"))
+        }
+        if case .failure(let error) = outcome {
+            warnings.warning("upstream failed", metadata: ["route": "\(route.label)", "reason": "\(error.text)"])
+        }
+        return outcome
+    }
+
+    /// How long the proxy waits for one server before it asks the next as well: a second, or
+    /// less when the time-out would not leave every server a share.
+    static func stagger(timeout: TimeAmount, servers: Int) -> Duration {
+        .nanoseconds(min(1_000_000_000, timeout.nanoseconds / Int64(max(1, servers))))
     }
 
     private func refuse(_ query: DNSMessage, _ row: CUGTable.Row, _ reason: String) -> DNSMessage {

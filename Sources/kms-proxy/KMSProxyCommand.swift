@@ -1,4 +1,5 @@
 import ArgumentParser
+import DNSTransport
 import ControlSocket
 import Foundation
 import KMSProxy
@@ -45,6 +46,7 @@ struct Run: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func run() async throws {
+        OpenFiles.raiseToHardLimit()
         let configuration: ProxyConfiguration
         do { configuration = try ProxyConfiguration(path: config) } catch { fail("\(error)", code: 78) }
         var registry: PrometheusCollectorRegistry?

@@ -120,7 +120,7 @@ struct Bench: AsyncParsableCommand {
         let target = try DomainName(name.hasSuffix(".") ? name : name + ".").lowercased
         let address = try endpoint.socketAddress()
         var clients: [DNSClient] = []
-        for _ in 0..<sockets { clients.append(try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)) }
+        for _ in 0..<sockets { clients.append(try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton, sockets: .shared)) }
         let query = try QueryMaker(mode: mode, target: target, host: hostConfiguration)
         print("kms bench: \(mode) queries for \(target) at \(endpoint), \(concurrency) in flight from \(sockets) sockets, \(duration) s")
         let baseline = await measure(query, clients: clients, address: address)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DNSTransport
 import Foundation
 import KMSNode
 import KMSSettings
@@ -47,6 +48,7 @@ struct KMSD: AsyncParsableCommand {
     var check = false
 
     func run() async throws {
+        OpenFiles.raiseToHardLimit()
         var configurations: [NodeConfiguration] = []
         // Two nodes may not share a zone, a database or a control socket.
         var taken: [String: [String: String]] = ["zone": [:], "database": [:], "control": [:]]

@@ -30,7 +30,7 @@ import Testing
         #expect(allowed.allows(neighbour, now: start + .seconds(2)))
         #expect(allowed.allows(IPAddress("127.0.0.1")!, now: start + .seconds(2)))
         #expect(!allowed.allows(IPAddress("192.0.3.1")!, now: start + .seconds(2)), "outside the new network")
-        interfaces.networks.withLock { $0.removeLast() }
+        interfaces.networks.withLock { _ = $0.removeLast() }
         #expect(allowed.allows(neighbour, now: start + .seconds(3)))
         #expect(!allowed.allows(neighbour, now: start + .seconds(4)))
     }

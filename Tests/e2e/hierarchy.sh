@@ -20,9 +20,10 @@ mkdir -p "$WORK/run"
 sed -i 's/127\.0\.0\.1:530\([1-4]\)/127.0.0.1:1530\1/g' "$WORK"/hierarchy/*.conf
 
 # kmsd prints the banner once every node listens; wait for it (at most 30 s).
+# It starts with the soft open-file limit systemd gives services (1024), below the hard one.
 start_kmsd() {
-  "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" --metrics 127.0.0.1:19153 \
-    > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
+  (ulimit -S -n 1024; exec "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
+    --metrics 127.0.0.1:19153) > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
   KMSD_PID=$!
   for _ in $(seq 1 300); do
     grep -q "Ctrl-C stops" "$WORK/kmsd.out" 2>/dev/null && return 0
@@ -33,6 +34,14 @@ start_kmsd() {
 }
 check "kmsd starts the four nodes" start_kmsd
 check "kmsd says where each node listens" test "$(grep -c 'listening on 127.0.0.1:1530' "$WORK/kmsd.out")" -eq 4
+# A descriptor per TCP connection and per upstream query: kmsd raises its soft limit to the hard one.
+open_files_raised() {
+  local soft hard
+  read -r soft hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$KMSD_PID/limits")
+  echo "     (open files: soft $soft, hard $hard, started with 1024)"
+  [ "$soft" = "$hard" ]
+}
+check "kmsd raises its open-file limit from 1024 to the hard limit" open_files_raised
 
 HOSTA="$WORK/hierarchy/hosta.conf"
 expected_b="p256:$(openssl pkey -pubin -in hierarchy/keys/hostb.c.a.xx.pub.pem -outform DER | base64 -w0)"

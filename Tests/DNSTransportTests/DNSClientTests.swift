@@ -1,0 +1,106 @@
+import DNSTransport
+import DNSWire
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// `DNSClient` over real sockets: each UDP query from a socket of its own (RFC 5452), and a
+/// server that is down named at once.
+@Suite struct DNSClientTests {
+    /// Answers every query with one A record, and notes the source port each came from.
+    final class PortRecorder: DNSResponder {
+        let ports = Mutex<[Int]>([])
+        func respond(to request: DNSRequest) -> DNSReply {
+            ports.withLock { $0.append(request.client.port ?? -1) }
+            var reply = request.message.response(rcode: .noError)
+            reply.answers = [ResourceRecord(name: request.question.name, ttl: 60, data: .a([192, 0, 2, 1]))]
+            return .reply(Reply(reply, answering: request.message))
+        }
+    }
+
+    /// An off-path forger must guess the source port as well as the ID: sixteen queries come
+    /// from (almost always) sixteen ports; the shared socket `kms bench` asks for uses one.
+    @Test func eachQueryComesFromAPortOfItsOwn() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let recorder = PortRecorder()
+        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(recorder))
+        let client = try await DNSClient.make(group: group)
+        let shared = try await DNSClient.make(group: group, sockets: .shared)
+        for id in 0..<16 {
+            let reply = try await client.query(DNSMessage.query(id: UInt16(id), name: "h.xx.", type: .a), server: server.address, timeout: .seconds(10))
+            #expect(reply.answers.first?.data == .a([192, 0, 2, 1]))
+        }
+        for id in 0..<4 {
+            _ = try await shared.query(DNSMessage.query(id: UInt16(id), name: "h.xx.", type: .a), server: server.address, timeout: .seconds(10))
+        }
+        await client.close()
+        await shared.close()
+        await server.close()
+        let ports = recorder.ports.withLock { $0 }
+        #expect(ports.count == 20)
+        // Random ephemeral ports: two of sixteen may meet (about 0.4 % of runs), not more.
+        #expect(Set(ports.prefix(16)).count >= 14, "\(ports.prefix(16))")
+        #expect(Set(ports.suffix(4)).count == 1, "the shared socket")
+    }
+
+    /// A port nothing listens on: the kernel's ICMP port unreachable ends the query as
+    /// `unreachable` ("connection refused"), not as a time-out after 20 s.
+    @Test func aServerThatIsDownIsReportedAtOnce() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        // A port that was free a moment ago and is closed again.
+        let probe = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let closed = probe.localAddress!
+        try await probe.close()
+        let client = try await DNSClient.make(group: group)
+        defer { Task { await client.close() } }
+        do {
+            _ = try await client.query(DNSMessage.query(id: 1, name: "h.xx.", type: .a), server: closed, timeout: .seconds(20))
+            Issue.record("a reply from a closed port")
+        } catch let error as DNSClientError {
+            #expect(error.code == .unreachable, "\(error)")
+            #expect(error.reason.contains("connection refused"), "\(error)")
+        }
+    }
+
+    /// A datagram that does not answer the query (another ID, another question) is ignored,
+    /// and the reply that does is taken.
+    @Test func onlyAReplyToTheQueryIsTaken() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try await DatagramBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Confuser()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let client = try await DNSClient.make(group: group)
+        let reply = try await client.query(DNSMessage.query(id: 1, name: "h.xx.", type: .a), server: server.localAddress!, timeout: .seconds(10))
+        #expect(reply.answers.first?.data == .a([192, 0, 2, 9]))
+        await client.close()
+        try await server.close()
+    }
+
+    /// Sends three datagrams for each query: another ID, another question, then the reply.
+    final class Confuser: ChannelInboundHandler {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let envelope = unwrapInboundIn(data)
+            guard let query = try? DNSMessage(wire: envelope.data.readableBytesView), let question = query.question else { return }
+            var wrongID = query.response(rcode: .noError)
+            wrongID.header.id &+= 1
+            wrongID.answers = [ResourceRecord(name: question.name, ttl: 60, data: .a([6, 6, 6, 6]))]
+            var wrongQuestion = query.response(rcode: .noError)
+            wrongQuestion.questions = [Question(name: "other.xx.", type: .a)]
+            wrongQuestion.answers = [ResourceRecord(name: "other.xx.", ttl: 60, data: .a([6, 6, 6, 7]))]
+            var right = query.response(rcode: .noError)
+            right.answers = [ResourceRecord(name: question.name, ttl: 60, data: .a([192, 0, 2, 9]))]
+            for message in [wrongID, wrongQuestion, right] {
+                let bytes = try! message.wire()
+                context.write(
+                    wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: context.channel.allocator.buffer(bytes: bytes))),
+                    promise: nil)
+            }
+            context.flush()
+        }
+    }
+}
