@@ -157,32 +157,35 @@ public final class DNSClient: Sendable {
             return state.next
         }
         defer { _ = underWay.withLock { $0.promises.removeValue(forKey: slot) } }
-        let timer = loop.scheduleTask(deadline: deadline) {
-            promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
-        }
-        defer { timer.cancel() }
-        let channel: any Channel
-        do {
-            channel = try await DatagramBootstrap(group: loop)
-                .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
-                .channelInitializer { [id = message.header.id, question = message.question] channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ConnectedReplyHandler(id: id, question: question, server: server, promise: promise))
+        // From the socket's creation to its close, every step runs on its event loop, chained:
+        // this task hands over once and is resumed once (awaiting each step made four more
+        // thread hand-overs a query, which cost more than the socket itself).
+        DatagramBootstrap(group: loop)
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+            .channelInitializer { [id = message.header.id, question = message.question] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectedReplyHandler(id: id, question: question, server: server, promise: promise))
+                }
+            }
+            .connect(to: server)
+            .whenComplete { connected in
+                switch connected {
+                case .failure(let error):
+                    promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "no UDP socket for it (\(error))"))
+                case .success(let channel):
+                    let timer = loop.scheduleTask(deadline: deadline) {
+                        promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
+                    }
+                    channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenFailure { error in
+                        promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
+                    }
+                    promise.futureResult.whenComplete { _ in
+                        timer.cancel()
+                        channel.close(promise: nil)
                     }
                 }
-                .connect(to: server).get()
-        } catch {
-            let failure = DNSClientError(code: .unreachable, server: "\(server)", reason: "no UDP socket for it (\(error))")
-            promise.fail(failure)
-            throw failure
-        }
-        defer { channel.close(promise: nil) }
-        let sent = loop.makePromise(of: Void.self)
-        sent.futureResult.whenFailure { error in
-            promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
-        }
-        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: sent)
+            }
         return try await Self.reply(promise)
     }
 
