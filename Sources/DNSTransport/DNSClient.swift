@@ -229,7 +229,11 @@ public final class DNSClient: Sendable {
         }
         defer {
             timer.cancel()
-            _ = pending.withLock { $0.removeValue(forKey: key) }
+            // Only this query's entry: the reply's arrival freed the key, and another query
+            // may hold it by now (removing that one's entry left it waiting for ever).
+            pending.withLock { table in
+                if table[key]?.promise.futureResult === promise.futureResult { table.removeValue(forKey: key) }
+            }
         }
         channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
         return try await Self.reply(promise)
