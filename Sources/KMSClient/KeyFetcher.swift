@@ -211,6 +211,15 @@ public final class KeyFetcher: Sendable {
     public func fetchViaDNS(
         _ target: DomainName, signer requested: DomainName? = nil, resolver: SocketAddress
     ) async throws(FetchError) -> FetchResult {
+        try await fetchViaDNS(target, signer: requested, resolvers: [resolver])
+    }
+
+    /// The same through a list of resolvers (a host's `/etc/resolv.conf`), asked in turn as a
+    /// stub asks them: one that does not answer, is down, or answers SERVFAIL or REFUSED is
+    /// passed over for the next; NXDOMAIN or an answer ends the search.
+    public func fetchViaDNS(
+        _ target: DomainName, signer requested: DomainName? = nil, resolvers: [SocketAddress]
+    ) async throws(FetchError) -> FetchResult {
         let target = target.lowercased
         let anchor = try signer(for: target, requested: requested)
         guard let owner = StaticCountersignature.owner(of: target) else {
@@ -218,17 +227,27 @@ public final class KeyFetcher: Sendable {
         }
         var query = DNSMessage.query(id: 0, name: owner, type: .txt)
         query.header.recursionDesired = true
-        let reply: DNSMessage
-        do {
-            reply = try await client.query(query, server: resolver, timeout: .milliseconds(Int64(configuration.timeout * 1000)))
-        } catch {
-            throw FetchError(kind: .timeout, message: "resolver \(resolver.endpointText): \((error as? DNSClientError)?.reason ?? "\(error)")")
+        var failures: [String] = []
+        var refusals: [String] = []
+        var answer: (reply: DNSMessage, resolver: SocketAddress)?
+        for resolver in resolvers where answer == nil {
+            do {
+                let reply = try await client.query(query, server: resolver, timeout: .milliseconds(Int64(configuration.timeout * 1000)))
+                if reply.rcode == .noError || reply.rcode == .nameError {
+                    answer = (reply, resolver)
+                } else {
+                    refusals.append("resolver \(resolver.endpointText) answered \(reply.rcode)")
+                }
+            } catch {
+                failures.append("resolver \(resolver.endpointText): \((error as? DNSClientError)?.reason ?? "\(error)")")
+            }
+        }
+        guard let (reply, resolver) = answer else {
+            let said = (failures + refusals).joined(separator: "; ")
+            throw FetchError(kind: refusals.isEmpty ? .timeout : .refused, message: said.isEmpty ? "no resolver to ask" : said)
         }
         guard reply.rcode == .noError else {
-            if reply.rcode == .nameError {
-                throw FetchError(kind: .notFound, message: "\(owner) does not exist (NXDOMAIN from \(resolver.endpointText))")
-            }
-            throw FetchError(kind: .refused, message: "resolver \(resolver.endpointText) answered \(reply.rcode)")
+            throw FetchError(kind: .notFound, message: "\(owner) does not exist (NXDOMAIN from \(resolver.endpointText))")
         }
         let now = UnixTime(Date().timeIntervalSince1970)
         var reasons: [String] = []

@@ -20,7 +20,7 @@ struct Fetch: AsyncParsableCommand {
 
             With --via-dns the key is read from DNS instead, as static zone data \
             (_kms1.NAME TXT, published by the authoritative KMS and held by any secondary or \
-            resolver): from --resolver, or the first nameserver of /etc/resolv.conf. Only \
+            resolver): from --resolver, or the nameservers of /etc/resolv.conf in turn. Only \
             the countersignature by the trust anchor makes it trustworthy; no KMS is asked.
 
             With --audit the key is also checked against the countersigner's transparency \
@@ -60,7 +60,7 @@ struct Fetch: AsyncParsableCommand {
     @Flag(help: "Read the key from DNS (_kms1.NAME TXT) through --resolver instead of asking the home KMS.")
     var viaDNS = false
 
-    @Option(help: "The resolver or secondary for --via-dns, ADDRESS[:PORT]. Default: the first nameserver in /etc/resolv.conf.")
+    @Option(help: "The resolver or secondary for --via-dns, ADDRESS[:PORT]. Default: the nameservers of /etc/resolv.conf, in turn.")
     var resolver: String?
 
     @Flag(help: "Require an inclusion proof from the countersigner's transparency log, and check it.")
@@ -92,7 +92,7 @@ struct Fetch: AsyncParsableCommand {
         let result: FetchResult
         do {
             if viaDNS {
-                result = try await fetcher.fetchViaDNS(target, signer: signerName, resolver: resolverAddress())
+                result = try await fetcher.fetchViaDNS(target, signer: signerName, resolvers: resolverAddresses())
             } else {
                 result = try await fetcher.fetch(target, signer: signerName, useCache: !noCache, trace: trace, audit: audit)
             }
@@ -116,21 +116,21 @@ struct Fetch: AsyncParsableCommand {
         print(try render(result))
     }
 
-    /// --resolver, or the first nameserver of /etc/resolv.conf; port 53 unless given.
-    func resolverAddress() -> SocketAddress {
-        let endpoint: Endpoint
+    /// --resolver, or every nameserver of /etc/resolv.conf in its order; port 53 unless given.
+    func resolverAddresses() -> [SocketAddress] {
+        let endpoints: [Endpoint]
         if let text = resolver {
             guard let given = Endpoint(text) ?? Endpoint.scopedAddress(text).map({ Endpoint(address: $0.0, port: 53, scope: $0.1) }) else {
                 Self.exit("--resolver: '\(text)' is not ADDRESS[:PORT]", code: 64)
             }
-            endpoint = given
+            endpoints = [given]
         } else {
-            guard let first = ResolvConf.nameservers().first else {
+            endpoints = ResolvConf.nameservers()
+            guard !endpoints.isEmpty else {
                 Self.exit("--via-dns: no --resolver, and no nameserver in /etc/resolv.conf", code: 64)
             }
-            endpoint = first
         }
-        do { return try endpoint.socketAddress() } catch {
+        do { return try endpoints.map { try $0.socketAddress() } } catch {
             Self.exit("--resolver: \(error)", code: 64)
         }
     }

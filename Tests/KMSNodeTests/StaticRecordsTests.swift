@@ -24,6 +24,13 @@ import Testing
         return try #require(ZoneTests.soaFields(reply.answers.first)).serial
     }
 
+    /// A resolver that refuses every query.
+    final class Refuser: DNSResponder {
+        func respond(to request: DNSRequest) -> DNSReply {
+            .reply(Reply(request.message.response(rcode: .refused), answering: request.message))
+        }
+    }
+
     @Test func aPublishedKeyIsReadFromDNSAndVerifiedWithTheAnchorAlone() async throws {
         let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "secondary 127.0.0.1"])
         try await afterwards({ await hierarchy.shutdown() }) {
@@ -43,6 +50,24 @@ import Testing
             let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolver: Self.resolver(hierarchy, "c.a.xx."))
             #expect(fetched.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
             #expect(fetched.countersignature.signer == "xx.")
+            // As /etc/resolv.conf lists them: a first nameserver that is down, and one that
+            // refuses, are passed over for the next.
+            let probe = try await DatagramBootstrap(group: hierarchy.group).bind(host: "127.0.0.1", port: 0).get()
+            let down = probe.localAddress!
+            try await probe.close()
+            let refuser = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(Refuser()))
+            defer { Task { await refuser.close() } }
+            let resolvers = [down, refuser.address, Self.resolver(hierarchy, "c.a.xx.")]
+            let inTurn = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: resolvers)
+            #expect(inTurn.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+            // None usable: each is named.
+            do {
+                _ = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: Array(resolvers.prefix(2)))
+                Issue.record("a key from resolvers that cannot give one")
+            } catch let error as FetchError {
+                #expect(error.message.contains("resolver \(down.endpointText): connection refused"), "\(error)")
+                #expect(error.message.contains("resolver \(refuser.address.endpointText) answered REFUSED"), "\(error)")
+            }
 
             // The zone transfer carries it: SOA first (a listed secondary, over TCP).
             let axfr = try await hierarchy.client.queryOverTCP(
