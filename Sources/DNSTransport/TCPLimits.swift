@@ -68,21 +68,15 @@ public final class TCPConnectionBudget: Sendable {
 
 /// The process's limit on open files.
 public enum OpenFiles {
-    /// Raises the soft limit to the hard one, as Go's runtime, BIND and Knot do at start, and
-    /// returns the limit now in force. A daemon needs a descriptor per TCP connection and per
-    /// upstream query (each has a socket of its own, `DNSClient`), and systemd starts services
-    /// with a soft limit of 1024 under a hard one of 524288. Call it before anything reads the
-    /// limit (`TCPConnectionBudget.process`).
-    @discardableResult
-    public static func raiseToHardLimit() -> Int {
+    /// Raises the soft limit to the hard one, as Go's runtime, BIND and Knot do at start. A
+    /// daemon needs a descriptor per TCP connection and per upstream query (each has a socket
+    /// of its own, `DNSClient`), and systemd starts services with a soft limit of 1024 under a
+    /// hard one of 524288. Call it before anything reads the limit (`TCPConnectionBudget.process`).
+    public static func raiseToHardLimit() {
         var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        return limit.rlim_cur == rlim_t.max ? Int.max : Int(clamping: limit.rlim_cur)
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
     }
 }
 

@@ -127,6 +127,16 @@ import Testing
         }
     }
 
+    /// A proxy with no CUG rows in front of `resolvers` (the hierarchy's names to `kms`), serving
+    /// DNS on an ephemeral 127.0.0.1 port.
+    static func proxy(kms: Endpoint, resolvers: [Endpoint], client: DNSClient, timeout: TimeAmount, group: any EventLoopGroup) async throws -> DNSServer {
+        let forwarding = Forwarding(hierarchy: ["xx."], kms: kms, forwardZones: [], resolvers: resolvers)
+        let proxy = DNSProxy(
+            forwarding: forwarding, client: client, cug: CUGTable(rows: []), pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil,
+            fetchers: [:], timeout: timeout, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        return try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(proxy))
+    }
+
     /// A resolver that is up but never answers (a hung process, a firewall that drops).
     final class SilentResolver: DNSResponder {
         let asked = Mutex(0)
@@ -146,16 +156,9 @@ import Testing
         let resolver = Resolver()
         let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(resolver))
         let client = try await DNSClient.make(group: group)
-        let forwarding = Forwarding(
-            hierarchy: ["xx."], kms: Endpoint("127.0.0.1:9")!, forwardZones: [],
-            resolvers: [
-                Endpoint(address: IPAddress("127.0.0.1")!, port: silentServer.address.port!),
-                Endpoint(address: IPAddress("127.0.0.1")!, port: resolverServer.address.port!),
-            ])
-        let proxy = DNSProxy(
-            forwarding: forwarding, client: client, cug: CUGTable(rows: []), pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil,
-            fetchers: [:], timeout: .seconds(20), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(proxy))
+        let server = try await Self.proxy(
+            kms: Endpoint("127.0.0.1:9")!, resolvers: [Endpoint("127.0.0.1:\(silentServer.address.port!)")!, Endpoint("127.0.0.1:\(resolverServer.address.port!)")!],
+            client: client, timeout: .seconds(20), group: group)
         try await afterwards({
             await server.close()
             await resolverServer.close()
@@ -178,13 +181,9 @@ import Testing
         let resolver = Resolver()
         let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(resolver))
         let client = try await DNSClient.make(group: hierarchy.group)
-        let forwarding = Forwarding(
-            hierarchy: ["xx."], kms: hierarchy.endpoints["b.a.xx."]!, forwardZones: [],
-            resolvers: [Endpoint("127.0.0.1:9")!, Endpoint(address: IPAddress("127.0.0.1")!, port: resolverServer.address.port!)])
-        let proxy = DNSProxy(
-            forwarding: forwarding, client: client, cug: CUGTable(rows: []), pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil,
-            fetchers: [:], timeout: .milliseconds(500), logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))
+        let server = try await Self.proxy(
+            kms: hierarchy.endpoints["b.a.xx."]!, resolvers: [Endpoint("127.0.0.1:9")!, Endpoint("127.0.0.1:\(resolverServer.address.port!)")!],
+            client: client, timeout: .milliseconds(500), group: hierarchy.group)
         try await afterwards({
             await server.close()
             await resolverServer.close()
