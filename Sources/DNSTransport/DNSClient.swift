@@ -63,13 +63,22 @@ public final class DNSClient: Sendable {
     private let underWay = Mutex<(next: UInt64, promises: [UInt64: EventLoopPromise<DNSMessage>])>((0, [:]))
     private let cookies = Mutex(CookieJar())
 
-    private init(group: any EventLoopGroup, channels: [any Channel]) {
+    /// Where query IDs come from: the system's random generator (a test may narrow it, to make
+    /// IDs meet).
+    private let ids: @Sendable () -> UInt16
+
+    private init(group: any EventLoopGroup, channels: [any Channel], ids: @escaping @Sendable () -> UInt16) {
         self.group = group
         self.channels = channels
+        self.ids = ids
     }
 
     public static func make(group: any EventLoopGroup, sockets: Sockets = .perQuery) async throws -> DNSClient {
-        guard sockets == .shared else { return DNSClient(group: group, channels: []) }
+        try await make(group: group, sockets: sockets, ids: { UInt16.random(in: 0...UInt16.max) })
+    }
+
+    static func make(group: any EventLoopGroup, sockets: Sockets, ids: @escaping @Sendable () -> UInt16) async throws -> DNSClient {
+        guard sockets == .shared else { return DNSClient(group: group, channels: [], ids: ids) }
         let inbox = ClientInbox()
         var channels: [any Channel] = []
         // One socket per family, the IPv6 one IPv6-only: an IPv4 server is always asked from
@@ -92,7 +101,7 @@ public final class DNSClient: Sendable {
                 continue  // no IPv6 on this host
             }
         }
-        let client = DNSClient(group: group, channels: channels)
+        let client = DNSClient(group: group, channels: channels, ids: ids)
         inbox.client.withLock { $0 = client }
         return client
     }
@@ -144,7 +153,7 @@ public final class DNSClient: Sendable {
     private func exchangeOverOwnSocket(
         _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount
     ) async throws -> DNSMessage {
-        message.header.id = UInt16.random(in: 0...UInt16.max)
+        message.header.id = ids()
         let bytes: [UInt8]
         do { bytes = try message.wire() } catch {
             throw DNSClientError(code: .encodingFailed, server: "\(server)", reason: "\(error)")
@@ -211,7 +220,7 @@ public final class DNSClient: Sendable {
         let key = pending.withLock { table -> PendingKey in
             var key: PendingKey
             repeat {
-                key = PendingKey(id: UInt16.random(in: 0...UInt16.max), server: server)
+                key = PendingKey(id: ids(), server: server)
             } while table[key] != nil
             table[key] = Pending(question: message.question, promise: promise)
             return key

@@ -1,4 +1,4 @@
-import DNSTransport
+@testable import DNSTransport
 import DNSWire
 import NIOCore
 import NIOPosix
@@ -42,6 +42,43 @@ import Testing
         // Random ephemeral ports: two of sixteen may meet (about 0.4 % of runs), not more.
         #expect(Set(ports.prefix(16)).count >= 14, "\(ports.prefix(16))")
         #expect(Set(ports.suffix(4)).count == 1, "the shared socket")
+    }
+
+    /// On the shared socket a reply frees its query's ID at once, for the next query to take,
+    /// before the first query's task has finished. With IDs from a cycle of four and four
+    /// queries always in flight, IDs meet all the time: every query must still get its reply.
+    /// (A finished query used to remove whichever entry held its ID by then, and the query
+    /// that had just taken the ID waited for ever: `kms bench` hung.)
+    @Test(.timeLimit(.minutes(1))) func aQueryThatTakesAFreedIDIsStillAnswered() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(PortRecorder()))
+        final class Cycle: Sendable {
+            let last = Mutex<UInt16>(0)
+            func next() -> UInt16 {
+                last.withLock { id in
+                    id = (id + 1) % 4
+                    return id
+                }
+            }
+        }
+        let cycle = Cycle()
+        let client = try await DNSClient.make(group: group, sockets: .shared) { cycle.next() }
+        let answered = try await withThrowingTaskGroup(of: Int.self) { workers in
+            for _ in 0..<4 {
+                workers.addTask {
+                    var answered = 0
+                    for _ in 0..<200 {
+                        let reply = try await client.query(DNSMessage.query(id: 0, name: "h.xx.", type: .a), server: server.address, timeout: .seconds(10))
+                        if reply.answers.first?.data == .a([192, 0, 2, 1]) { answered += 1 }
+                    }
+                    return answered
+                }
+            }
+            return try await workers.reduce(0, +)
+        }
+        #expect(answered == 800)
+        await client.close()
+        await server.close()
     }
 
     /// A port nothing listens on: the kernel's ICMP port unreachable ends the query as
