@@ -33,7 +33,7 @@ public final class TCPConnectionBudget: Sendable {
 
     /// The process's budget: half its open-file limit (Knot's default), so the other half stays
     /// for everything else.
-    public static let process = TCPConnectionBudget(limit: max(16, openFileLimit() / 2))
+    public static let process = TCPConnectionBudget(limit: max(16, OpenFiles.limit / 2))
 
     public var count: Int { open.load(ordering: .relaxed) }
 
@@ -59,11 +59,6 @@ public final class TCPConnectionBudget: Sendable {
 
     func give() { open.subtract(1, ordering: .relaxed) }
 
-    private static func openFileLimit() -> Int {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1024 }
-        return Int(clamping: limit.rlim_cur)
-    }
 }
 
 /// The process's limit on open files.
@@ -77,6 +72,13 @@ public enum OpenFiles {
         guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
         limit.rlim_cur = limit.rlim_max
         setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    /// The soft limit in force (1024 if it cannot be read or is unlimited).
+    static var limit: Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1024 }
+        return Int(clamping: limit.rlim_cur)
     }
 }
 

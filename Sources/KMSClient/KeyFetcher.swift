@@ -204,19 +204,14 @@ public final class KeyFetcher: Sendable {
     }
 
     /// Fetches `target`'s key from DNS alone (docs/PROTOCOL.md, "Countersignatures in the
-    /// zone"): asks `resolver` (any resolver or secondary, RD set) for `_kms1.<target>` TXT and
+    /// zone"): asks a resolver (any resolver or secondary, RD set) for `_kms1.<target>` TXT and
     /// accepts a record only if its countersignature verifies with the closest trust anchor's
     /// key (or `signer`'s), by that signer, and is valid now. No KMS is needed on the way; the
     /// anchor is what makes the answer trustworthy, not the server that gave it.
-    public func fetchViaDNS(
-        _ target: DomainName, signer requested: DomainName? = nil, resolver: SocketAddress
-    ) async throws(FetchError) -> FetchResult {
-        try await fetchViaDNS(target, signer: requested, resolvers: [resolver])
-    }
-
-    /// The same through a list of resolvers (a host's `/etc/resolv.conf`), asked in turn as a
-    /// stub asks them: one that does not answer, is down, or answers SERVFAIL or REFUSED is
-    /// passed over for the next; NXDOMAIN or an answer ends the search.
+    ///
+    /// `resolvers` (a host's `/etc/resolv.conf`) are asked in turn as a stub asks them: one that
+    /// does not answer, is down, or answers SERVFAIL or REFUSED is passed over for the next;
+    /// NXDOMAIN or an answer ends the search.
     public func fetchViaDNS(
         _ target: DomainName, signer requested: DomainName? = nil, resolvers: [SocketAddress]
     ) async throws(FetchError) -> FetchResult {

@@ -17,7 +17,7 @@ final class AllowedClients: Sendable {
     private let interval: Duration
     private let state: Mutex<(networks: Networks, readAt: ContinuousClock.Instant)>
 
-    /// The `dns-allow` networks.
+    /// The `dns-allow` networks (`read` and `state` are never used: `networks` returns these).
     init(_ networks: Networks) {
         fixed = networks
         read = { networks }
@@ -39,8 +39,7 @@ final class AllowedClients: Sendable {
 
     /// Whether `client` may query.
     func allows(_ client: IPAddress, now: ContinuousClock.Instant = .now) -> Bool {
-        if let fixed { return client.isIn(fixed) }
-        return client.isIn(networks(now: now))
+        client.isIn(networks(now: now))
     }
 
     /// The networks allowed at `now`.

@@ -47,7 +47,7 @@ import Testing
             #expect(strings.first == Array("kms1-static".utf8))
             // Host A reads it with --via-dns from the KMS's own DNS server as from any other,
             // and trusts it because xx. signed it.
-            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolver: Self.resolver(hierarchy, "c.a.xx."))
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: [Self.resolver(hierarchy, "c.a.xx.")])
             #expect(fetched.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
             #expect(fetched.countersignature.signer == "xx.")
             // As /etc/resolv.conf lists them: a first nameserver that is down, and one that
@@ -92,7 +92,7 @@ import Testing
             #expect(gone.answers.isEmpty && gone.authorities.last?.type == .soa)
             #expect(try await Self.serial(hierarchy, "c.a.xx.") > before)
             #expect(await node.publishStaticRecords() == 1)
-            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolver: Self.resolver(hierarchy, "c.a.xx."))
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: [Self.resolver(hierarchy, "c.a.xx.")])
             #expect(fetched.key == rotated)
         }
     }
@@ -121,7 +121,7 @@ import Testing
             defer { Task { await server.close() } }
             let fetcher = try hierarchy.fetcher("hosta.b.a.xx.")
             do {
-                _ = try await fetcher.fetchViaDNS("hostb.c.a.xx.", resolver: server.address)
+                _ = try await fetcher.fetchViaDNS("hostb.c.a.xx.", resolvers: [server.address])
                 Issue.record("accepted a forged static record")
             } catch let error as FetchError {
                 #expect(error.kind == .verificationFailed, "\(error)")
