@@ -3,21 +3,25 @@ internal import CLDNS
 /// What admission may know of a query before decoding it, read by one bounds-checked walk
 /// over its bytes: whether it carries any record besides OPT (a signed request does: its KMS1
 /// record rides in the additional section, an UPDATE's in its update section), and the data of
-/// its EDNS COOKIE option (RFC 7873), if any. A node under a spoofed flood sends unproven
-/// signed requests to TCP on this alone, at the cost of the walk instead of a decode.
+/// its EDNS COOKIE option (RFC 7873), if any, and the type its one question asks for. A node
+/// under a flood sends unproven signed requests, or a network's anonymous key queries, to TCP
+/// on this alone, at the cost of the walk instead of a decode.
 public struct WireShape: Sendable, Equatable {
     /// A record other than OPT, or bytes that do not walk (unsure counts as carrying).
     public let carriesRecords: Bool
     /// The COOKIE option's data (client cookie, then server cookie if any).
     public let cookie: [UInt8]?
+    /// QTYPE, when the query has exactly one question whose name walks.
+    public let questionType: RRType?
 
     public init(wire bytes: some Collection<UInt8>) {
         self = bytes.withContiguousStorageIfAvailable { Self.read($0) } ?? Array(bytes).withUnsafeBufferPointer { Self.read($0) }
     }
 
-    init(carriesRecords: Bool, cookie: [UInt8]?) {
+    init(carriesRecords: Bool, cookie: [UInt8]?, questionType: RRType? = nil) {
         self.carriesRecords = carriesRecords
         self.cookie = cookie
+        self.questionType = questionType
     }
 
     private static func read(_ bytes: UnsafeBufferPointer<UInt8>) -> WireShape {
@@ -33,7 +37,15 @@ public struct WireShape: Sendable, Equatable {
             }
             return true
         }
-        return WireShape(carriesRecords: carries || !walked, cookie: cookie)
+        return WireShape(carriesRecords: carries || !walked, cookie: cookie, questionType: questionType(bytes))
+    }
+
+    /// The QTYPE of a query with one question, read after its name.
+    private static func questionType(_ bytes: UnsafeBufferPointer<UInt8>) -> RRType? {
+        guard bytes.count >= DNSMessage.headerSize, DNSMessage.sectionCount(bytes, 0) == 1 else { return nil }
+        var position = DNSMessage.headerSize
+        guard DNSMessage.skipName(bytes, &position), position + 2 <= bytes.count else { return nil }
+        return RRType(rawValue: UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1]))
     }
 
     /// The data of the first option `code` in the OPT RDATA at `rdata` (its length in the two

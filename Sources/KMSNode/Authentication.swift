@@ -29,11 +29,22 @@ struct FormatError: Error {
 /// A request turned away before any work: REFUSED with this extended error, or, for a client
 /// over one of its budgets (`Spending`) asking over UDP, TC=1 so it comes back over TCP.
 struct Refusal: Error {
-    let error: ExtendedDNSError
+    let code: ExtendedDNSError.InfoCode
     let slip: Bool
+    /// The reason, written only when it is sent or logged: a budget's refusals mostly go out
+    /// as TC=1 without it, thousands a second under a flood.
+    private let reason: @Sendable () -> String
+
+    var error: ExtendedDNSError { ExtendedDNSError(code, reason()) }
+
     init(_ code: ExtendedDNSError.InfoCode, _ text: String, slip: Bool = false) {
-        error = ExtendedDNSError(code, text)
+        self.init(code, slip: slip) { text }
+    }
+
+    init(_ code: ExtendedDNSError.InfoCode, slip: Bool = false, _ reason: @escaping @Sendable () -> String) {
+        self.code = code
         self.slip = slip
+        self.reason = reason
     }
 
     /// The reply: REFUSED with the reason, or, for a budget over UDP from an address no cookie

@@ -50,6 +50,12 @@ extension KMSNode {
         case .now(let outcome, let hops):
             return .reply(reply(outcome, hops, to: request, nonce: nonce, extra: extra))
         case .later(let work):
+            // An anonymous query (no nonce) from an address nothing proved: the node's budget
+            // of such fetches, before any upstream work.
+            if nonce.isEmpty, let refusal = spending.mayFetchAnonymously(request) {
+                metrics.throttledAnonymous.increment()
+                return refusal.step(for: request)
+            }
             guard let ticket = spending.startFetch(for: request) else {
                 metrics.throttledUpstream.increment()
                 return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))

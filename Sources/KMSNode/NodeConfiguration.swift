@@ -65,7 +65,7 @@ public struct NodeConfiguration: Sendable {
         "zone", "listen", "key", "database", "control", "parent", "child", "anchor", "host", "txt",
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
-        "verify-rate", "sender-rate", "verify-failures", "unproven-failures", "anonymous-rate", "rate-prefix", "upstream-inflight",
+        "verify-rate", "sender-rate", "verify-failures", "unproven-failures", "anonymous-rate", "unproven-fetches", "rate-prefix", "upstream-inflight",
         "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum", "identity",
         "secondary", "notify", "static-signers", "transfer-key", "self-rotation",
     ]
@@ -295,6 +295,11 @@ public struct Limits: Sendable {
     public var unprovenFailures: Rate? = Rate(perSecond: 100, burst: 1000)
     /// Anonymous key answers (each a fresh signature, maybe upstream work) per client prefix.
     public var anonymousRate: Rate? = Rate(perSecond: 200)
+    /// Upstream fetches for anonymous UDP queries whose address neither TCP nor a DNS cookie
+    /// proved, for the whole node: each costs a signature and a verify at every hop, and a
+    /// flood of random names from forged addresses asks for nothing but these. Past it, such
+    /// queries are sent to TCP.
+    public var unprovenFetches: Rate? = Rate(perSecond: 100, burst: 200)
     /// How much of a client's address the limits key on over UDP.
     public var prefix = PrefixLengths(v4: 24, v6: 56)
     /// Upstream fetches in flight, for the whole node and for one client prefix.
@@ -326,6 +331,7 @@ public struct Limits: Sendable {
         verifyFailures = try rate("verify-failures", default: verifyFailures)
         unprovenFailures = try rate("unproven-failures", default: unprovenFailures)
         anonymousRate = try rate("anonymous-rate", default: anonymousRate)
+        unprovenFetches = try rate("unproven-fetches", default: unprovenFetches)
         if let directive = try file.one("rate-prefix", required: false) {
             let values = try file.values(directive, count: 2, usage: "V4-LENGTH V6-LENGTH (like 24 56)")
             guard let v4 = Int(values[0]), (8...32).contains(v4), let v6 = Int(values[1]), (16...128).contains(v6) else {

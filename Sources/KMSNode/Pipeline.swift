@@ -147,7 +147,15 @@ extension KMSNode: DNSResponder {
 
     /// Stage 3: a UDP client out of failed-verify budget, or an unproven signed request while
     /// the node is out of its budget for those, is sent to TCP undecoded.
-    public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool { spending.isPenalised(client, query: query) }
+    /// Counted here, by the budget (admission's `.penalised` counts nothing more).
+    public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool {
+        switch spending.penalty(client, query: query) {
+        case nil: return false
+        case .verify: metrics.throttled.increment()
+        case .anonymous: metrics.throttledAnonymous.increment()
+        }
+        return true
+    }
 
     /// A query for a server cookie alone (RFC 7873 section 5.4), at admission's stage 6.
     public func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply? {
@@ -196,7 +204,7 @@ extension KMSNode: DNSResponder {
             metrics.count(.other)
             metrics.count(RCode.notImplemented)
         case .penalised:
-            metrics.throttled.increment()
+            break  // counted by its budget in `isPenalised`
         case .overloaded:
             metrics.dropped.increment()
             logger.debug("dropped: too many replies waiting for the network")

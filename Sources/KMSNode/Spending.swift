@@ -14,8 +14,10 @@ import Synchronization
 ///     failed-verify budget for all addresses nothing proved (a spoofed flood spread over
 ///     many prefixes, each within its own budget, sends every unproven client to TCP);
 ///   - an anonymous key answer (a fresh signature, maybe upstream work): the client's budget;
+///     while a network is over it, its anonymous queries are sent to TCP undecoded;
 ///   - an upstream fetch: a cap on fetches in flight, for the node and for one client, with
-///     identical fetches coalesced and "unresolved" remembered for a while.
+///     identical fetches coalesced and "unresolved" remembered for a while; for anonymous
+///     queries from addresses nothing proved, the node's budget of such fetches.
 ///
 /// Over UDP a client over budget is told to come back over TCP (TC=1): a real client loses one
 /// round trip; a spoofed source gets nothing larger than what it sent. Over TCP, where the
@@ -27,8 +29,12 @@ final class Spending: Sendable {
     private let failures: RateLimiter<AddressPrefix>?
     private let unprovenFailures: RateLimiter<Whole>?
     private let anonymous: RateLimiter<AddressPrefix>?
+    private let unprovenFetches: RateLimiter<Whole>?
     private let inFlight = Mutex(InFlightCount())
     private let failuresCharged = Atomic(false)
+    /// Set once some network went over its anonymous budget: until then admission does not
+    /// look the client up in it.
+    private let anonymousSpent = Atomic(false)
     /// Until when (uptime nanoseconds) the node's budget for unproven failures is spent: read
     /// for every UDP query at admission, so kept here rather than asked of the bucket's lock.
     private let unprovenSpentUntil = Atomic<UInt64>(0)
@@ -44,6 +50,7 @@ final class Spending: Sendable {
         failures = limits.verifyFailures.map { RateLimiter(rate: $0) }
         unprovenFailures = limits.unprovenFailures.map { RateLimiter(rate: $0, capacity: 1) }
         anonymous = limits.anonymousRate.map { RateLimiter(rate: $0) }
+        unprovenFetches = limits.unprovenFetches.map { RateLimiter(rate: $0, capacity: 1) }
         unresolved = NegativeCache(ttl: limits.negativeTTL)
     }
 
@@ -58,25 +65,23 @@ final class Spending: Sendable {
     func mayVerify(_ request: Request, sender: DomainName, isHost: Bool) -> Refusal? {
         guard let account = account(of: request) else { return nil }
         if let failures, !failures.allows(account) {
-            return Refusal(
-                .prohibited, "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now", slip: true)
+            return Refusal(.prohibited, slip: true) { "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now" }
         }
         // Bad signatures from many unproven addresses at once: nobody unproven gets a verify
         // until the node's budget refills; TCP or a cookie (proven, so budgeted alone) still do.
         if !request.isProven, let unprovenFailures, !unprovenFailures.allows(.node) {
-            return Refusal(
-                .prohibited,
-                "too many bad signatures from unproven addresses (limit \(unprovenFailures.rate) for the node); ask over TCP or with a DNS cookie",
-                slip: true)
+            return Refusal(.prohibited, slip: true) {
+                "too many bad signatures from unproven addresses (limit \(unprovenFailures.rate) for the node); ask over TCP or with a DNS cookie"
+            }
         }
         // A neighbour KMS carries the traffic of a whole zone: only failures limit it.
         if isHost, let verifies, !verifies.take(for: account) {
-            return Refusal(.prohibited, "signed requests from \(account) over \(verifies.rate)", slip: true)
+            return Refusal(.prohibited, slip: true) { "signed requests from \(account) over \(verifies.rate)" }
         }
         // The sender's budget is checked here but charged only once its signature verified,
         // so an impostor naming a host cannot spend that host's budget.
         if isHost, let senders, !senders.allows(sender) {
-            return Refusal(.prohibited, "signed requests from \(sender) over \(senders.rate)", slip: true)
+            return Refusal(.prohibited, slip: true) { "signed requests from \(sender) over \(senders.rate)" }
         }
         return nil
     }
@@ -86,21 +91,45 @@ final class Spending: Sendable {
         senders?.charge(for: host)
     }
 
-    /// Whether a UDP query is sent to TCP before it is even decoded (`Admission`, step 3): its
-    /// client's prefix is out of failed-verify budget, or the node is out of its budget for
-    /// unproven addresses and the query is a signed request (it carries a record) with no
-    /// cookie that proves its address. Either way a verify it asks for would be refused, and
-    /// a flood costs a walk over its bytes instead of a decode.
-    func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool {
-        // No failure charged yet (the usual state): no lock, no hash, not even the address.
-        guard failuresCharged.load(ordering: .relaxed), let address = client.ip else { return false }
-        if let failures, failures.isLimited(limits.prefix.prefix(of: address)) { return true }
-        let spentUntil = unprovenSpentUntil.load(ordering: .relaxed)
-        guard spentUntil != 0, NIODeadline.now().uptimeNanoseconds < spentUntil else { return false }
-        let shape = WireShape(wire: query.readableBytesView)
-        guard shape.carriesRecords else { return false }
-        return !(shape.cookie.map { cookies.proves($0, address: address) } ?? false)
+    /// The budget that sends a UDP query to TCP before it is even decoded (`Admission`, step
+    /// 3), or nil:
+    ///   - its client's prefix is out of failed-verify budget (any query);
+    ///   - the node is out of its budget for unproven failures and the query is a signed
+    ///     request (it carries a record) with no cookie that proves its address;
+    ///   - its client's prefix is out of anonymous budget and the query is an unsigned TXT
+    ///     query with no such cookie (RRL's slip, for the queries that budget is charged for).
+    /// Either way the work it asks for would be refused, and a flood costs a walk over its
+    /// bytes instead of a decode.
+    func penalty(_ client: SocketAddress, query: ByteBuffer) -> Penalty? {
+        // Nothing charged yet (the usual state): no lock, no hash, not even the address.
+        let failed = failuresCharged.load(ordering: .relaxed)
+        let overAnonymous = anonymousSpent.load(ordering: .relaxed)
+        guard failed || overAnonymous, let address = client.ip else { return nil }
+        let prefix = limits.prefix.prefix(of: address)
+        if failed, let failures, failures.isLimited(prefix) { return .verify }
+        var shape: WireShape?
+        func read() -> WireShape {
+            if let shape { return shape }
+            let read = WireShape(wire: query.readableBytesView)
+            shape = read
+            return read
+        }
+        func unproven(_ shape: WireShape) -> Bool { !(shape.cookie.map { cookies.proves($0, address: address) } ?? false) }
+        if failed {
+            let spentUntil = unprovenSpentUntil.load(ordering: .relaxed)
+            if spentUntil != 0, NIODeadline.now().uptimeNanoseconds < spentUntil, read().carriesRecords, unproven(read()) {
+                return .verify
+            }
+        }
+        if overAnonymous, let anonymous, anonymous.isLimited(prefix) {
+            let shape = read()
+            if !shape.carriesRecords && shape.questionType == .txt && unproven(shape) { return .anonymous }
+        }
+        return nil
     }
+
+    /// The budget that sent a query to TCP undecoded.
+    enum Penalty { case verify, anonymous }
 
     /// A signature did not verify: the source pays for it.
     func verifyFailed(_ request: Request) {
@@ -117,7 +146,20 @@ final class Spending: Sendable {
     /// answers an unsigned query gets).
     func mayAnswerAnonymously(_ request: Request) -> Refusal? {
         guard let anonymous, let account = account(of: request), !anonymous.take(for: account) else { return nil }
-        return Refusal(.prohibited, "anonymous answers to \(account) over \(anonymous.rate)", slip: true)
+        if !request.isProven { anonymousSpent.store(true, ordering: .relaxed) }
+        return Refusal(.prohibited, slip: true) { "anonymous answers to \(account) over \(anonymous.rate)" }
+    }
+
+    /// Before an upstream fetch for an anonymous query: over UDP from an address nothing
+    /// proved, the node's `unproven-fetches` budget pays for it (a fetch costs a signature and
+    /// a verify at every hop; random names from forged addresses ask for nothing else).
+    func mayFetchAnonymously(_ request: Request) -> Refusal? {
+        guard request.transport == .udp, !request.isProven, let unprovenFetches, !unprovenFetches.take(for: .node) else {
+            return nil
+        }
+        return Refusal(.prohibited, slip: true) {
+            "upstream fetches for unproven addresses over \(unprovenFetches.rate) for the node; ask over TCP or with a DNS cookie"
+        }
     }
 
     /// Before an upstream fetch for `request`: a ticket to give back when done, or nil when

@@ -230,6 +230,16 @@ import Testing
         #expect(WireShape(wire: try update.wire()).carriesRecords)
     }
 
+    @Test func theQuestionTypeIsReadWhenThereIsOneQuestion() throws {
+        #expect(WireShape(wire: try DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt).wire()).questionType == .txt)
+        #expect(WireShape(wire: try DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .aaaa).wire()).questionType == .aaaa)
+        var two = DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt)
+        two.questions.append(Question(name: "hostb.c.a.xx.", type: .txt))
+        #expect(WireShape(wire: try two.wire()).questionType == nil)
+        let wire = try DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt).wire()
+        #expect(WireShape(wire: wire.prefix(12 + 15)).questionType == nil, "the type cut off")
+    }
+
     @Test func bytesThatDoNotWalkCountAsCarrying() throws {
         let wire = try DNSMessage.query(id: 1, name: "hosta.b.a.xx.", type: .txt).wire()
         #expect(WireShape(wire: wire.dropLast(3)).carriesRecords, "an OPT cut short")

@@ -164,6 +164,65 @@ import Testing
         }
     }
 
+    /// A UDP reply from `zone` to `query` sent from `source`.
+    func udpReply(to query: DNSMessage, from source: String, _ zone: DomainName, _ hierarchy: TestHierarchy) async throws -> DNSMessage {
+        let bytes = try await RawUDP.exchange(try query.wire(), with: hierarchy.servers[zone]!.address, from: source)
+        return try DNSMessage(wire: try #require(bytes, "\(zone) went silent"))
+    }
+
+    /// Once a network is over its anonymous budget, its unsigned TXT queries are sent to TCP
+    /// before they are decoded (RRL's slip), even for a name whose plain TXT costs nothing:
+    /// a flood from it costs a walk over each packet. Other types from that network, and TXT
+    /// from other networks, are answered as before.
+    @Test func aNetworkOverItsAnonymousBudgetHasItsTXTQueriesSentToTCPUndecoded() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3\ntxt note.c.a.xx. \"hello\""])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let note = DNSMessage.query(id: 7, name: "note.c.a.xx.", type: .txt)
+            // Before: the plain TXT costs no budget.
+            let before = try await udpReply(to: note, from: "127.0.61.9", "c.a.xx.", hierarchy)
+            #expect(before.rcode == .noError && before.answers.count == 1 && !before.header.isTruncated)
+            let key = DNSMessage.query(id: 8, name: "hostb.c.a.xx.", type: .txt)
+            var replies: [DNSMessage] = []
+            for _ in 0..<4 { replies.append(try await udpReply(to: key, from: "127.0.61.1", "c.a.xx.", hierarchy)) }
+            #expect(replies.prefix(3).allSatisfy { $0.rcode == .noError && $0.answers.count == 1 && !$0.header.isTruncated })
+            #expect(replies[3].header.isTruncated && replies[3].answers.isEmpty)
+            // Now the same network's plain TXT is sent to TCP too, with the query's ID.
+            let after = try await udpReply(to: note, from: "127.0.61.9", "c.a.xx.", hierarchy)
+            #expect(after.header.isTruncated && after.answers.isEmpty && after.header.id == 7, "\(after.rcode) \(after.answers)")
+            // Its A queries, another network's TXT and the same TXT over TCP are answered.
+            let address = try await udpReply(to: DNSMessage.query(id: 9, name: "hostb.c.a.xx.", type: .a), from: "127.0.61.9", "c.a.xx.", hierarchy)
+            #expect(address.rcode == .noError && address.answers.count == 1 && !address.header.isTruncated)
+            let elsewhere = try await udpReply(to: note, from: "127.0.62.1", "c.a.xx.", hierarchy)
+            #expect(elsewhere.rcode == .noError && elsewhere.answers.count == 1 && !elsewhere.header.isTruncated)
+            let overTCP = try await hierarchy.client.queryOverTCP(note, server: hierarchy.servers["c.a.xx."]!.address, timeout: .seconds(5))
+            #expect(overTCP.rcode == .noError && overTCP.answers.count == 1)
+        }
+    }
+
+    /// An anonymous query for a name in another zone costs a signature and a verify at every
+    /// hop. From addresses nothing proved, the node starts only `unproven-fetches` of those,
+    /// summed over every network (a spoofed random-name flood comes from many): past it they
+    /// are sent to TCP. What needs no fetch (a name remembered as unresolved) is answered.
+    @Test func anonymousFetchesForUnprovenAddressesHaveANodeBudget() async throws {
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "unproven-fetches 0.001 2"])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            func query(_ name: DomainName) -> DNSMessage { DNSMessage.query(id: 11, name: name, type: .txt) }
+            for (name, source) in [("ghost1.c.a.xx.", "127.0.63.1"), ("ghost2.c.a.xx.", "127.0.64.1")] {
+                let reply = try await udpReply(to: query(DomainName(name)), from: source, "b.a.xx.", hierarchy)
+                #expect(reply.rcode == .nameError && !reply.header.isTruncated, "\(reply.rcode) \(reply.extendedErrors)")
+            }
+            // A third network: the node's budget is spent.
+            let third = try await udpReply(to: query("ghost3.c.a.xx."), from: "127.0.65.1", "b.a.xx.", hierarchy)
+            #expect(third.header.isTruncated && third.answers.isEmpty && third.authorities.isEmpty, "\(third.rcode)")
+            // Remembered as unresolved: no fetch, answered.
+            let remembered = try await udpReply(to: query("ghost1.c.a.xx."), from: "127.0.65.1", "b.a.xx.", hierarchy)
+            #expect(remembered.rcode == .nameError && !remembered.header.isTruncated)
+            // Over TCP the address is proven: fetched and answered.
+            let overTCP = try await hierarchy.client.queryOverTCP(query("ghost3.c.a.xx."), server: hierarchy.servers["b.a.xx."]!.address, timeout: .seconds(10))
+            #expect(overTCP.rcode == .nameError && !overTCP.header.isTruncated)
+        }
+    }
+
     /// Log answers (and static countersignatures) cost no crypto but are the largest plain
     /// answers: over UDP to an unproven address they spend the same budget, so a forged source
     /// gets TC=1 past it; over TCP a log monitor reads on, uncharged.

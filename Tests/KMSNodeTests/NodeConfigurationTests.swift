@@ -47,6 +47,7 @@ import Testing
         #expect(configuration.control == configuration.database + ".control")
         #expect(configuration.limits.verifyFailures == Rate(perSecond: 10, burst: 50))
         #expect(configuration.limits.unprovenFailures == Rate(perSecond: 100, burst: 1000))
+        #expect(configuration.limits.unprovenFetches == Rate(perSecond: 100, burst: 200))
         #expect(configuration.nameServers.map(\.name) == ["kms.b.a.xx."])
         #expect(configuration.staticSigners == ["xx."])
         #expect(configuration.secondaries.isEmpty && configuration.notify.isEmpty)
@@ -65,6 +66,7 @@ import Testing
         // Limits, zone and transfer settings.
         #expect(error(base + ["verify-rate lots"]) == "node.conf:5: verify-rate: 'lots' is not a rate per second (a positive number, or off)")
         #expect(error(base + ["unproven-failures 100 0"]) == "node.conf:5: unproven-failures: '0' is not a burst (a number of at least 1)")
+        #expect(error(base + ["unproven-fetches -1"]) == "node.conf:5: unproven-fetches: '-1' is not a rate per second (a positive number, or off)")
         #expect(error(base + ["anonymous-rate 10 0"]) == "node.conf:5: anonymous-rate: '0' is not a burst (a number of at least 1)")
         #expect(error(base + ["rate-prefix 24 200"]).hasPrefix("node.conf:5: rate-prefix: expected an IPv4 prefix length 8-32"))
         #expect(error(base + ["upstream-inflight 10 20"]).hasPrefix("node.conf:5: upstream-inflight: expected two counts"))
