@@ -145,9 +145,10 @@ extension KMSNode: DNSResponder {
     public var acceptedOpcodes: Set<OpCode> { Self.opcodes }
     private static let opcodes: Set<OpCode> = [.query, Rotation.updateOpcode]
 
-    /// Stage 3: a UDP client out of failed-verify budget, or an unproven signed request while
-    /// the node is out of its budget for those, is sent to TCP undecoded.
-    /// Counted here, by the budget (admission's `.penalised` counts nothing more).
+    /// Stage 3: a UDP client out of failed-verify budget, an unproven signed request while the
+    /// node is out of its budget for those, or an unproven unsigned TXT query from a network
+    /// out of its anonymous budget, is sent to TCP undecoded (`Spending.penalty`). Counted
+    /// here, by the budget (admission's `.penalised` counts nothing more).
     public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool {
         switch spending.penalty(client, query: query) {
         case nil: return false

@@ -107,24 +107,13 @@ final class Spending: Sendable {
         guard failed || overAnonymous, let address = client.ip else { return nil }
         let prefix = limits.prefix.prefix(of: address)
         if failed, let failures, failures.isLimited(prefix) { return .verify }
-        var shape: WireShape?
-        func read() -> WireShape {
-            if let shape { return shape }
-            let read = WireShape(wire: query.readableBytesView)
-            shape = read
-            return read
-        }
-        func unproven(_ shape: WireShape) -> Bool { !(shape.cookie.map { cookies.proves($0, address: address) } ?? false) }
-        if failed {
-            let spentUntil = unprovenSpentUntil.load(ordering: .relaxed)
-            if spentUntil != 0, NIODeadline.now().uptimeNanoseconds < spentUntil, read().carriesRecords, unproven(read()) {
-                return .verify
-            }
-        }
-        if overAnonymous, let anonymous, anonymous.isLimited(prefix) {
-            let shape = read()
-            if !shape.carriesRecords && shape.questionType == .txt && unproven(shape) { return .anonymous }
-        }
+        let unprovenSpent = failed && NIODeadline.now().uptimeNanoseconds < unprovenSpentUntil.load(ordering: .relaxed)
+        let anonymousLimited = overAnonymous && anonymous?.isLimited(prefix) == true
+        guard unprovenSpent || anonymousLimited else { return nil }
+        let shape = WireShape(wire: query.readableBytesView)
+        if shape.cookie.map({ cookies.proves($0, address: address) }) == true { return nil }
+        if unprovenSpent && shape.carriesRecords { return .verify }
+        if anonymousLimited && !shape.carriesRecords && shape.questionType == .txt { return .anonymous }
         return nil
     }
 
