@@ -56,17 +56,18 @@ import Testing
             let down = probe.localAddress!
             try await probe.close()
             let refuser = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(Refuser()))
-            defer { Task { await refuser.close() } }
-            let resolvers = [down, refuser.address, Self.resolver(hierarchy, "c.a.xx.")]
-            let inTurn = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: resolvers)
-            #expect(inTurn.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
-            // None usable: each is named.
-            do {
-                _ = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: Array(resolvers.prefix(2)))
-                Issue.record("a key from resolvers that cannot give one")
-            } catch let error as FetchError {
-                #expect(error.message.contains("resolver \(down.endpointText): connection refused"), "\(error)")
-                #expect(error.message.contains("resolver \(refuser.address.endpointText) answered REFUSED"), "\(error)")
+            try await afterwards({ await refuser.close() }) {
+                let resolvers = [down, refuser.address, Self.resolver(hierarchy, "c.a.xx.")]
+                let inTurn = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: resolvers)
+                #expect(inTurn.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+                // None usable: each is named.
+                do {
+                    _ = try await hierarchy.fetcher("hosta.b.a.xx.").fetchViaDNS("hostb.c.a.xx.", resolvers: Array(resolvers.prefix(2)))
+                    Issue.record("a key from resolvers that cannot give one")
+                } catch let error as FetchError {
+                    #expect(error.message.contains("resolver \(down.endpointText): connection refused"), "\(error)")
+                    #expect(error.message.contains("resolver \(refuser.address.endpointText) answered REFUSED"), "\(error)")
+                }
             }
 
             // The zone transfer carries it: SOA first (a listed secondary, over TCP).
@@ -118,14 +119,15 @@ import Testing
                 signerKey: try PrivateKey(generating: .ed25519), notBefore: now - 60, notAfter: now + 3600)
             let box = ResponderBox(Forger(record: try #require(StaticCountersignature(forged).record(ttl: 60))))
             let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: box)
-            defer { Task { await server.close() } }
-            let fetcher = try hierarchy.fetcher("hosta.b.a.xx.")
-            do {
-                _ = try await fetcher.fetchViaDNS("hostb.c.a.xx.", resolvers: [server.address])
-                Issue.record("accepted a forged static record")
-            } catch let error as FetchError {
-                #expect(error.kind == .verificationFailed, "\(error)")
-                #expect(error.message.contains("nothing countersigned by xx. verifies"), "\(error)")
+            try await afterwards({ await server.close() }) {
+                let fetcher = try hierarchy.fetcher("hosta.b.a.xx.")
+                do {
+                    _ = try await fetcher.fetchViaDNS("hostb.c.a.xx.", resolvers: [server.address])
+                    Issue.record("accepted a forged static record")
+                } catch let error as FetchError {
+                    #expect(error.kind == .verificationFailed, "\(error)")
+                    #expect(error.message.contains("nothing countersigned by xx. verifies"), "\(error)")
+                }
             }
         }
     }
