@@ -52,6 +52,7 @@ let package = Package(
         .target(
             name: "COpenSSLShims", dependencies: ["COpenSSL"],
             linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        .target(name: "CSystemShims"),
 
         // Libraries.
         .target(name: "DNSWire", dependencies: ["CLDNS"], swiftSettings: swiftSettings),
@@ -64,7 +65,7 @@ let package = Package(
         .target(
             name: "DNSTransport",
             dependencies: [
-                "DNSWire",
+                "DNSWire", "CSystemShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),

@@ -9,8 +9,8 @@ public import Prometheus
 public import ServiceLifecycle
 import UnixSignals
 
-/// `kmsd` as a service: starts every configured node in this process (sharing two event
-/// loops, one per core, and one upstream client), serves until asked to stop, then stops
+/// `kmsd` as a service: starts every configured node in this process (sharing the event
+/// loops, one per CPU it may run on, and one upstream client), serves until asked to stop, then stops
 /// accepting queries and waits for the stores to flush.
 public struct KMSDaemon: Service {
     public let configurations: [NodeConfiguration]
@@ -61,8 +61,10 @@ public struct KMSDaemon: Service {
             await client.close()
             throw error
         }
+        let loops = Array(group.makeIterator()).count
+        report("loops      \(loops == 1 ? "1 event loop" : "\(loops) event loops, each with its own UDP socket") (kmsd --threads)")
         if let banner { report(banner) }
-        logger.info("serving", metadata: ["nodes": "\(servers.count)"])
+        logger.info("serving", metadata: ["nodes": "\(servers.count)", "loops": "\(loops)"])
 
         // Serve until SIGINT/SIGTERM; SIGHUP reloads what can be reloaded (`KMSNode.reload`).
         let hangups = await UnixSignalsSequence(trapping: .sighup)

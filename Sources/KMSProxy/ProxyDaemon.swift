@@ -42,6 +42,8 @@ public struct ProxyDaemon: Service {
             }
         }
         for line in proxy.summary { report(line) }
+        let loops = Array(group.makeIterator()).count
+        report("loops      \(loops) event loop\(loops == 1 ? "" : "s") (kms-proxy run --threads)")
         if let metrics { report("metrics    http://\(metrics.endpoint)/metrics") }
         report("ready")
 

@@ -45,8 +45,20 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: ArgumentHelp(
+        "Event loops to serve on.", discussion: "Default: one per CPU the proxy may run on (taskset, systemd's CPUAffinity=).",
+        valueName: "N"))
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, !(1...EventLoops.maximum).contains(threads) {
+            throw ValidationError("--threads: \(threads) is not between 1 and \(EventLoops.maximum)")
+        }
+    }
+
     func run() async throws {
         OpenFiles.raiseToHardLimit()
+        EventLoops.sizeSingletonGroup(asked: threads)
         let configuration: ProxyConfiguration
         do { configuration = try ProxyConfiguration(path: config) } catch { fail("\(error)", code: 78) }
         var registry: PrometheusCollectorRegistry?

@@ -44,11 +44,24 @@ struct KMSD: AsyncParsableCommand {
     @Option(help: "A file whose text is printed once every node is listening.")
     var banner: String?
 
+    @Option(help: ArgumentHelp(
+        "Event loops to serve on, each with its own UDP socket.",
+        discussion: "Default: one per CPU kmsd may run on, so `taskset -c 1 kmsd ...` or systemd's CPUAffinity= gives one loop per allowed CPU.",
+        valueName: "N"))
+    var threads: Int?
+
     @Flag(help: "Only check the configuration files (every directive, key files, the TSIG key) and say so; start nothing.")
     var check = false
 
+    func validate() throws {
+        if let threads, !(1...EventLoops.maximum).contains(threads) {
+            throw ValidationError("--threads: \(threads) is not between 1 and \(EventLoops.maximum)")
+        }
+    }
+
     func run() async throws {
         OpenFiles.raiseToHardLimit()
+        EventLoops.sizeSingletonGroup(asked: threads)
         var configurations: [NodeConfiguration] = []
         // Two nodes may not share a zone, a database or a control socket.
         var taken: [String: [String: String]] = ["zone": [:], "database": [:], "control": [:]]

@@ -21,8 +21,9 @@ sed -i 's/127\.0\.0\.1:530\([1-4]\)/127.0.0.1:1530\1/g' "$WORK"/hierarchy/*.conf
 
 # kmsd prints the banner once every node listens; wait for it (at most 30 s).
 # It starts with the soft open-file limit systemd gives services (1024), below the hard one.
+# Arguments before the command (`taskset -c 0`) start it under them.
 start_kmsd() {
-  (ulimit -S -n 1024; exec "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
+  (ulimit -S -n 1024; exec "$@" "$BIN/kmsd" "$WORK"/hierarchy/{xx,a.xx,b.a.xx,c.a.xx}.conf --banner "$WORK/hierarchy/banner.txt" \
     --metrics 127.0.0.1:19153) > "$WORK/kmsd.out" 2> "$WORK/kmsd.err" &
   KMSD_PID=$!
   for _ in $(seq 1 300); do
@@ -34,6 +35,9 @@ start_kmsd() {
 }
 check "kmsd starts the four nodes" start_kmsd
 check "kmsd says where each node listens" test "$(grep -c 'listening on 127.0.0.1:1530' "$WORK/kmsd.out")" -eq 4
+# One event loop per CPU kmsd may run on (nproc counts the affinity mask, as kmsd does).
+loops_line() { awk '/^loops / { print $2 }' "$WORK/kmsd.out"; }
+check "kmsd serves on one event loop per CPU it may run on ($(nproc))" test "$(loops_line)" = "$(nproc)"
 # A descriptor per TCP connection and per upstream query: kmsd raises its soft limit to the hard one.
 open_files_raised() {
   local soft hard
@@ -157,6 +161,12 @@ check "removing it again says it is not registered (exit 65)" \
 check "kms ctl flush --all empties the key cache" \
   bash -c "'$BIN/kms' ctl flush --all --node '$WORK/hierarchy/b.a.xx.conf' | grep -q '^flushed [0-9]* cached key'"
 check "kmsd --check accepts the example configuration" "$BIN/kmsd" --check "$WORK/hierarchy/c.a.xx.conf"
+threads_refused() {
+  local out
+  out=$("$BIN/kmsd" --threads 0 "$WORK/hierarchy/c.a.xx.conf" 2>&1)
+  [ $? -eq 64 ] && grep -q -- "--threads: 0 is not between 1 and 1024" <<<"$out" || { echo "$out"; return 1; }
+}
+check "kmsd --threads 0 is refused with a usage error (exit 64)" threads_refused
 ctl_register() {
   "$BIN/kms" keygen --out "$WORK/hostz" >/dev/null &&
   "$BIN/kms" ctl register hostz.b.a.xx. --key "$WORK/hostz.pub.pem" --address 127.0.0.26 --node "$WORK/hierarchy/b.a.xx.conf" | grep -q "registered hostz.b.a.xx." &&
@@ -223,7 +233,9 @@ check "dig with EDNS option 65004 gets the inclusion proof beside the answer" pr
 "$BIN/kms" keygen --out "$WORK/hostf" >/dev/null
 "$BIN/kms" register hostf.c.a.xx. --key "$WORK/hostf.pub.pem" --address 127.0.0.16 --node "$WORK/hierarchy/c.a.xx.conf" >/dev/null \
   && { kill -KILL "$KMSD_PID"; wait "$KMSD_PID"; } 2>/dev/null
-check "kmsd restarts after kill -9" start_kmsd
+# Restarted on one CPU: one loop serves every node (the checks after this run against it).
+check "kmsd restarts after kill -9, under taskset -c 0" start_kmsd taskset -c 0
+check "under taskset -c 0 kmsd serves on one event loop" test "$(loops_line)" = 1
 expected_f="ed25519:$(openssl pkey -pubin -in "$WORK/hostf.pub.pem" -outform DER | base64 -w0)"
 check "a registration acknowledged before kill -9 is still served" \
   test "$("$BIN/kms" fetch hostf.c.a.xx. --host "$HOSTA" 2>/dev/null)" = "$expected_f"
