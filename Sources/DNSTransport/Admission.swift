@@ -6,6 +6,8 @@ public import NIOCore
 ///
 ///   1. shorter than a DNS header                      -> drop
 ///   2. a response (QR=1)                              -> drop: never answer a response (reflection)
+///      a UDP query longer than `DNSServer.largestUDPQuery` -> TC=1 (its header and question), so it
+///      comes again over TCP; FORMERR if even its question cannot be read
 ///   3. a UDP query the responder turns away undecoded -> TC=1 (`Replies.truncated(raw:)`): a client in
 ///      its penalty box, or a signed request it will not verify for an unproven address now
 ///      the responder's reply cache knows these bytes (up to ID and case) -> that reply
@@ -28,6 +30,9 @@ public enum Admission {
         case cached([UInt8])
         /// A UDP client in the penalty box, sent to TCP undecoded.
         case penalised
+        /// A UDP query longer than the server reads over UDP (`DNSServer.largestUDPQuery`),
+        /// sent to TCP with TC=1.
+        case oversized
         /// A TCP connection closed as soon as it was accepted: the process holds as many as
         /// `TCPLimits` allows.
         case tcpConnectionLimit
@@ -45,6 +50,16 @@ public enum Admission {
         guard let flags = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt8.self), flags & 0x80 == 0 else {
             responder.admissionTurnedAway(.response)
             return .drop
+        }
+        // A datagram longer than a receive slot arrives cut to the slot, one byte over the
+        // limit: decoded, it would look malformed. Over TCP it is read whole.
+        if transport == .udp, bytes.readableBytes > DNSServer.largestUDPQuery {
+            guard let truncated = Replies.truncated(raw: bytes) else {
+                responder.admissionTurnedAway(.malformed)
+                return .reply(Replies.formatError(raw: bytes, reason: "a UDP query longer than \(DNSServer.largestUDPQuery) bytes; send it over TCP"))
+            }
+            responder.admissionTurnedAway(.oversized)
+            return .wire(truncated)
         }
         // 3. A client that must earn its budget back: to TCP, at the cost of a header copy.
         if transport == .udp, responder.isPenalised(client, query: bytes), let truncated = Replies.truncated(raw: bytes) {

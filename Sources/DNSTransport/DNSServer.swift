@@ -95,13 +95,17 @@ public final class DNSServer: Sendable {
                 let channel = try await DatagramBootstrap(group: loop)
                     .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                     .channelOption(reusePort, value: 1)
-                    .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
+                    // NIO cuts one buffer into a slot per datagram of a vector read; a slot
+                    // holds the largest query served over UDP and one byte more, so a longer
+                    // datagram shows as cut (Admission sends it to TCP) instead of as malformed.
+                    .channelOption(
+                        ChannelOptions.recvAllocator,
+                        value: FixedSizeRecvByteBufferAllocator(capacity: (Self.largestUDPQuery + 1) * Self.datagramsPerRead))
                     // A receive queue that absorbs a burst (the kernel caps it at
                     // net.core.rmem_max): with the default 208 KiB, a flood spread over many
                     // sources overflowed every socket's queue and real queries were lost with it.
                     .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: Self.receiveBuffer)
-                    // Read up to 32 datagrams per system call (recvmmsg).
-                    .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: 32)
+                    .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder, deferred: deferred))
@@ -117,6 +121,14 @@ public final class DNSServer: Sendable {
         }
         return DNSServer(address: channels[0].localAddress!, channels: channels + [tcp], deferred: deferred)
     }
+
+    /// Datagrams read per system call (recvmmsg).
+    static let datagramsPerRead = 32
+
+    /// The longest query read over UDP. A longer one is answered TC=1 and read over TCP
+    /// (up to 65 535 bytes). Queries are a few hundred bytes; 4 096 is the EDNS buffer size
+    /// BIND long advertised, and a read of 32 such slots is 128 KiB.
+    public static let largestUDPQuery = 4_096
 
     /// The UDP receive buffer asked for, as NSD's `so-rcvbuf` and Unbound's: 4 MiB.
     static let receiveBuffer: SocketOptionValue = 4 << 20

@@ -206,6 +206,9 @@ extension KMSNode: DNSResponder {
             metrics.count(RCode.notImplemented)
         case .penalised:
             break  // counted by its budget in `isPenalised`
+        case .oversized:
+            metrics.count(.other)
+            metrics.count(RCode.noError)
         case .overloaded:
             metrics.dropped.increment()
             logger.debug("dropped: too many replies waiting for the network")

@@ -75,4 +75,56 @@ import Testing
             }
         }
     }
+
+    /// A query for host B padded (EDNS Padding, RFC 7830) to `size` bytes.
+    static func padded(to size: Int) -> [UInt8] {
+        let bare = BadPackets.query("hostb.c.a.xx.", additionals: [BadPackets.opt()])
+        let padding = size - bare.count - 4
+        return BadPackets.query("hostb.c.a.xx.", additionals: [
+            BadPackets.opt(rdata: [0x00, 0x0C, UInt8(padding >> 8), UInt8(padding & 0xFF)] + Array(repeating: 0, count: padding))
+        ])
+    }
+
+    /// A UDP query longer than the server reads over UDP arrives cut to its receive slot: it
+    /// used to be answered FORMERR "additional section incomplete" though nothing was wrong
+    /// with it. Now node and proxy send it to TCP (TC=1, its ID and question), and the node
+    /// answers it whole there; one within the limit is answered over UDP.
+    @Test func aUDPQueryLongerThanTheServerReadsIsSentToTCP() async throws {
+        let hierarchy = try await TestHierarchy()
+        let client = try await DNSClient.make(group: hierarchy.group)
+        let proxy = DNSProxy(
+            forwarding: .kmsOnly(Endpoint("127.0.0.1:9")!), client: client, cug: CUGTable(rows: []),
+            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(3),
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let proxyServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))
+        try await afterwards({
+            await proxyServer.close()
+            await client.close()
+            await hierarchy.shutdown()
+        }) {
+            let node = hierarchy.servers["c.a.xx."]!.address
+            let long = Self.padded(to: 9_000)
+            for server in [node, proxyServer.address] {
+                let bytes = try #require(try await RawUDP.exchange(long, with: server, timeout: .seconds(2)), "no reply from \(server)")
+                let reply = try DNSMessage(wire: bytes)
+                #expect(reply.header.id == 0x4242)
+                #expect(reply.header.isTruncated, "\(server): \(reply.presentation)")
+                #expect(reply.rcode == .noError, "\(server): \(reply.presentation)")
+                #expect(reply.question?.name == "hostb.c.a.xx.")
+                #expect(reply.answers.isEmpty)
+            }
+            // Over TCP the node reads it whole and answers.
+            let whole = try DNSMessage(wire: long)
+            let overTCP = try await client.queryOverTCP(whole, server: node, timeout: .seconds(3))
+            #expect(overTCP.rcode == .noError)
+            #expect(overTCP.answers.count == 1, "\(overTCP.presentation)")
+            // At the limit, UDP answers it.
+            let atLimit = Self.padded(to: DNSServer.largestUDPQuery)
+            #expect(atLimit.count == DNSServer.largestUDPQuery)
+            let bytes = try #require(try await RawUDP.exchange(atLimit, with: node, timeout: .seconds(2)))
+            let reply = try DNSMessage(wire: bytes)
+            #expect(!reply.header.isTruncated, "\(reply.presentation)")
+            #expect(reply.answers.count == 1, "\(reply.presentation)")
+        }
+    }
 }
