@@ -1,5 +1,5 @@
 import CSystemShims
-public import Foundation
+import Foundation
 import NIOCore
 
 /// How many event loops a daemon serves on: one per CPU it may run on, as NSD's
@@ -21,9 +21,6 @@ public enum EventLoops {
     /// The most loops `--threads` may ask for (NIO's own ceiling).
     public static let maximum = 1024
 
-    /// The environment variable NIO reads for its singleton group's size.
-    public static let environmentVariable = "NIO_SINGLETON_GROUP_LOOP_COUNT"
-
     /// The loops to run: `asked` when given, otherwise NIO's count capped by the CPUs the
     /// process may run on.
     public static func count(asked: Int?, coreCount: Int, allowedCPUs: Int?) -> Int {
@@ -34,13 +31,10 @@ public enum EventLoops {
     /// Sizes NIO's singleton group, which every server and client of the process shares.
     /// Call it once, from `main`, before anything uses the group. `asked` (`--threads`) wins;
     /// without it, `NIO_SINGLETON_GROUP_LOOP_COUNT` set in the environment is left to NIO,
-    /// and otherwise the group gets one loop per CPU the process may run on.
-    /// Returns the number of loops the group will have.
-    @discardableResult
-    public static func sizeSingletonGroup(asked: Int?, environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
-        if asked == nil, environment[environmentVariable] != nil { return NIOSingletons.groupLoopCountSuggestion }
-        let count = count(asked: asked, coreCount: System.coreCount, allowedCPUs: allowedCPUs)
-        NIOSingletons.groupLoopCountSuggestion = count
-        return count
+    /// and otherwise the group gets one loop per CPU the process may run on. (The daemons
+    /// print the count they got from the group itself.)
+    public static func sizeSingletonGroup(asked: Int?) {
+        if asked == nil, ProcessInfo.processInfo.environment["NIO_SINGLETON_GROUP_LOOP_COUNT"] != nil { return }
+        NIOSingletons.groupLoopCountSuggestion = count(asked: asked, coreCount: System.coreCount, allowedCPUs: allowedCPUs)
     }
 }

@@ -44,6 +44,7 @@ extension KMSNode {
 /// Admission (DNSTransport's `Admission`, shared with the proxy) comes first:
 ///
 ///   1. shorter than a header, or a response (QR=1)      -> drop
+///      a UDP query over 4 096 bytes (cut by its receive slot) -> TC=1, to be read whole over TCP
 ///   2. a UDP client out of its failed-verify budget      -> TC=1, undecoded (`Spending`)
 ///      the same, up to ID and case, as a query answered before from the address table -> that reply (`ReplyCache`)
 ///   3. does not decode (RFC 6891 OPT rules included)    -> FORMERR, EDE Invalid Data

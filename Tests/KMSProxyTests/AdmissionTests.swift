@@ -39,12 +39,11 @@ import Testing
         }
     }
 
-    /// Every case against one hierarchy and one proxy (a hierarchy per case would only load the
-    /// machine): each must get the same answer from both.
-    @Test func nodeAndProxyAnswerAlike() async throws {
+    /// A hierarchy, and a proxy in front of it whose upstream is a port nobody answers on
+    /// (anything it forwarded would time out), both closed after `body`.
+    func withNodeAndProxy(_ body: (TestHierarchy, DNSServer, DNSClient) async throws -> Void) async throws {
         let hierarchy = try await TestHierarchy()
         let client = try await DNSClient.make(group: hierarchy.group)
-        // The proxy's upstream is a port nobody answers on: anything forwarded would time out.
         let proxy = DNSProxy(
             forwarding: .kmsOnly(Endpoint("127.0.0.1:9")!), client: client, cug: CUGTable(rows: []),
             pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(3),
@@ -55,6 +54,14 @@ import Testing
             await client.close()
             await hierarchy.shutdown()
         }) {
+            try await body(hierarchy, proxyServer, client)
+        }
+    }
+
+    /// Every case against one hierarchy and one proxy (a hierarchy per case would only load the
+    /// machine): each must get the same answer from both.
+    @Test func nodeAndProxyAnswerAlike() async throws {
+        try await withNodeAndProxy { hierarchy, proxyServer, _ in
             for badCase in Case.allCases {
                 var replies: [DNSMessage] = []
                 for server in [hierarchy.servers["b.a.xx."]!.address, proxyServer.address] {
@@ -90,18 +97,7 @@ import Testing
     /// with it. Now node and proxy send it to TCP (TC=1, its ID and question), and the node
     /// answers it whole there; one within the limit is answered over UDP.
     @Test func aUDPQueryLongerThanTheServerReadsIsSentToTCP() async throws {
-        let hierarchy = try await TestHierarchy()
-        let client = try await DNSClient.make(group: hierarchy.group)
-        let proxy = DNSProxy(
-            forwarding: .kmsOnly(Endpoint("127.0.0.1:9")!), client: client, cug: CUGTable(rows: []),
-            pool: InterceptPool(addresses: [], lifetime: 1), poolV6: nil, fetchers: [:], timeout: .seconds(3),
-            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let proxyServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: hierarchy.group, responder: ResponderBox(proxy))
-        try await afterwards({
-            await proxyServer.close()
-            await client.close()
-            await hierarchy.shutdown()
-        }) {
+        try await withNodeAndProxy { hierarchy, proxyServer, client in
             let node = hierarchy.servers["c.a.xx."]!.address
             let long = Self.padded(to: 9_000)
             for server in [node, proxyServer.address] {
