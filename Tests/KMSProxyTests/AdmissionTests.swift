@@ -109,6 +109,17 @@ import Testing
                 #expect(reply.question?.name == "hostb.c.a.xx.")
                 #expect(reply.answers.isEmpty)
             }
+            // One whose question cannot be read from its slot (QDCOUNT 2) gets FORMERR that says why.
+            var twoQuestions = long
+            twoQuestions[5] = 2
+            for server in [node, proxyServer.address] {
+                let bytes = try #require(try await RawUDP.exchange(twoQuestions, with: server, timeout: .seconds(2)), "no reply from \(server)")
+                let reply = try DNSMessage(wire: bytes)
+                #expect(reply.rcode == .formatError, "\(server): \(reply.presentation)")
+                #expect(
+                    reply.extendedErrors.first?.text.contains("longer than \(DNSServer.largestUDPQuery) bytes") == true,
+                    "\(server): \(reply.presentation)")
+            }
             // Over TCP the node reads it whole and answers.
             let whole = try DNSMessage(wire: long)
             let overTCP = try await client.queryOverTCP(whole, server: node, timeout: .seconds(3))
