@@ -170,11 +170,11 @@ public final class DNSClient: Sendable {
         // this task hands over once and is resumed once (awaiting each step made four more
         // thread hand-overs a query, which cost more than the socket itself).
         DatagramBootstrap(group: loop)
-            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_535))
-            .channelInitializer { [id = message.header.id, question = message.question] channel in
+            .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.largestUDPReply + 1))
+            .channelInitializer { [id = message.header.id, question = message.question, truncated = message.response()] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectedReplyHandler(id: id, question: question, server: server, promise: promise))
+                        ConnectedReplyHandler(id: id, question: question, server: server, truncated: truncated, promise: promise))
                 }
             }
             .connect(to: server)
@@ -197,6 +197,13 @@ public final class DNSClient: Sendable {
             }
         return try await Self.reply(promise)
     }
+
+    /// The longest UDP reply a per-query socket reads. Its queries advertise an EDNS payload
+    /// of 1 232 bytes (or 512 without EDNS), and a server may send no more (RFC 6891 section
+    /// 6.2.5), so this is ample; each new socket allocates its receive buffer once, and 64 KiB
+    /// for every upstream query was a measurable share of a cold fetch. A datagram longer
+    /// than this (a server that ignores the limit) counts as truncated: asked again over TCP.
+    static let largestUDPReply = 4_096
 
     /// The reply a promise brings, or CancellationError as soon as the task is cancelled (a
     /// caller that asked several servers and took the first answer stops waiting for the rest).
@@ -356,16 +363,32 @@ private final class ConnectedReplyHandler: ChannelInboundHandler {
     let id: UInt16
     let question: Question?
     let server: SocketAddress
+    /// What a datagram longer than the socket reads stands for: the query's response
+    /// skeleton with TC=1.
+    let truncated: DNSMessage
     let promise: EventLoopPromise<DNSMessage>
-    init(id: UInt16, question: Question?, server: SocketAddress, promise: EventLoopPromise<DNSMessage>) {
+    init(id: UInt16, question: Question?, server: SocketAddress, truncated: DNSMessage, promise: EventLoopPromise<DNSMessage>) {
         self.id = id
         self.question = question
         self.server = server
+        var truncated = truncated
+        truncated.header.isTruncated = true
+        truncated.edns = nil
+        self.truncated = truncated
         self.promise = promise
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let reply = try? DNSMessage(wire: unwrapInboundIn(data).data.readableBytesView), reply.header.isResponse,
+        let bytes = unwrapInboundIn(data).data
+        if bytes.readableBytes > DNSClient.largestUDPReply {
+            // Cut by the read: only its header can be trusted, and only if it is this query's.
+            guard let head = bytes.getInteger(at: bytes.readerIndex, as: UInt16.self), head == id,
+                let flags = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt8.self), flags & 0x80 != 0
+            else { return }
+            promise.succeed(truncated)
+            return
+        }
+        guard let reply = try? DNSMessage(wire: bytes.readableBytesView), reply.header.isResponse,
             reply.header.id == id, reply.question == question
         else { return }
         promise.succeed(reply)

@@ -204,12 +204,13 @@ public final class NodeStore: Sendable {
     public func record(_ countersignature: Countersignature, origin: Origin, at now: UnixTime,
                        completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
         writeInBackground({ db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT OR REPLACE INTO countersignature
                         (target, signer, key, not_before, not_after, signature, origin, stored_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     countersignature.target.text, countersignature.signer.text, KeyField.encode(countersignature.key),
                     countersignature.notBefore, countersignature.notAfter, Data(countersignature.signature),
@@ -221,7 +222,8 @@ public final class NodeStore: Sendable {
     /// Forgets, in the background, every countersignature received for `target` (revoked).
     public func forgetReceived(target: DomainName, completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
         writeInBackground({ db in
-            try db.execute(sql: "DELETE FROM countersignature WHERE target = ? AND origin = ?", arguments: [target.text, Origin.received.rawValue])
+            try db.cachedStatement(sql: "DELETE FROM countersignature WHERE target = ? AND origin = ?")
+                .execute(arguments: [target.text, Origin.received.rawValue])
         }, completion: completion)
     }
 
@@ -235,8 +237,8 @@ public final class NodeStore: Sendable {
     ) {
         database.asyncWriteWithoutTransaction { db in
             do {
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
+                defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
                 try db.inTransaction {
                     try updates(db)
                     return .commit
@@ -284,11 +286,11 @@ public final class NodeStore: Sendable {
     ) throws -> (Countersignature, storedAt: UnixTime)? {
         try database.read { db in
             guard let row = try Row.fetchOne(
-                db,
-                sql: """
-                    SELECT not_before, not_after, signature, stored_at FROM countersignature
-                    WHERE target = ? AND signer = ? AND key = ? AND origin = ? AND not_after > ?
-                    """,
+                db.cachedStatement(
+                    sql: """
+                        SELECT not_before, not_after, signature, stored_at FROM countersignature
+                        WHERE target = ? AND signer = ? AND key = ? AND origin = ? AND not_after > ?
+                        """),
                 arguments: [target.text, signer.text, KeyField.encode(key), origin.rawValue, now])
             else { return nil }
             let signature: Data = row["signature"]
@@ -305,7 +307,7 @@ public final class NodeStore: Sendable {
     /// transaction. Durable when it returns.
     func appendLog(_ entries: [LogEntry], first: UInt64, head: TreeHead) async throws {
         try await database.write { db in
-            let statement = try db.makeStatement(sql: "INSERT INTO log_entry (idx, entry, leaf_hash) VALUES (?, ?, ?)")
+            let statement = try db.cachedStatement(sql: "INSERT INTO log_entry (idx, entry, leaf_hash) VALUES (?, ?, ?)")
             for (offset, entry) in entries.enumerated() {
                 try statement.execute(arguments: [Int64(first) + Int64(offset), Data(entry.leafInput), Data(entry.leafHash)])
             }
@@ -318,8 +320,7 @@ public final class NodeStore: Sendable {
     }
 
     private static func insert(_ head: TreeHead, _ db: GRDB.Database) throws {
-        try db.execute(
-            sql: "INSERT OR REPLACE INTO log_head (size, root, time, signature) VALUES (?, ?, ?, ?)",
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO log_head (size, root, time, signature) VALUES (?, ?, ?, ?)").execute(
             arguments: [Int64(head.size), Data(head.root), head.time, Data(head.signature)])
     }
 

@@ -31,6 +31,10 @@ extension KMSNode {
                     // A key rotated meanwhile is refused by the registry, under its lock.
                     if let countersignature = found, staticRecords.publish(countersignature) { changed += 1 }
                 }
+                // A host from the store costs a read and a verify and never suspends: without
+                // this, one call ran up to `localLimit` of them (0.4 s here) as one job, and the
+                // requests' own tasks waited behind it on a node pinned to one CPU.
+                await Task.yield()
             }
         }
         if changed > 0 {

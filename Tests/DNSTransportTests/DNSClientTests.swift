@@ -1,6 +1,7 @@
 @testable import DNSTransport
 import DNSWire
 import NIOCore
+import NIOExtras
 import NIOPosix
 import Synchronization
 import Testing
@@ -115,6 +116,88 @@ import Testing
         #expect(reply.answers.first?.data == .a([192, 0, 2, 9]))
         await client.close()
         try await server.close()
+    }
+
+    /// A server that ignores the client's EDNS limit and sends a 6 000-byte datagram: more
+    /// than a per-query socket reads (`largestUDPReply`). The client takes it as truncated and
+    /// asks again over TCP, where the same server answers in full; with tcpFallback off it
+    /// gets the TC=1 skeleton of its own query. A datagram of that length with another ID is
+    /// ignored, as any datagram that does not answer the query.
+    @Test(.timeLimit(.minutes(1))) func aDatagramLongerThanTheClientReadsIsAskedAgainOverTCP() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let tcp = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(LengthFieldBasedFrameDecoder(lengthFieldBitLength: .twoBytes)))
+                    try sync.addHandler(LengthFieldPrepender(lengthFieldBitLength: .twoBytes))
+                    try sync.addHandler(OversizedOverTCP())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let udp = try await DatagramBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(OversizedOverUDP()) }
+            }
+            .bind(to: tcp.localAddress!).get()
+        let sample = try #require(Oversized.reply(to: ByteBuffer(bytes: try DNSMessage.query(id: 1, name: "big.xx.", type: .a).wire())))
+        #expect(try sample.wire().count > DNSClient.largestUDPReply, "the answer must be longer than the client reads")
+        let client = try await DNSClient.make(group: group)
+        let server = udp.localAddress!
+        let reply = try await client.query(DNSMessage.query(id: 1, name: "big.xx.", type: .a), server: server, timeout: .seconds(10))
+        #expect(!reply.header.isTruncated)
+        #expect(reply.answers.count == Oversized.records, "the whole answer, over TCP")
+        let cut = try await client.query(
+            DNSMessage.query(id: 2, name: "big.xx.", type: .a), server: server, timeout: .seconds(10), tcpFallback: false)
+        #expect(cut.header.isTruncated && cut.header.isResponse)
+        #expect(cut.answers.count == 0, "the skeleton of the query, not the cut datagram")
+        #expect(cut.question == Question(name: "big.xx.", type: .a))
+        await client.close()
+        try await udp.close()
+        try await tcp.close()
+    }
+
+    /// The answer both servers give: `records` A records (about 6 000 bytes), whatever the
+    /// query's EDNS limit.
+    enum Oversized {
+        static let records = 375
+        static func reply(to bytes: ByteBuffer) -> DNSMessage? {
+            guard let query = try? DNSMessage(wire: bytes.readableBytesView), let question = query.question else { return nil }
+            var reply = query.response(rcode: .noError)
+            reply.answers = (0..<records).map { index in
+                ResourceRecord(name: question.name, ttl: 60, data: .a([10, 0, UInt8(index / 256), UInt8(index % 256)]))
+            }
+            return reply
+        }
+    }
+
+    /// Over UDP: the oversized answer with another ID, then the oversized answer.
+    final class OversizedOverUDP: ChannelInboundHandler {
+        typealias InboundIn = AddressedEnvelope<ByteBuffer>
+        typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let envelope = unwrapInboundIn(data)
+            guard let reply = Oversized.reply(to: envelope.data) else { return }
+            var stranger = reply
+            stranger.header.id &+= 1
+            for message in [stranger, reply] {
+                let wire = try! message.wire()
+                context.write(
+                    wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: context.channel.allocator.buffer(bytes: wire))),
+                    promise: nil)
+            }
+            context.flush()
+        }
+    }
+
+    /// Over TCP (framed by the pipeline): the oversized answer, which TCP carries whole.
+    final class OversizedOverTCP: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard let reply = Oversized.reply(to: unwrapInboundIn(data)) else { return }
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: try! reply.wire())), promise: nil)
+        }
     }
 
     /// Sends three datagrams for each query: another ID, another question, then the reply.
