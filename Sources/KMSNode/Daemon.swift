@@ -83,7 +83,7 @@ public struct KMSDaemon: Service {
                 group.addTask {
                     var round = 0
                     while !Task.isCancelled {
-                        if round % 60 == 0 { node.sweepStaticRecords() }
+                        if round % 60 == 0 { await node.sweepStaticRecords() }
                         await node.publishStaticRecords()
                         await node.notifyIfChanged()
                         round += 1

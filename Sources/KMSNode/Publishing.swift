@@ -19,7 +19,7 @@ extension KMSNode {
         }
         var (changed, asked, local) = (0, 0, 0)
         while asked < limit && local < localLimit {
-            continueSweep(until: limit)
+            await continueSweep(until: limit)
             let batch = staticRecords.take(limit - asked)
             if batch.isEmpty { break }
             for target in batch {
@@ -63,18 +63,19 @@ extension KMSNode {
 
     /// Starts a sweep for every host whose static records have used half their validity (or
     /// lack one), unless one is running, and queues the first page's.
-    public func sweepStaticRecords() {
+    public func sweepStaticRecords() async {
         guard !configuration.staticSigners.isEmpty else { return }
         staticRecords.startSweep(restart: false)
-        continueSweep(until: Self.sweepPage)
+        await continueSweep(until: Self.sweepPage)
     }
 
     /// Rows of the store a sweep reads at a time.
     static let sweepPage = 10_000
 
     /// Walks the running sweep on, a page at a time, until `wanted` hosts wait or five pages
-    /// were read (a store of fresh records is walked over several rounds, not in one).
-    private func continueSweep(until wanted: Int) {
+    /// were read (a store of fresh records is walked over several rounds, not in one). It
+    /// yields after each page, so requests waiting on the same pool run in between.
+    private func continueSweep(until wanted: Int) async {
         for _ in 0..<5 {
             guard staticRecords.queuedCount < wanted, let position = staticRecords.sweepPosition else { return }
             let page: [(rowID: Int64, name: DomainName)]
@@ -85,6 +86,7 @@ extension KMSNode {
             }
             let due = registry.due(among: page.map(\.name), signers: configuration.staticSigners, now: Self.now())
             staticRecords.advanceSweep(to: page.count < Self.sweepPage ? nil : page.last?.rowID, queueing: due)
+            await Task.yield()
         }
     }
 
