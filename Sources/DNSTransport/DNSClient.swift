@@ -171,10 +171,9 @@ public final class DNSClient: Sendable {
         // thread hand-overs a query, which cost more than the socket itself).
         DatagramBootstrap(group: loop)
             .channelOption(ChannelOptions.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.largestUDPReply + 1))
-            .channelInitializer { [id = message.header.id, question = message.question, truncated = message.response()] channel in
+            .channelInitializer { [query = message] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        ConnectedReplyHandler(id: id, question: question, server: server, truncated: truncated, promise: promise))
+                    try channel.pipeline.syncOperations.addHandler(ConnectedReplyHandler(query: query, server: server, promise: promise))
                 }
             }
             .connect(to: server)
@@ -360,36 +359,31 @@ private final class ReplyHandler: ChannelInboundHandler {
 /// question completes it; an ICMP error the kernel reports on the socket ends it.
 private final class ConnectedReplyHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let id: UInt16
-    let question: Question?
+    let query: DNSMessage
+    var id: UInt16 { query.header.id }
     let server: SocketAddress
-    /// What a datagram longer than the socket reads stands for: the query's response
-    /// skeleton with TC=1.
-    let truncated: DNSMessage
     let promise: EventLoopPromise<DNSMessage>
-    init(id: UInt16, question: Question?, server: SocketAddress, truncated: DNSMessage, promise: EventLoopPromise<DNSMessage>) {
-        self.id = id
-        self.question = question
+    init(query: DNSMessage, server: SocketAddress, promise: EventLoopPromise<DNSMessage>) {
+        self.query = query
         self.server = server
-        var truncated = truncated
-        truncated.header.isTruncated = true
-        truncated.edns = nil
-        self.truncated = truncated
         self.promise = promise
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data).data
         if bytes.readableBytes > DNSClient.largestUDPReply {
-            // Cut by the read: only its header can be trusted, and only if it is this query's.
-            guard let head = bytes.getInteger(at: bytes.readerIndex, as: UInt16.self), head == id,
+            // Cut by the read: only its header can be trusted, and only if it is this query's
+            // (ID, QR). It stands for the query's response skeleton with TC=1.
+            guard bytes.getInteger(at: bytes.readerIndex, as: UInt16.self) == id,
                 let flags = bytes.getInteger(at: bytes.readerIndex + 2, as: UInt8.self), flags & 0x80 != 0
             else { return }
+            var truncated = query.response()
+            truncated.header.isTruncated = true
             promise.succeed(truncated)
             return
         }
         guard let reply = try? DNSMessage(wire: bytes.readableBytesView), reply.header.isResponse,
-            reply.header.id == id, reply.question == question
+            reply.header.id == id, reply.question == query.question
         else { return }
         promise.succeed(reply)
     }

@@ -208,6 +208,15 @@ import Testing
             let job = UnownedJob(job)
             queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
         }
+
+        /// Runs `body` with the executor held: jobs enqueued meanwhile wait, and then run in
+        /// the order they came (tasks started in `body` are all queued before any runs).
+        func holding<Result>(_ body: () -> Result) -> Result {
+            let gate = DispatchSemaphore(value: 0)
+            queue.async { gate.wait() }
+            defer { gate.signal() }
+            return body()
+        }
     }
 
     /// Reading published records back from the store costs a read and a verify a host and
@@ -228,19 +237,24 @@ import Testing
             let executor = SerialTaskExecutor()
             final class Flag: Sendable { let raised = Atomic(false) }
             let finished = Flag()
-            let publication = Task(executorPreference: executor) { @Sendable in
-                let published = await node.publishStaticRecords()
-                finished.raised.store(true, ordering: .sequentiallyConsistent)
-                return published
-            }
-            // Another task on the same thread: what it sees each time it gets to run.
-            let observer = Task(executorPreference: executor) { @Sendable in
-                var seen: Set<Int> = []
-                while !finished.raised.load(ordering: .sequentiallyConsistent) {
-                    seen.insert(node.staticRecords.publishedCount)
-                    await Task.yield()
+            // Both queued before either runs, the publication first (else, on a busy machine,
+            // the publication could be two hosts in before the second task was even queued).
+            let (publication, observer) = executor.holding {
+                let publication = Task(executorPreference: executor) { @Sendable in
+                    let published = await node.publishStaticRecords()
+                    finished.raised.store(true, ordering: .sequentiallyConsistent)
+                    return published
                 }
-                return seen
+                // Another task on the same thread: what it sees each time it gets to run.
+                let observer = Task(executorPreference: executor) { @Sendable in
+                    var seen: Set<Int> = []
+                    while !finished.raised.load(ordering: .sequentiallyConsistent) {
+                        seen.insert(node.staticRecords.publishedCount)
+                        await Task.yield()
+                    }
+                    return seen
+                }
+                return (publication, observer)
             }
             #expect(await publication.value == 2)
             #expect(await observer.value.contains(1), "another task ran between the first host and the second")
