@@ -1,7 +1,8 @@
 internal import COpenSSL
 import Synchronization
 
-/// A signing context set up once for a private key; each signature starts from a copy of it.
+/// A signing context set up once for a private key; an ECDSA signature starts from a copy of
+/// it, an Ed25519 one from a context kept from an earlier signature (or a copy, when none waits).
 ///
 /// `EVP_DigestSignInit` looks the algorithm up in OpenSSL 3's provider store (locks, name
 /// comparisons, allocations) every time; a copy of an initialised context skips that, about
