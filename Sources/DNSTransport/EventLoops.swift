@@ -1,6 +1,6 @@
 import CSystemShims
 import Foundation
-import NIOCore
+public import NIOCore
 
 /// How many event loops a daemon serves on: one per CPU it may run on, as NSD's
 /// `server-count`, Knot's `udp-workers` and Unbound's `num-threads` are sized.
@@ -26,6 +26,20 @@ public enum EventLoops {
     public static func count(asked: Int?, coreCount: Int, allowedCPUs: Int?) -> Int {
         if let asked { return asked }
         return max(1, min(coreCount, allowedCPUs ?? coreCount))
+    }
+
+    /// Why `--threads N` cannot be used, or nil when it can (both daemons check it so).
+    public static func refusal(threads: Int?) -> String? {
+        guard let threads, !(1...maximum).contains(threads) else { return nil }
+        return "--threads: \(threads) is not between 1 and \(maximum)"
+    }
+
+    /// The line a daemon prints at start: how many loops `group` has, and the option that
+    /// sets it (`loops      1 event loop (kmsd --threads)`).
+    public static func summary(of group: any EventLoopGroup, option: String) -> String {
+        let loops = Array(group.makeIterator()).count
+        let count = loops == 1 ? "1 event loop" : "\(loops) event loops, each with its own UDP socket"
+        return "loops      \(count) (\(option))"
     }
 
     /// Sizes NIO's singleton group, which every server and client of the process shares.

@@ -61,10 +61,9 @@ public struct KMSDaemon: Service {
             await client.close()
             throw error
         }
-        let loops = Array(group.makeIterator()).count
-        report("loops      \(loops == 1 ? "1 event loop" : "\(loops) event loops, each with its own UDP socket") (kmsd --threads)")
+        report(EventLoops.summary(of: group, option: "kmsd --threads"))
         if let banner { report(banner) }
-        logger.info("serving", metadata: ["nodes": "\(servers.count)", "loops": "\(loops)"])
+        logger.info("serving", metadata: ["nodes": "\(servers.count)"])
 
         // Serve until SIGINT/SIGTERM; SIGHUP reloads what can be reloaded (`KMSNode.reload`).
         let hangups = await UnixSignalsSequence(trapping: .sighup)

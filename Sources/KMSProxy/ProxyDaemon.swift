@@ -1,3 +1,4 @@
+import DNSTransport
 public import KMSSettings
 public import Logging
 import MetricsHTTP
@@ -42,8 +43,7 @@ public struct ProxyDaemon: Service {
             }
         }
         for line in proxy.summary { report(line) }
-        let loops = Array(group.makeIterator()).count
-        report("loops      \(loops) event loop\(loops == 1 ? "" : "s") (kms-proxy run --threads)")
+        report(EventLoops.summary(of: group, option: "kms-proxy run --threads"))
         if let metrics { report("metrics    http://\(metrics.endpoint)/metrics") }
         report("ready")
 

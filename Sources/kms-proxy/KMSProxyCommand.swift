@@ -51,9 +51,7 @@ struct Run: AsyncParsableCommand {
     var threads: Int?
 
     func validate() throws {
-        if let threads, !(1...EventLoops.maximum).contains(threads) {
-            throw ValidationError("--threads: \(threads) is not between 1 and \(EventLoops.maximum)")
-        }
+        if let refusal = EventLoops.refusal(threads: threads) { throw ValidationError(refusal) }
     }
 
     func run() async throws {

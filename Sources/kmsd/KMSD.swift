@@ -54,9 +54,7 @@ struct KMSD: AsyncParsableCommand {
     var check = false
 
     func validate() throws {
-        if let threads, !(1...EventLoops.maximum).contains(threads) {
-            throw ValidationError("--threads: \(threads) is not between 1 and \(EventLoops.maximum)")
-        }
+        if let refusal = EventLoops.refusal(threads: threads) { throw ValidationError(refusal) }
     }
 
     func run() async throws {

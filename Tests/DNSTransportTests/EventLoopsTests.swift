@@ -1,5 +1,6 @@
 import DNSTransport
 import Foundation
+import NIOPosix
 import Testing
 
 /// How many event loops a daemon starts (`EventLoops`): one per CPU the process may run on.
@@ -28,5 +29,25 @@ import Testing
         #expect(EventLoops.count(asked: nil, coreCount: 4, allowedCPUs: nil) == 4)
         // --threads wins either way.
         #expect(EventLoops.count(asked: 3, coreCount: 2, allowedCPUs: 1) == 3)
+    }
+
+    /// kmsd and kms-proxy refuse the same `--threads` values with the same line.
+    @Test func threadsOutsideOneTo1024AreRefused() {
+        #expect(EventLoops.refusal(threads: nil) == nil)
+        #expect(EventLoops.refusal(threads: 1) == nil)
+        #expect(EventLoops.refusal(threads: 1024) == nil)
+        #expect(EventLoops.refusal(threads: 0) == "--threads: 0 is not between 1 and 1024")
+        #expect(EventLoops.refusal(threads: 1025) == "--threads: 1025 is not between 1 and 1024")
+    }
+
+    /// The line both daemons print: the group's own count, and the option that sets it.
+    @Test func theStartLineCountsTheGroupsLoops() async throws {
+        let one = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let three = MultiThreadedEventLoopGroup(numberOfThreads: 3)
+        #expect(EventLoops.summary(of: one, option: "kmsd --threads") == "loops      1 event loop (kmsd --threads)")
+        #expect(EventLoops.summary(of: three, option: "kms-proxy run --threads")
+            == "loops      3 event loops, each with its own UDP socket (kms-proxy run --threads)")
+        try await one.shutdownGracefully()
+        try await three.shutdownGracefully()
     }
 }
