@@ -8,8 +8,9 @@ public import NIOCore
 ///   2. a response (QR=1)                              -> drop: never answer a response (reflection)
 ///      a UDP query longer than `DNSServer.largestUDPQuery` -> TC=1 (its header and question), so it
 ///      comes again over TCP; FORMERR if even its question cannot be read
-///   3. a UDP query the responder turns away undecoded -> TC=1 (`Replies.truncated(raw:)`): a client in
-///      its penalty box, or a signed request it will not verify for an unproven address now
+///   3. a UDP query the responder turns away undecoded -> TC=1 (`Replies.truncated(raw:)`), or a
+///      drop as the responder's slip says: a client in its penalty box, or a signed request it
+///      will not verify for an unproven address now
 ///      the responder's reply cache knows these bytes (up to ID and case) -> that reply
 ///   4. does not decode (including RFC 6891 OPT rules) -> FORMERR, extended error Invalid Data
 ///      an EDNS version other than 0 (RFC 6891 6.1.3)  -> BADVERS, with an OPT of version 0
@@ -21,6 +22,14 @@ public import NIOCore
 ///
 /// The KMS node and the proxy both sit behind it, so they cannot disagree on any of this.
 public enum Admission {
+    /// What becomes of a UDP query its responder turns away undecoded (`DNSResponder.penalty`).
+    public enum Penalty: Sendable {
+        /// An empty reply with TC=1, copied from the query's header and question.
+        case truncate
+        /// Nothing: the slip let this one go unanswered.
+        case drop
+    }
+
     /// Why admission answered or dropped a query itself.
     public enum Outcome: Sendable {
         case tooShort, response, malformed, badVersion, notQuery, questionCount
@@ -28,7 +37,7 @@ public enum Admission {
         case overloaded
         /// Answered from the reply cache.
         case cached([UInt8])
-        /// A UDP client in the penalty box, sent to TCP undecoded.
+        /// A UDP client in the penalty box, sent to TCP undecoded or dropped (the slip).
         case penalised
         /// A UDP query longer than the server reads over UDP (`DNSServer.largestUDPQuery`),
         /// sent to TCP with TC=1.
@@ -61,10 +70,19 @@ public enum Admission {
             responder.admissionTurnedAway(.oversized)
             return .wire(truncated)
         }
-        // 3. A client that must earn its budget back: to TCP, at the cost of a header copy.
-        if transport == .udp, responder.isPenalised(client, query: bytes), let truncated = Replies.truncated(raw: bytes) {
-            responder.admissionTurnedAway(.penalised)
-            return .wire(truncated)
+        // 3. A client that must earn its budget back: to TCP, at the cost of a header copy,
+        // or nothing at all (the slip).
+        if transport == .udp, let penalty = responder.penalty(for: client, query: bytes) {
+            switch penalty {
+            case .drop:
+                responder.admissionTurnedAway(.penalised)
+                return .drop
+            case .truncate:
+                if let truncated = Replies.truncated(raw: bytes) {
+                    responder.admissionTurnedAway(.penalised)
+                    return .wire(truncated)
+                }
+            }
         }
         // The same bytes as a query answered before.
         if let cached = responder.cachedReply(to: bytes, over: transport) {

@@ -69,10 +69,11 @@ public protocol DNSResponder: Sendable {
     /// (a reply cache). The default keeps none.
     func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]?
 
-    /// Before decoding: whether this UDP query is sent to TCP without being decoded (its
-    /// client spent a budget it must earn back, or it asks for work the responder will not do
-    /// for an unproven address now). The default: none is.
-    func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool
+    /// Before decoding: whether this UDP query is turned away undecoded (its client spent a
+    /// budget it must earn back, or it asks for work the responder will not do for an
+    /// unproven address now), and how: sent to TCP with TC=1, or dropped (RRL's slip). The
+    /// default: none is.
+    func penalty(for client: SocketAddress, query: ByteBuffer) -> Admission.Penalty?
 
     /// Admission answered or dropped a query itself (for the responder's metrics).
     func admissionTurnedAway(_ outcome: Admission.Outcome)
@@ -93,7 +94,7 @@ public protocol DNSResponder: Sendable {
 
 extension DNSResponder {
     public func cachedReply(to query: ByteBuffer, over transport: DNSTransportKind) -> [UInt8]? { nil }
-    public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool { false }
+    public func penalty(for client: SocketAddress, query: ByteBuffer) -> Admission.Penalty? { nil }
     public var acceptedOpcodes: Set<OpCode> { [.query] }
     public func admissionTurnedAway(_ outcome: Admission.Outcome) {}
     public func answerCookieQuery(_ query: DNSMessage, from client: SocketAddress, querySize: Int) -> Reply? { nil }

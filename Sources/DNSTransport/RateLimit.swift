@@ -176,6 +176,35 @@ public final class RateLimiter<Key: Hashable & Sendable>: Sendable {
     }
 }
 
+/// RRL's "slip" (BIND's `slip`, NSD's and Knot's `rrl-slip`): of the UDP queries turned away
+/// for a budget, one in `every` gets an empty TC=1 reply and the others get nothing.
+///
+/// A turned-away query comes from a client over budget, or from a forged address during a
+/// spoofed flood. The TC=1 tells a real client to come back over TCP; it amplifies nothing,
+/// but sending it still costs a reply per query, aimed at whoever the source claims to be.
+/// Every second one (the default of BIND and NSD) halves that, and a real client whose query
+/// was dropped gets its TC=1 when it asks again. 1 answers every one (Knot's default); 0
+/// answers none.
+public final class Slip: Sendable {
+    public let every: Int
+    private let count = Atomic<Int>(0)
+
+    public init(every: Int) {
+        precondition(every >= 0, "a slip of \(every)")
+        self.every = every
+    }
+
+    /// Whether this turned-away query gets its TC=1 (true) or is dropped. Counted over the
+    /// whole node, not per client: of `every` in a row, one answers.
+    public func answers() -> Bool {
+        switch every {
+        case 0: return false
+        case 1: return true
+        default: return count.wrappingAdd(1, ordering: .relaxed).newValue % every == 0
+        }
+    }
+}
+
 extension Replies {
     /// An empty reply with TC=1: "ask again over TCP", where the source address is proven by
     /// the handshake. It is how a rate-limited UDP client is answered (RRL's "slip"): never

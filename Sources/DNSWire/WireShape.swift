@@ -18,6 +18,12 @@ public struct WireShape: Sendable, Equatable {
         self = bytes.withContiguousStorageIfAvailable { Self.read($0) } ?? Array(bytes).withUnsafeBufferPointer { Self.read($0) }
     }
 
+    /// The same, from bytes in place (a received buffer's readable bytes): no generic
+    /// collection to go through, on the path every UDP query takes while a budget is spent.
+    public init(wire bytes: UnsafeRawBufferPointer) {
+        self = Self.read(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count))
+    }
+
     init(carriesRecords: Bool, cookie: [UInt8]?, questionType: RRType? = nil) {
         self.carriesRecords = carriesRecords
         self.cookie = cookie

@@ -27,32 +27,35 @@ struct FormatError: Error {
 }
 
 /// A request turned away before any work: REFUSED with this extended error, or, for a client
-/// over one of its budgets (`Spending`) asking over UDP, TC=1 so it comes back over TCP.
+/// over one of its budgets (`Spending`) asking over UDP, TC=1 so it comes back over TCP, or
+/// nothing, as that budget's slip says.
 struct Refusal: Error {
     let code: ExtendedDNSError.InfoCode
-    let slip: Bool
+    /// The budgets, for a budget's refusal: over UDP to an unproven address, it slips.
+    let budgets: Spending?
     /// The reason, written only when it is sent or logged: a budget's refusals mostly go out
     /// as TC=1 without it, thousands a second under a flood.
     private let reason: @Sendable () -> String
 
     var error: ExtendedDNSError { ExtendedDNSError(code, reason()) }
 
-    init(_ code: ExtendedDNSError.InfoCode, _ text: String, slip: Bool = false) {
-        self.init(code, slip: slip) { text }
+    init(_ code: ExtendedDNSError.InfoCode, _ text: String, budgets: Spending? = nil) {
+        self.init(code, budgets: budgets) { text }
     }
 
-    init(_ code: ExtendedDNSError.InfoCode, slip: Bool = false, _ reason: @escaping @Sendable () -> String) {
+    init(_ code: ExtendedDNSError.InfoCode, budgets: Spending? = nil, _ reason: @escaping @Sendable () -> String) {
         self.code = code
-        self.slip = slip
+        self.budgets = budgets
         self.reason = reason
     }
 
     /// The reply: REFUSED with the reason, or, for a budget over UDP from an address no cookie
     /// proved, TC=1 copied from the query's header and question (no encoding: a flood is
-    /// answered at the cost of a copy).
+    /// answered at the cost of a copy) or, as the slip says (`Spending.slips`), nothing.
     func step(for request: Request) -> Step {
-        if slip && !request.isProven, let truncated = Replies.truncated(raw: request.bytes) {
-            return .wire(truncated)
+        if let budgets, !request.isProven {
+            if budgets.slips(carriesCookie: request.cookie != .absent) { return .drop }
+            if let truncated = Replies.truncated(raw: request.bytes) { return .wire(truncated) }
         }
         return .reply(Replies.error(to: request.message, .refused, error, querySize: request.size))
     }

@@ -65,7 +65,7 @@ public struct NodeConfiguration: Sendable {
         "zone", "listen", "key", "database", "control", "parent", "child", "anchor", "host", "txt",
         "default-signer", "anonymous", "upstream-timeout", "cache-max-age", "countersig-validity",
         "replay-window", "replay-memory", "policy",
-        "verify-rate", "sender-rate", "verify-failures", "unproven-failures", "anonymous-rate", "unproven-fetches", "rate-prefix", "upstream-inflight",
+        "verify-rate", "sender-rate", "verify-failures", "unproven-failures", "anonymous-rate", "unproven-fetches", "rate-prefix", "rate-slip", "upstream-inflight",
         "negative-ttl", "trace-allow", "reply-cache", "nameserver", "soa-minimum", "identity",
         "secondary", "notify", "static-signers", "transfer-key", "self-rotation",
     ]
@@ -302,6 +302,9 @@ public struct Limits: Sendable {
     public var unprovenFetches: Rate? = Rate(perSecond: 100, burst: 200)
     /// How much of a client's address the limits key on over UDP.
     public var prefix = PrefixLengths(v4: 24, v6: 56)
+    /// Of the UDP queries turned away for a budget, one in this many gets TC=1 and the rest
+    /// nothing (RRL's slip; BIND's and NSD's default). 1 answers every one, 0 none.
+    public var slip = 2
     /// Upstream fetches in flight, for the whole node and for one client prefix.
     public var upstreamInFlight = 1024
     public var upstreamInFlightPerClient = 64
@@ -338,6 +341,13 @@ public struct Limits: Sendable {
                 throw file.error(directive, "expected an IPv4 prefix length 8-32 and an IPv6 one 16-128, like 24 56")
             }
             prefix = PrefixLengths(v4: v4, v6: v6)
+        }
+        if let directive = try file.one("rate-slip", required: false) {
+            let values = try file.values(directive, count: 1, usage: "N (1 in N over-budget UDP queries gets TC=1; 1 every one, 0 none)")
+            guard let every = Int(values[0]), (0...10).contains(every) else {
+                throw file.error(directive, "'\(values[0])' is not a slip: a whole number from 0 (never TC=1) to 10; 2 sends every second one to TCP")
+            }
+            slip = every
         }
         if let directive = try file.one("upstream-inflight", required: false) {
             let values = try file.values(directive, count: 2, usage: "TOTAL PER-CLIENT (like 1024 64)")

@@ -148,15 +148,16 @@ extension KMSNode: DNSResponder {
 
     /// Stage 3: a UDP client out of failed-verify budget, an unproven signed request while the
     /// node is out of its budget for those, or an unproven unsigned TXT query from a network
-    /// out of its anonymous budget, is sent to TCP undecoded (`Spending.penalty`). Counted
-    /// here, by the budget (admission's `.penalised` counts nothing more).
-    public func isPenalised(_ client: SocketAddress, query: ByteBuffer) -> Bool {
-        switch spending.penalty(client, query: query) {
-        case nil: return false
+    /// out of its anonymous budget, is sent to TCP undecoded (`Spending.penalty`), or, without
+    /// a DNS cookie, dropped as `rate-slip` says. Counted here, by the budget (admission's `.penalised` counts
+    /// nothing more).
+    public func penalty(for client: SocketAddress, query: ByteBuffer) -> Admission.Penalty? {
+        guard let turnaway = spending.penalty(client, query: query) else { return nil }
+        switch turnaway.budget {
         case .verify: metrics.throttled.increment()
         case .anonymous: metrics.throttledAnonymous.increment()
         }
-        return true
+        return spending.slips(carriesCookie: turnaway.carriesCookie) ? .drop : .truncate
     }
 
     /// A query for a server cookie alone (RFC 7873 section 5.4), at admission's stage 6.
@@ -206,7 +207,7 @@ extension KMSNode: DNSResponder {
             metrics.count(.other)
             metrics.count(RCode.notImplemented)
         case .penalised:
-            break  // counted by its budget in `isPenalised`
+            break  // counted by its budget in `penalty(for:query:)`
         case .oversized:
             metrics.count(.other)
             metrics.count(RCode.noError)
@@ -226,6 +227,8 @@ extension KMSNode: DNSResponder {
         case .wire(let bytes):
             metrics.count(RCode(rawValue: UInt16(bytes[3] & 0x0F)))
             return .wire(bytes)
+        case .drop:
+            return .drop
         case .messages(let messages):
             if let first = messages.first, first.count > 3 { metrics.count(RCode(rawValue: UInt16(first[3] & 0x0F))) }
             return .messages(messages)
@@ -253,6 +256,8 @@ enum Step: Sendable {
     case reply(Reply)
     /// A reply already encoded (a TC=1 copied from the query).
     case wire([UInt8])
+    /// No reply: a budget's refusal that the slip let go unanswered (counted by its budget).
+    case drop
     /// A zone transfer: several messages, encoded (and signed), for TCP.
     case messages([[UInt8]])
     /// A reply that any query with the same bytes, up to ID and case, will get again (see `ReplyCache`).

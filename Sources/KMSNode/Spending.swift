@@ -19,9 +19,10 @@ import Synchronization
 ///     identical fetches coalesced and "unresolved" remembered for a while; for anonymous
 ///     queries from addresses nothing proved, the node's budget of such fetches.
 ///
-/// Over UDP a client over budget is told to come back over TCP (TC=1): a real client loses one
-/// round trip; a spoofed source gets nothing larger than what it sent. Over TCP, where the
-/// address is proven, it is refused with an extended error that says which budget.
+/// Over UDP a client over budget is told to come back over TCP (TC=1), or, as the slip says,
+/// told nothing: a real client loses one round trip (or waits for its retry); a spoofed
+/// source gets nothing larger than what it sent. Over TCP, where the address is proven, it is
+/// refused with an extended error that says which budget.
 final class Spending: Sendable {
     let limits: Limits
     private let verifies: RateLimiter<AddressPrefix>?
@@ -41,10 +42,13 @@ final class Spending: Sendable {
     let unresolved: NegativeCache
     let fetches = Coalescer<FetchKey, (KeyOutcome, Hops)>()
     let cookies: DNSCookies
+    /// Which of the UDP queries turned away here get their TC=1 (`rate-slip`).
+    let slip: Slip
 
     init(_ limits: Limits, cookies: DNSCookies) {
         self.limits = limits
         self.cookies = cookies
+        slip = Slip(every: limits.slip)
         verifies = limits.verifyRate.map { RateLimiter(rate: $0) }
         senders = limits.senderRate.map { RateLimiter(rate: $0) }
         failures = limits.verifyFailures.map { RateLimiter(rate: $0) }
@@ -65,23 +69,23 @@ final class Spending: Sendable {
     func mayVerify(_ request: Request, sender: DomainName, isHost: Bool) -> Refusal? {
         guard let account = account(of: request) else { return nil }
         if let failures, !failures.allows(account) {
-            return Refusal(.prohibited, slip: true) { "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now" }
+            return Refusal(.prohibited, budgets: self) { "too many bad signatures from \(account) (limit \(failures.rate)); no verifies for now" }
         }
         // Bad signatures from many unproven addresses at once: nobody unproven gets a verify
         // until the node's budget refills; TCP or a cookie (proven, so budgeted alone) still do.
         if !request.isProven, let unprovenFailures, !unprovenFailures.allows(.node) {
-            return Refusal(.prohibited, slip: true) {
+            return Refusal(.prohibited, budgets: self) {
                 "too many bad signatures from unproven addresses (limit \(unprovenFailures.rate) for the node); ask over TCP or with a DNS cookie"
             }
         }
         // A neighbour KMS carries the traffic of a whole zone: only failures limit it.
         if isHost, let verifies, !verifies.take(for: account) {
-            return Refusal(.prohibited, slip: true) { "signed requests from \(account) over \(verifies.rate)" }
+            return Refusal(.prohibited, budgets: self) { "signed requests from \(account) over \(verifies.rate)" }
         }
         // The sender's budget is checked here but charged only once its signature verified,
         // so an impostor naming a host cannot spend that host's budget.
         if isHost, let senders, !senders.allows(sender) {
-            return Refusal(.prohibited, slip: true) { "signed requests from \(sender) over \(senders.rate)" }
+            return Refusal(.prohibited, budgets: self) { "signed requests from \(sender) over \(senders.rate)" }
         }
         return nil
     }
@@ -91,34 +95,56 @@ final class Spending: Sendable {
         senders?.charge(for: host)
     }
 
-    /// The budget that sends a UDP query to TCP before it is even decoded (`Admission`, step
+    /// The budget that turns a UDP query away before it is even decoded (`Admission`, step
     /// 3), or nil:
-    ///   - its client's prefix is out of failed-verify budget (any query);
+    ///   - its client's prefix is out of failed-verify budget (any query), unless a cookie
+    ///     proves its address, which then has a budget of its own (a neighbour's bad
+    ///     signatures are not its own);
     ///   - the node is out of its budget for unproven failures and the query is a signed
     ///     request (it carries a record) with no cookie that proves its address;
     ///   - its client's prefix is out of anonymous budget and the query is an unsigned TXT
     ///     query with no such cookie (RRL's slip, for the queries that budget is charged for).
     /// Either way the work it asks for would be refused, and a flood costs a walk over its
     /// bytes instead of a decode.
-    func penalty(_ client: SocketAddress, query: ByteBuffer) -> Penalty? {
+    func penalty(_ client: SocketAddress, query: ByteBuffer) -> Turnaway? {
         // Nothing charged yet (the usual state): no lock, no hash, not even the address.
         let failed = failuresCharged.load(ordering: .relaxed)
         let overAnonymous = anonymousSpent.load(ordering: .relaxed)
         guard failed || overAnonymous, let address = client.ip else { return nil }
         let prefix = limits.prefix.prefix(of: address)
-        if failed, let failures, failures.isLimited(prefix) { return .verify }
+        let prefixFailed = failed && failures?.isLimited(prefix) == true
         let unprovenSpent = failed && NIODeadline.now().uptimeNanoseconds < unprovenSpentUntil.load(ordering: .relaxed)
         let anonymousLimited = overAnonymous && anonymous?.isLimited(prefix) == true
-        guard unprovenSpent || anonymousLimited else { return nil }
-        let shape = WireShape(wire: query.readableBytesView)
-        if shape.cookie.map({ cookies.proves($0, address: address) }) == true { return nil }
-        if unprovenSpent && shape.carriesRecords { return .verify }
-        if anonymousLimited && !shape.carriesRecords && shape.questionType == .txt { return .anonymous }
+        guard prefixFailed || unprovenSpent || anonymousLimited else { return nil }
+        let shape = query.withUnsafeReadableBytes { WireShape(wire: $0) }
+        if let cookie = shape.cookie, cookies.proves(cookie, address: address) {
+            let own = AddressPrefix(address, v4: 32, v6: 128)
+            return prefixFailed && failures?.isLimited(own) == true ? Turnaway(budget: .verify, carriesCookie: true) : nil
+        }
+        let carriesCookie = shape.cookie != nil
+        if prefixFailed || (unprovenSpent && shape.carriesRecords) { return Turnaway(budget: .verify, carriesCookie: carriesCookie) }
+        if anonymousLimited && !shape.carriesRecords && shape.questionType == .txt {
+            return Turnaway(budget: .anonymous, carriesCookie: carriesCookie)
+        }
         return nil
     }
 
-    /// The budget that sent a query to TCP undecoded.
-    enum Penalty { case verify, anonymous }
+    /// A query turned away undecoded: the budget that did it, and whether the query carries a
+    /// DNS cookie (its client then always gets its TC=1, whatever the slip: `slips(carriesCookie:)`).
+    struct Turnaway {
+        enum Budget { case verify, anonymous }
+        let budget: Budget
+        let carriesCookie: Bool
+    }
+
+    /// Whether a query a budget turned away over UDP goes unanswered: the slip drops it,
+    /// unless it carries a DNS cookie. A client that sends one is one that follows TC=1 at
+    /// once and may never ask again over UDP (Countersign's own clients do not: a dropped
+    /// query costs them their whole time-out); a forged flood that adds a cookie buys nothing
+    /// but the TC=1 every query gets at `rate-slip 1`.
+    func slips(carriesCookie: Bool) -> Bool {
+        !carriesCookie && !slip.answers()
+    }
 
     /// A signature did not verify: the source pays for it.
     func verifyFailed(_ request: Request) {
@@ -136,7 +162,7 @@ final class Spending: Sendable {
     func mayAnswerAnonymously(_ request: Request) -> Refusal? {
         guard let anonymous, let account = account(of: request), !anonymous.take(for: account) else { return nil }
         if !request.isProven { anonymousSpent.store(true, ordering: .relaxed) }
-        return Refusal(.prohibited, slip: true) { "anonymous answers to \(account) over \(anonymous.rate)" }
+        return Refusal(.prohibited, budgets: self) { "anonymous answers to \(account) over \(anonymous.rate)" }
     }
 
     /// Before an upstream fetch for an anonymous query: over UDP from an address nothing
@@ -146,7 +172,7 @@ final class Spending: Sendable {
         guard request.transport == .udp, !request.isProven, let unprovenFetches, !unprovenFetches.take(for: .node) else {
             return nil
         }
-        return Refusal(.prohibited, slip: true) {
+        return Refusal(.prohibited, budgets: self) {
             "upstream fetches for unproven addresses over \(unprovenFetches.rate) for the node; ask over TCP or with a DNS cookie"
         }
     }
@@ -185,7 +211,7 @@ final class Spending: Sendable {
         Refusal(
             .notReady,
             "\(limits.upstreamInFlight) upstream fetches in flight here, or \(limits.upstreamInFlightPerClient) for \(account(of: request).map { "\($0)" } ?? "this client"); ask again shortly",
-            slip: false)
+            budgets: nil)
     }
 }
 

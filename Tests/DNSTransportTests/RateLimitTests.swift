@@ -52,6 +52,19 @@ import Testing
         #expect(limiter.count <= 1000)
         #expect(limiter.count >= 500, "evicts half at a time, not everything")
     }
+
+    @Test func theSlipAnswersOneInEveryNAndNoneAtZero() {
+        let every = (0..<30).map { _ in Slip(every: 3).answers() }
+        #expect(every.allSatisfy { !$0 }, "a fresh slip of 3 answers the third, not the first")
+        let three = Slip(every: 3)
+        let answered = (0..<30).map { _ in three.answers() }
+        #expect(answered.filter { $0 }.count == 10)
+        #expect(answered == Array(repeating: [false, false, true], count: 10).flatMap { $0 })
+        let one = Slip(every: 1)
+        #expect((0..<10).allSatisfy { _ in one.answers() })
+        let zero = Slip(every: 0)
+        #expect((0..<10).allSatisfy { _ in !zero.answers() })
+    }
 }
 
 @Suite struct RawTruncationTests {

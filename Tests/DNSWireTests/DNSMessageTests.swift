@@ -217,6 +217,7 @@ import Testing
         query.edns?.options = [EDNS.Option(code: 8, data: [0, 1, 24, 0, 127, 0, 0]), EDNS.Option(code: 10, data: cookie)]
         let shape = WireShape(wire: try query.wire())
         #expect(!shape.carriesRecords && shape.cookie == cookie)
+        #expect(try query.wire().withUnsafeBytes { WireShape(wire: $0) } == shape, "read in place as from a copy")
     }
 
     @Test func aQueryWithARecordBesidesOPTCarriesIt() throws {

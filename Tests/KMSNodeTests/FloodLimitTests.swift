@@ -26,7 +26,7 @@ import Testing
     /// is told TC=1 without any verify. A real host of the same /24 still gets its key: its
     /// UDP query is also told TC=1, and over TCP (its own, proven address) it is served.
     @Test func badSignaturesCostTheirSourceItsVerifiesAndNobodyElseTheirKeys() async throws {
-        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "verify-failures 0.001 4"])
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "verify-failures 0.001 4\nrate-slip 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let impostor = try PrivateKey(generating: .ed25519)
             let server = hierarchy.servers["b.a.xx."]!.address
@@ -52,6 +52,19 @@ import Testing
             let sentAway = try DNSMessage(wire: try #require(plain))
             #expect(sentAway.header.isTruncated && sentAway.header.id == 4242 && sentAway.answers.isEmpty)
             #expect(sentAway.question == Question(name: "hosta.b.a.xx.", type: .a))
+            // A cookie that proves its address takes a client of the same /24 past that
+            // penalty: the address has a budget of its own, as after decoding. (The server
+            // cookie comes over TCP, which admission never turns away.)
+            var ask = DNSMessage.query(id: 4343, name: "hosta.b.a.xx.", type: .a)
+            ask.edns?.options.append(EDNS.Option(code: 10, data: [9, 8, 7, 6, 5, 4, 3, 2]))
+            let handshake = try await hierarchy.client.queryOverTCP(ask, server: server, timeout: .seconds(5))
+            let cookie = try #require(handshake.edns?.options.first { $0.code == 10 }?.data, "no server cookie over TCP")
+            ask.edns?.options.removeAll { $0.code == 10 }
+            ask.edns?.options.append(EDNS.Option(code: 10, data: cookie))
+            let proven = try DNSMessage(wire: try #require(try await RawUDP.exchange(try ask.wire(), with: server, from: "127.0.0.1")))
+            #expect(!proven.header.isTruncated && proven.rcode == .noError && proven.answers.count == 1, "\(proven.rcode)")
+            let stillAway = try DNSMessage(wire: try #require(try await RawUDP.exchange(try ask.wire(), with: server, from: "127.0.0.9")))
+            #expect(stillAway.header.isTruncated, "that cookie proves 127.0.0.1, not the address that sent the bad signatures")
             // Host A writes from 127.0.0.1, in the flooded 127.0.0.0/24: its key arrives,
             // through TCP for the hop that is over budget.
             let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.")
@@ -68,7 +81,7 @@ import Testing
     /// nothing proved gets a verify: a real host's signed query is told TC=1 and is served over
     /// TCP. Unsigned queries are not affected.
     @Test func badSignaturesFromManyPrefixesSendEveryUnprovenClientToTCP() async throws {
-        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "unproven-failures 0.001 5"])
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "unproven-failures 0.001 5\nrate-slip 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let impostor = try PrivateKey(generating: .ed25519)
             let server = hierarchy.servers["b.a.xx."]!.address
@@ -150,7 +163,7 @@ import Testing
     @Test func anonymousAnswersOverBudgetAreSentToTCP() async throws {
         // A burst of 3 that refills one answer in 1 000 s: the first answer (a cold fetch in a
         // debug build, under a loaded CI) may take seconds, and 0.5/s had refilled one by then.
-        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3"])
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3\nrate-slip 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let query = DNSMessage.query(id: 5, name: "hostb.c.a.xx.", type: .txt)
             let replies = try await udpReplies(to: query, count: 5, hierarchy)
@@ -158,6 +171,40 @@ import Testing
             #expect(replies.dropFirst(3).allSatisfy { $0.header.isTruncated && $0.answers.isEmpty })
             let overTCP = try await hierarchy.client.queryOverTCP(query, server: hierarchy.servers["c.a.xx."]!.address, timeout: .seconds(5))
             #expect(overTCP.rcode == .noError && overTCP.answers.count == 1)
+        }
+    }
+
+    /// Over budget, only one in `rate-slip` UDP queries gets its TC=1 (2 by default, as in
+    /// BIND and NSD); the others get nothing, so a spoofed flood costs the node half the
+    /// replies and its victims half the packets. 0 answers none. A query with a DNS cookie
+    /// always gets its TC=1: its client may not ask twice. A query no budget turns away, sent
+    /// after them all from the same socket, is answered: it shows which were dropped.
+    @Test func overBudgetOnlyOneInRateSlipQueriesGetsItsTC() async throws {
+        let hierarchy = try await TestHierarchy(extra: [
+            "c.a.xx.": "anonymous-rate 0.001 1", "b.a.xx.": "anonymous-rate 0.001 1\nrate-slip 0",
+        ])
+        try await afterwards({ await hierarchy.shutdown() }) {
+            for (zone, name, slip) in [("c.a.xx.", "hostb.c.a.xx.", 2), ("b.a.xx.", "hosta.b.a.xx.", 0)] as [(DomainName, DomainName, Int)] {
+                let server = hierarchy.servers[zone]!.address
+                let spend = try await udpReply(to: DNSMessage.query(id: 1, name: name, type: .txt), from: "127.0.71.1", zone, hierarchy)
+                #expect(spend.rcode == .noError && spend.answers.count == 1 && !spend.header.isTruncated, "\(zone): \(spend.rcode)")
+                var over = try (0..<6).map { try DNSMessage.query(id: UInt16(100 + $0), name: name, type: .txt).wire() }
+                for id in UInt16(200)..<204 {
+                    var withCookie = DNSMessage.query(id: id, name: name, type: .txt)
+                    withCookie.edns?.options.append(EDNS.Option(code: 10, data: [1, 2, 3, 4, 5, 6, 7, UInt8(id & 0xFF)]))
+                    over.append(try withCookie.wire())
+                }
+                let barrier = try DNSMessage.query(id: 999, name: name, type: .a).wire()
+                let exchanged = try await RawUDP.exchange(over, thenBarrier: barrier, with: server, from: "127.0.71.1")
+                let (replies, answered) = try #require(exchanged, "\(zone) went silent")
+                let truncated = try replies.map { try DNSMessage(wire: $0) }
+                #expect(truncated.allSatisfy { $0.header.isTruncated && $0.answers.isEmpty })
+                let ids = truncated.map(\.header.id)
+                #expect(ids.filter { (100..<106).contains($0) }.count == (slip == 0 ? 0 : 6 / slip), "\(zone), rate-slip \(slip): \(ids)")
+                #expect(ids.filter { (200..<204).contains($0) } == [200, 201, 202, 203], "\(zone), rate-slip \(slip), with cookies: \(ids)")
+                let address = try DNSMessage(wire: answered)
+                #expect(address.rcode == .noError && address.answers.count == 1 && !address.header.isTruncated)
+            }
         }
     }
 
@@ -172,7 +219,7 @@ import Testing
     /// a flood from it costs a walk over each packet. Other types from that network, and TXT
     /// from other networks, are answered as before.
     @Test func aNetworkOverItsAnonymousBudgetHasItsTXTQueriesSentToTCPUndecoded() async throws {
-        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3\ntxt note.c.a.xx. \"hello\""])
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3\ntxt note.c.a.xx. \"hello\"\nrate-slip 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let note = DNSMessage.query(id: 7, name: "note.c.a.xx.", type: .txt)
             // Before: the plain TXT costs no budget.
@@ -201,7 +248,7 @@ import Testing
     /// summed over every network (a spoofed random-name flood comes from many): past it they
     /// are sent to TCP. What needs no fetch (a name remembered as unresolved) is answered.
     @Test func anonymousFetchesForUnprovenAddressesHaveANodeBudget() async throws {
-        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "unproven-fetches 0.001 2"])
+        let hierarchy = try await TestHierarchy(extra: ["b.a.xx.": "unproven-fetches 0.001 2\nrate-slip 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             func query(_ name: DomainName) -> DNSMessage { DNSMessage.query(id: 11, name: name, type: .txt) }
             for (name, source) in [("ghost1.c.a.xx.", "127.0.63.1"), ("ghost2.c.a.xx.", "127.0.64.1")] {
@@ -224,7 +271,7 @@ import Testing
     /// answers: over UDP to an unproven address they spend the same budget, so a forged source
     /// gets TC=1 past it; over TCP a log monitor reads on, uncharged.
     @Test func largePlainAnswersToUnprovenAddressesSpendTheAnonymousBudget() async throws {
-        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3"])
+        let hierarchy = try await TestHierarchy(extra: ["c.a.xx.": "anonymous-rate 0.001 3\nrate-slip 1"])
         try await afterwards({ await hierarchy.shutdown() }) {
             let query = DNSMessage.query(id: 6, name: "_head._kms1log.c.a.xx.", type: .txt)
             let replies = try await udpReplies(to: query, count: 5, hierarchy)
