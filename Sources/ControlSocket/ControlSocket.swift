@@ -16,7 +16,8 @@ public enum ControlSocket {
     /// Serves `path`. A socket file left by a process that died is replaced; one that a live
     /// process still answers on is not, and neither is anything that is not a socket: two daemons on one control socket would take each
     /// other's commands. `handle` gets each request line and returns the reply; it runs off
-    /// the event loop, so it may block (a durable store write).
+    /// the event loop, in a task, so it may wait; work that blocks a thread (a durable store
+    /// write) belongs on a thread pool (`NIOThreadPool`), not on the concurrency pool.
     ///
     /// Each connection is a child task of the listener's task: closing the returned channel
     /// ends them all.

@@ -3,6 +3,7 @@ import Foundation
 import KMSCrypto
 import KMSProtocol
 public import NIOCore
+import NIOPosix
 public import ControlSocket
 
 /// The node's side of its local administration channel (`NodeControl` messages over a
@@ -14,13 +15,20 @@ public enum Control {
     /// Serves `node`'s control socket at `path`.
     public static func serve(_ node: KMSNode, at path: String, group: any EventLoopGroup) async throws -> any Channel {
         try await ControlSocket.serve(at: path, group: group) { line in
-            let response: Response
-            if let request = try? JSONDecoder().decode(Request.self, from: line) {
-                response = handle(request, node: node)
-            } else {
-                response = Response(ok: false, message: "not a JSON control request")
+            // On NIO's thread pool, not on the concurrency pool: a batch registration parses
+            // thousands of keys and waits for the store's durable write, a reload reads every
+            // host, and on a node pinned to one CPU the concurrency pool has a single thread,
+            // which every forwarded fetch needs.
+            let reply = try? await NIOThreadPool.singleton.runIfActive { () -> Data in
+                let response: Response
+                if let request = try? JSONDecoder().decode(Request.self, from: line) {
+                    response = handle(request, node: node)
+                } else {
+                    response = Response(ok: false, message: "not a JSON control request")
+                }
+                return (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false,\"message\":\"encoding\"}".utf8)
             }
-            return (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false,\"message\":\"encoding\"}".utf8)
+            return reply ?? Data("{\"ok\":false,\"message\":\"the node is shutting down\"}".utf8)
         }
     }
 

@@ -72,7 +72,8 @@ public struct KMSDaemon: Service {
             group.addTask { [logger] in
                 for await _ in hangups {
                     logger.notice("SIGHUP: reloading")
-                    for node in nodes { _ = node.reload() }
+                    // Off the concurrency pool, as the control socket's ops (`Control.serve`).
+                    for node in nodes { _ = try? await NIOThreadPool.singleton.runIfActive { node.reload() } }
                 }
             }
             // Each node keeps its published countersignatures fresh (new and rotated hosts
