@@ -83,8 +83,8 @@ struct Fetch: AsyncParsableCommand {
                 Self.exit("--signer: '\(signer)' is not a domain name", code: 64)
             }
         }
+        // Closed before a normal return; the error paths below end the process (`exit`).
         let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
-        defer { Task { await client.close() } }
         let fetcher: KeyFetcher
         do { fetcher = try KeyFetcher(configuration: configuration, client: client) } catch {
             Self.exit("\(path): cache: \(error)", code: 78)
@@ -113,6 +113,7 @@ struct Fetch: AsyncParsableCommand {
             FileHandle.standardError.write(Data(
                 ";; audit: in \(proof.head.signer)'s log at index \(proof.index) of \(proof.head.size) (tree head verified)\n".utf8))
         }
+        await client.close()
         print(try render(result))
     }
 

@@ -74,7 +74,6 @@ struct Monitor: AsyncParsableCommand {
         guard !watched.isEmpty, !logs.isEmpty else { Self.exit("give at least one NAME and one --log SIGNER=ADDRESS[:PORT]", code: 64) }
         let expected = parseExpectations()
         let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
-        defer { Task { await client.close() } }
         let monitors = logs.map { parseLog($0, anchors: configuration.anchors, client: client) }
         let fetcher: KeyFetcher
         do { fetcher = try KeyFetcher(configuration: configuration, client: client) } catch {
@@ -84,8 +83,14 @@ struct Monitor: AsyncParsableCommand {
         while true {
             let verdict = await round(monitors, watched: watched, expected: expected, fetcher: fetcher, states: &states)
             saveStates(states)
-            if once { Foundation.exit(verdict) }
-            try await Task.sleep(for: .seconds(interval))
+            if once {
+                await client.close()
+                Foundation.exit(verdict)
+            }
+            do { try await Task.sleep(for: .seconds(interval)) } catch {
+                await client.close()  // cancelled between rounds
+                throw error
+            }
         }
     }
 

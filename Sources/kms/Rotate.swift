@@ -59,8 +59,8 @@ struct Rotate: AsyncParsableCommand {
                 Self.exit("cannot write the new key beside \(keyPath): \(error)", code: 73)
             }
         }
+        // Closed before each normal return; the error paths below end the process (`exit`).
         let client = try await DNSClient.make(group: MultiThreadedEventLoopGroup.singleton)
-        defer { Task { await client.close() } }
 
         let record: KMSRecord
         do {
@@ -84,6 +84,7 @@ struct Rotate: AsyncParsableCommand {
         if reply.rcode != .noError {
             // An earlier attempt may have reached the KMS and only lost its answer.
             if await alreadyRotated(configuration, client: client, to: newKey.publicKey) {
+                await client.close()
                 swap(prefix: prefix, next: next)
                 print("rotated \(configuration.name) (the KMS already had the new key): \(KeyField.encode(newKey.publicKey))")
                 return
@@ -91,6 +92,7 @@ struct Rotate: AsyncParsableCommand {
             let reasons = reply.extendedErrors.map(\.text).joined(separator: "; ")
             Self.exit("\(home.name) answered \(reply.rcode)\(reasons.isEmpty ? "" : ": \(reasons)"); the current key stays, \(next).pem waits", code: 65)
         }
+        await client.close()
         swap(prefix: prefix, next: next)
         print("rotated \(configuration.name): \(KeyField.encode(newKey.publicKey))")
     }
