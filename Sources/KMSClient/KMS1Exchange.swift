@@ -41,15 +41,68 @@ public struct KMS1Exchange: Sendable {
         self.timeout = timeout
     }
 
+    /// A signed request and the nonce it carries (the reply must echo it).
+    public typealias Signed = (record: KMSRecord, nonce: Nonce)
+
     /// Asks `kms`, waiting `wait` (default: the exchange's time-out) and telling it so
     /// (`TimeBudget`); returns the outcome and the reply's hop-trace records (if asked for).
+    ///
+    /// Over UDP a datagram may be lost, and one loss would cost the whole time-out. So when
+    /// no reply has come after a quarter of the wait, and again after half, the question is
+    /// asked again, as every stub resolver asks again: `again` signs a new request, with a
+    /// fresh nonce (PROTOCOL.md refuses a nonce seen before, so the same bytes would be
+    /// refused as a replay if the first did arrive). The first reply to any of them that is
+    /// not silence is the outcome; a KMS that is slow rather than unreachable costs a verify
+    /// and a signature per extra request, and its upstream work is shared (`Coalescer`).
+    /// Over TCP, which recovers its own losses, or without `again`, it asks once.
     public func ask(
         _ kms: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag,
         trace: Bool = false, overTCP: Bool = false, wait: TimeAmount? = nil, audit: Bool = false,
-        accept: (@Sendable (KMSRecord) throws -> KeyAnswer)? = nil
+        again: (@Sendable () -> Signed?)?,
+        accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)? = nil
     ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
         let timeout = wait ?? self.timeout
-        var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
+        let once = { @Sendable (signed: Signed, timeout: TimeAmount) async -> (outcome: Outcome, hops: [ResourceRecord]) in
+            await self.once(
+                kms, target: target, signed: signed, expecting: tag, trace: trace, overTCP: overTCP, timeout: timeout, audit: audit,
+                accept: accept)
+        }
+        guard !overTCP, let again else { return await once((record, nonce), timeout) }
+        let started = ContinuousClock.now
+        return await withTaskGroup(of: (outcome: Outcome, hops: [ResourceRecord])?.self) { group in
+            group.addTask { await once((record, nonce), timeout) }
+            for attempt in 1..<Self.attempts {
+                let after = TimeAmount.nanoseconds(timeout.nanoseconds * Int64(attempt) / Int64(Self.attempts + 1))
+                group.addTask {
+                    // Within the same deadline as the first: a late wake-up shortens the wait.
+                    guard (try? await Task.sleep(until: started + .nanoseconds(after.nanoseconds), clock: .continuous)) != nil else { return nil }
+                    let elapsed = (ContinuousClock.now - started).components
+                    let left = timeout.nanoseconds - (elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+                    guard left > 0, let signed = again() else { return nil }
+                    return await once(signed, .nanoseconds(left))
+                }
+            }
+            for await result in group {
+                guard let result else { continue }
+                if case .timeout = result.outcome { continue }
+                group.cancelAll()
+                return result
+            }
+            return (.timeout, [])
+        }
+    }
+
+    /// How many requests a UDP exchange may send: the first, then one after a quarter and one
+    /// after half of the wait without a reply.
+    public static let attempts = 3
+
+    /// One request, and its checked reply.
+    private func once(
+        _ kms: Peer, target: DomainName, signed: Signed, expecting tag: RecordTag, trace: Bool, overTCP: Bool,
+        timeout: TimeAmount, audit: Bool, accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)?
+    ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
+        let nonce = signed.nonce
+        var query = DNSMessage.kmsQuery(id: 0, target: target, record: signed.record)
         if trace { query.edns?.options.append(HopTrace.option) }
         if audit { query.edns?.options.append(AuditRequest.option) }
         query.edns?.options.append(TimeBudget.option(milliseconds: UInt32(clamping: timeout.nanoseconds / 1_000_000)))
@@ -74,7 +127,7 @@ public struct KMS1Exchange: Sendable {
                 guard let record = try reply.kmsRecord(), record.tag == tag else {
                     return (.rejected("the reply carries no \(tag) record"), hops)
                 }
-                let answer = try accept.map { try $0(record) } ?? check.verify(answer: record)
+                let answer = try accept.map { try $0(record, nonce) } ?? check.verify(answer: record)
                 let proof = audit ? try InclusionProof.find(for: answer.target, in: reply.additionals) : nil
                 return (.key(answer, proof: proof), hops)
             case .nameError:

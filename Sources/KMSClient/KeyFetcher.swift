@@ -126,14 +126,17 @@ public final class KeyFetcher: Sendable {
 
         // Step 3: a signed inquiry to the home KMS.
         let home = configuration.home
+        let (address, name, key) = (configuration.address, configuration.name, configuration.key)
+        @Sendable func inquiry(at time: UnixTime) throws -> KMS1Exchange.Signed {
+            let nonce = try Nonce.random()
+            let record = try Inquiry(target: target, signer: anchor.name, ip: address, from: name, nonce: nonce, time: time)
+                .record().signed(by: key)
+            return (record, nonce)
+        }
         let nonce: Nonce
         let record: KMSRecord
         do {
-            nonce = try Nonce.random()
-            record = try Inquiry(
-                target: target, signer: anchor.name, ip: configuration.address, from: configuration.name, nonce: nonce,
-                time: now
-            ).record().signed(by: configuration.key)
+            (record, nonce) = try inquiry(at: now)
         } catch {
             throw FetchError(kind: .verificationFailed, message: "cannot sign the inquiry: \(error)")
         }
@@ -141,14 +144,19 @@ public final class KeyFetcher: Sendable {
         let started = Date()
         let timeoutMilliseconds = Int(configuration.timeout * 1000)
         let exchange = KMS1Exchange(client: client, timeout: .milliseconds(Int64(timeoutMilliseconds)))
-        // Step 4 is `accept`: the reply checks and the countersignature checks (AnswerVerification).
-        let verification = AnswerVerification(
-            reply: ReplyCheck(responder: home.name, responderKey: home.key, target: target, nonce: nonce), signer: anchor.name,
-            signerKey: anchor.key)
         // A traced answer carries every hop's notes and rarely fits a UDP reply: ask over TCP.
+        // Over UDP a lost datagram is asked again with a fresh inquiry (`again`).
+        // Step 4 is `accept`: the reply checks for the nonce it answers, and the
+        // countersignature checks (AnswerVerification).
         let (outcome, hops) = await exchange.ask(
             home, target: target, record: record, nonce: nonce, expecting: .answer, trace: trace, overTCP: trace || audit, audit: audit,
-            accept: { record in try verification.verify(record, now: UnixTime(Date().timeIntervalSince1970)) })
+            again: { try? inquiry(at: UnixTime(Date().timeIntervalSince1970)) },
+            accept: { record, nonce in
+                try AnswerVerification(
+                    reply: ReplyCheck(responder: home.name, responderKey: home.key, target: target, nonce: nonce), signer: anchor.name,
+                    signerKey: anchor.key
+                ).verify(record, now: UnixTime(Date().timeIntervalSince1970))
+            })
         for (node, text) in HopTrace.notes(in: hops) { note("  \(node) \(text)") }
         let summary: String
         switch outcome {

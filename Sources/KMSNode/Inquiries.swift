@@ -1,5 +1,6 @@
 import DNSTransport
 import DNSWire
+import KMSClient
 import KMSCrypto
 import KMSProtocol
 import KMSSettings
@@ -225,13 +226,16 @@ extension KMSNode {
         target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops, wait: TimeAmount, audit: Bool
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
-        let now = Self.now()
-        guard let nonce = try? Nonce.random(),
-            let record = try? Inquiry(target: target, signer: signer, ip: ip, from: zone, nonce: nonce, time: now)
-                .record().signed(by: configuration.key)
+        let (zone, key) = (zone, configuration.key)
+        let sign = { @Sendable () -> KMS1Exchange.Signed? in
+            guard let nonce = try? Nonce.random(),
+                let record = try? Inquiry(target: target, signer: signer, ip: ip, from: zone, nonce: nonce, time: Self.now())
+                    .record().signed(by: key)
+            else { return nil }
+            return (record, nonce)
+        }
+        guard let (answer, upstreamHops) = await upstream.ask(peer, target: target, sign: sign, expecting: .answer, trace: hops.enabled, wait: wait, audit: audit)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
-        let (answer, upstreamHops) = await upstream.ask(
-            peer, target: target, record: record, nonce: nonce, expecting: .answer, trace: hops.enabled, wait: wait, audit: audit)
         hops.append(upstreamHops)
         switch answer {
         case .key(let key, let proof):
@@ -255,15 +259,18 @@ extension KMSNode {
         for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops, wait: TimeAmount, audit: Bool = false
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
-        let now = Self.now()
-        guard let nonce = try? Nonce.random(),
-            let record = try? SignatureRequest(
-                target: host.name, key: host.key, signer: signer, ip: ip, from: zone, nonce: nonce, time: now
-            ).record().signed(by: configuration.key)
+        let (zone, key) = (zone, configuration.key)
+        let sign = { @Sendable () -> KMS1Exchange.Signed? in
+            guard let nonce = try? Nonce.random(),
+                let record = try? SignatureRequest(
+                    target: host.name, key: host.key, signer: signer, ip: ip, from: zone, nonce: nonce, time: Self.now()
+                ).record().signed(by: key)
+            else { return nil }
+            return (record, nonce)
+        }
+        guard let (answer, upstreamHops) = await upstream.ask(
+            parent, target: host.name, sign: sign, expecting: .countersignature, trace: hops.enabled, wait: wait, audit: audit)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
-        let (answer, upstreamHops) = await upstream.ask(
-            parent, target: host.name, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled, wait: wait,
-            audit: audit)
         hops.append(upstreamHops)
         switch answer {
         case .key(let key, let proof):

@@ -1,5 +1,6 @@
 import DNSTransport
 import DNSWire
+import KMSClient
 import KMSProtocol
 import KMSSettings
 
@@ -48,17 +49,22 @@ extension KMSNode {
 
     private func passUp(_ sigreq: SignatureRequest, via parent: Peer, hops: Hops, request: Request) async -> Reply {
         var hops = hops
-        guard let nonce = try? KMSProtocol.Nonce.random(),
-            let record = try? SignatureRequest(
-                target: sigreq.target, key: sigreq.key, signer: sigreq.signer, ip: sigreq.ip, from: zone, nonce: nonce,
-                time: Self.now()
-            ).record().signed(by: configuration.key)
+        let (zone, key) = (zone, configuration.key)
+        let sign = { @Sendable () -> KMS1Exchange.Signed? in
+            guard let nonce = try? KMSProtocol.Nonce.random(),
+                let record = try? SignatureRequest(
+                    target: sigreq.target, key: sigreq.key, signer: sigreq.signer, ip: sigreq.ip, from: zone, nonce: nonce,
+                    time: Self.now()
+                ).record().signed(by: key)
+            else { return nil }
+            return (record, nonce)
+        }
+        guard let (answer, upstreamHops) = await upstream.ask(
+            parent, target: sigreq.target, sign: sign, expecting: .countersignature, trace: hops.enabled,
+            wait: upstream.wait(for: request), audit: AuditRequest.isRequested(by: request.message))
         else {
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size)
         }
-        let (answer, upstreamHops) = await upstream.ask(
-            parent, target: sigreq.target, record: record, nonce: nonce, expecting: .countersignature, trace: hops.enabled,
-            wait: upstream.wait(for: request), audit: AuditRequest.isRequested(by: request.message))
         hops.append(upstreamHops)
         let failure: (RCode, ExtendedDNSError)
         switch answer {

@@ -32,14 +32,17 @@ struct Upstream: Sendable {
         return .milliseconds(Int64(TimeBudget.wait(configured: configured, received: TimeBudget.milliseconds(in: request.message))))
     }
 
+    /// Asks `peer` with the request `sign` makes (again, with a fresh nonce, when a UDP
+    /// datagram seems lost: `KMS1Exchange.ask`); nil from `sign` is a request it could not sign.
     func ask(
-        _ peer: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag, trace: Bool, wait: TimeAmount,
-        audit: Bool = false
-    ) async -> (UpstreamAnswer, hops: [ResourceRecord]) {
+        _ peer: Peer, target: DomainName, sign: @escaping @Sendable () -> KMS1Exchange.Signed?, expecting tag: RecordTag, trace: Bool,
+        wait: TimeAmount, audit: Bool = false
+    ) async -> (UpstreamAnswer, hops: [ResourceRecord])? {
+        guard let (record, nonce) = sign() else { return nil }
         let exchange = KMS1Exchange(client: client, timeout: timeout)
         let start = ContinuousClock.now
         let (outcome, hops) = await exchange.ask(
-            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait, audit: audit)
+            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait, audit: audit, again: sign)
         let label: String
         switch outcome {
         case .key: label = "answer"

@@ -1,6 +1,7 @@
 import DNSTransport
 import DNSWire
 import Foundation
+import KMSClient
 import KMSCrypto
 import KMSNode
 import KMSProtocol
@@ -321,7 +322,11 @@ import Testing
             #expect(busy.count == 17, "\(same.map { "\($0.rcode) \($0.extendedErrors)" })")
             #expect(silentAnswers.count == 3)
             #expect(same.allSatisfy { $0.rcode == .serverFailure })
-            #expect(silent.asked.withLock { $0 } == ["ghost.d.xx."], "identical fetches were not shared")
+            // One fetch, asked again as a lost datagram would be (`KMS1Exchange.attempts` in
+            // all, fewer if a late wake-up found the deadline gone); three unshared fetches
+            // would have asked three times as often.
+            let asked = silent.asked.withLock { $0 }
+            #expect((1...KMS1Exchange.attempts).contains(asked.count) && asked.allSatisfy { $0 == "ghost.d.xx." }, "identical fetches were not shared: \(asked)")
             // After they finished, the share is free again.
             let again = try await hierarchy.send(DNSMessage.query(id: 99, name: "other.d.xx.", type: .txt), to: "a.xx.")
             #expect(again.extendedErrors.first?.infoCode == .noReachableAuthority)
