@@ -3,6 +3,7 @@ public import DNSWire
 public import KMSProtocol
 public import KMSSettings
 public import NIOCore
+import Synchronization
 
 /// One KMS1 question to one KMS and its checked reply: the exchange every asker shares — the
 /// host's `KeyFetcher`, and a KMS node asking its parent or a child (inquiries and sigreqs).
@@ -54,22 +55,29 @@ public struct KMS1Exchange: Sendable {
     /// refused as a replay if the first did arrive). The first reply to any of them that is
     /// not silence is the outcome; a KMS that is slow rather than unreachable costs a verify
     /// and a signature per extra request, and its upstream work is shared (`Coalescer`).
-    /// Over TCP, which recovers its own losses, or without `again`, it asks once.
+    /// Over TCP, which recovers its own losses, or without `again`, it asks once. `requests`
+    /// says how many were sent by the time the outcome was known (more than one: the network
+    /// lost something, or the KMS was slow).
     public func ask(
         _ kms: Peer, target: DomainName, record: KMSRecord, nonce: Nonce, expecting tag: RecordTag,
         trace: Bool = false, overTCP: Bool = false, wait: TimeAmount? = nil, audit: Bool = false,
         again: (@Sendable () -> Signed?)?,
         accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)? = nil
-    ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
+    ) async -> (outcome: Outcome, hops: [ResourceRecord], requests: Int) {
         let timeout = wait ?? self.timeout
+        let sent = Atomic(0)
         let once = { @Sendable (signed: Signed, timeout: TimeAmount) async -> (outcome: Outcome, hops: [ResourceRecord]) in
-            await self.once(
+            sent.add(1, ordering: .relaxed)
+            return await self.once(
                 kms, target: target, signed: signed, expecting: tag, trace: trace, overTCP: overTCP, timeout: timeout, audit: audit,
                 accept: accept)
         }
-        guard !overTCP, let again else { return await once((record, nonce), timeout) }
+        guard !overTCP, let again else {
+            let (outcome, hops) = await once((record, nonce), timeout)
+            return (outcome, hops, 1)
+        }
         let started = ContinuousClock.now
-        return await withTaskGroup(of: (outcome: Outcome, hops: [ResourceRecord])?.self) { group in
+        let (outcome, hops) = await withTaskGroup(of: (outcome: Outcome, hops: [ResourceRecord])?.self) { group in
             group.addTask { await once((record, nonce), timeout) }
             for attempt in 1..<Self.attempts {
                 let after = TimeAmount.nanoseconds(timeout.nanoseconds * Int64(attempt) / Int64(Self.attempts + 1))
@@ -88,8 +96,9 @@ public struct KMS1Exchange: Sendable {
                 group.cancelAll()
                 return result
             }
-            return (.timeout, [])
+            return (Outcome.timeout, [ResourceRecord]())
         }
+        return (outcome, hops, sent.load(ordering: .relaxed))
     }
 
     /// How many requests a UDP exchange may send: the first, then one after a quarter and one

@@ -148,7 +148,7 @@ public final class KeyFetcher: Sendable {
         // Over UDP a lost datagram is asked again with a fresh inquiry (`again`).
         // Step 4 is `accept`: the reply checks for the nonce it answers, and the
         // countersignature checks (AnswerVerification).
-        let (outcome, hops) = await exchange.ask(
+        let (outcome, hops, _) = await exchange.ask(
             home, target: target, record: record, nonce: nonce, expecting: .answer, trace: trace, overTCP: trace || audit, audit: audit,
             again: { try? inquiry(at: UnixTime(Date().timeIntervalSince1970)) },
             accept: { record, nonce in

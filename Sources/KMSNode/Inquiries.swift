@@ -234,9 +234,8 @@ extension KMSNode {
             else { return nil }
             return (record, nonce)
         }
-        guard let (answer, upstreamHops) = await upstream.ask(peer, target: target, sign: sign, expecting: .answer, trace: hops.enabled, wait: wait, audit: audit)
+        guard let answer = await upstream.ask(peer, target: target, sign: sign, expecting: .answer, hops: &hops, wait: wait, audit: audit)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
-        hops.append(upstreamHops)
         switch answer {
         case .key(let key, let proof):
             return (accept(key.countersignature, proof: proof, target: target, signer: signer, from: peer, expectedKey: nil, hops: &hops), hops)
@@ -268,10 +267,8 @@ extension KMSNode {
             else { return nil }
             return (record, nonce)
         }
-        guard let (answer, upstreamHops) = await upstream.ask(
-            parent, target: host.name, sign: sign, expecting: .countersignature, trace: hops.enabled, wait: wait, audit: audit)
+        guard let answer = await upstream.ask(parent, target: host.name, sign: sign, expecting: .countersignature, hops: &hops, wait: wait, audit: audit)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
-        hops.append(upstreamHops)
         switch answer {
         case .key(let key, let proof):
             // The key may have been rotated while we waited: never serve the old one.

@@ -16,9 +16,9 @@ final class Tally: Sendable {
         counter = Counter(label: label, dimensions: dimensions)
     }
 
-    func increment() {
-        counter.increment()
-        value.add(1, ordering: .relaxed)
+    func increment(by amount: Int = 1) {
+        counter.increment(by: Int64(amount))
+        value.add(amount, ordering: .relaxed)
     }
 
     var count: Int { value.load(ordering: .relaxed) }
@@ -33,6 +33,8 @@ struct NodeMetrics: Sendable {
     let cacheHits: Tally
     let cacheMisses: Tally
     let upstreamFailures: Tally
+    /// Requests to a neighbour sent again, newly signed, after no reply (`KMS1Exchange.ask`).
+    let upstreamRetransmissions: Tally
     let countersignaturesIssued: Tally
     let dropped: Tally
     /// Requests turned away by a budget (`Spending`) before the work they asked for.
@@ -56,6 +58,7 @@ struct NodeMetrics: Sendable {
         cacheHits = Tally("key-cache.hit", label: "kms_key_cache_total", dimensions: [zoneLabel, ("result", "hit")])
         cacheMisses = Tally("key-cache.miss", label: "kms_key_cache_total", dimensions: [zoneLabel, ("result", "miss")])
         upstreamFailures = Tally("upstream.failures", label: "kms_upstream_failures_total", dimensions: [zoneLabel])
+        upstreamRetransmissions = Tally("upstream.retransmissions", label: "kms_upstream_retransmissions_total", dimensions: [zoneLabel])
         countersignaturesIssued = Tally("countersignatures.issued", label: "kms_countersignatures_issued_total", dimensions: [zoneLabel])
         dropped = Tally("dropped", label: "kms_dropped_total", dimensions: [zoneLabel])
         throttled = Tally("throttled.verify", label: "kms_throttled_total", dimensions: [zoneLabel, ("budget", "verify")])
@@ -86,6 +89,7 @@ struct NodeMetrics: Sendable {
         "kms_queries_total": "Queries by the question's type.",
         "kms_key_cache_total": "Key cache lookups, by hit or miss.",
         "kms_upstream_failures_total": "Questions to a parent or child KMS that got no usable answer.",
+        "kms_upstream_retransmissions_total": "Requests to a parent or child KMS sent again, newly signed, because the one before had no reply yet (a lost datagram, or a slow KMS).",
         "kms_upstream_seconds": "Time to hear back from a parent or child KMS, by outcome.",
         "kms_countersignatures_issued_total": "Countersignatures this node issued (each appended to its transparency log).",
         "kms_dropped_total": "Packets dropped unanswered: too short, responses, or too many replies waiting; and TCP connections closed at accept, over the TCP limit.",
@@ -115,7 +119,10 @@ struct NodeMetrics: Sendable {
     /// Every tally, named, in a fixed order (`kms ctl stats`).
     var all: [Tally] {
         Kind.allCases.compactMap { requests[$0] } + responses.values.sorted { $0.name < $1.name }
-            + [cacheHits, cacheMisses, upstreamFailures, countersignaturesIssued, dropped, throttled, throttledAnonymous, throttledUpstream]
+            + [
+                cacheHits, cacheMisses, upstreamFailures, upstreamRetransmissions, countersignaturesIssued, dropped, throttled, throttledAnonymous,
+                throttledUpstream,
+            ]
     }
 
     func count(_ kind: Kind) { requests[kind]?.increment() }

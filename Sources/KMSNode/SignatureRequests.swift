@@ -59,13 +59,12 @@ extension KMSNode {
             else { return nil }
             return (record, nonce)
         }
-        guard let (answer, upstreamHops) = await upstream.ask(
-            parent, target: sigreq.target, sign: sign, expecting: .countersignature, trace: hops.enabled,
-            wait: upstream.wait(for: request), audit: AuditRequest.isRequested(by: request.message))
+        guard let answer = await upstream.ask(
+            parent, target: sigreq.target, sign: sign, expecting: .countersignature, hops: &hops, wait: upstream.wait(for: request),
+            audit: AuditRequest.isRequested(by: request.message))
         else {
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size)
         }
-        hops.append(upstreamHops)
         let failure: (RCode, ExtendedDNSError)
         switch answer {
         case .key(let key, let proof):

@@ -24,6 +24,8 @@ struct Upstream: Sendable {
     let timeout: TimeAmount
     /// `NodeMetrics.upstreamTime`.
     var timers: [String: Timer] = [:]
+    /// `NodeMetrics.upstreamRetransmissions`.
+    var retransmissions: Tally?
 
     /// How long to wait upstream for `request`: the configured time-out, or less when the
     /// requester said it waits less (`TimeBudget`).
@@ -34,15 +36,22 @@ struct Upstream: Sendable {
 
     /// Asks `peer` with the request `sign` makes (again, with a fresh nonce, when a UDP
     /// datagram seems lost: `KMS1Exchange.ask`); nil from `sign` is a request it could not sign.
+    /// The neighbour's hop notes join `hops`, after a note of this node's if it had to ask
+    /// more than once (also counted in `kms_upstream_retransmissions_total`).
     func ask(
-        _ peer: Peer, target: DomainName, sign: @escaping @Sendable () -> KMS1Exchange.Signed?, expecting tag: RecordTag, trace: Bool,
-        wait: TimeAmount, audit: Bool = false
-    ) async -> (UpstreamAnswer, hops: [ResourceRecord])? {
+        _ peer: Peer, target: DomainName, sign: @escaping @Sendable () -> KMS1Exchange.Signed?, expecting tag: RecordTag,
+        hops: inout Hops, wait: TimeAmount, audit: Bool = false
+    ) async -> UpstreamAnswer? {
         guard let (record, nonce) = sign() else { return nil }
         let exchange = KMS1Exchange(client: client, timeout: timeout)
         let start = ContinuousClock.now
-        let (outcome, hops) = await exchange.ask(
-            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: trace, wait: wait, audit: audit, again: sign)
+        let (outcome, upstreamHops, requests) = await exchange.ask(
+            peer, target: target, record: record, nonce: nonce, expecting: tag, trace: hops.enabled, wait: wait, audit: audit, again: sign)
+        if requests > 1 {
+            retransmissions?.increment(by: requests - 1)
+            hops.note("asked \(peer.name) \(requests) times, each newly signed: no reply to the first within \(wait.nanoseconds / 4_000_000) ms")
+        }
+        hops.append(upstreamHops)
         let label: String
         switch outcome {
         case .key: label = "answer"
@@ -55,18 +64,18 @@ struct Upstream: Sendable {
         timers[label]?.record(ContinuousClock.now - start)
         switch outcome {
         case .key(let answer, let proof):
-            return (.key(answer, proof: proof), hops)
+            return .key(answer, proof: proof)
         case .unresolved:
-            return (.unresolved, hops)
+            return .unresolved
         case .error(let rcode, let errors):
-            return (.error(rcode, errors), hops)
+            return .error(rcode, errors)
         case .timeout:
-            return (.failed(ExtendedDNSError(
-                .noReachableAuthority, "\(peer.name) (\(peer.endpoint)) did not answer within \(wait.nanoseconds / 1_000_000) ms")), hops)
+            return .failed(ExtendedDNSError(
+                .noReachableAuthority, "\(peer.name) (\(peer.endpoint)) did not answer within \(wait.nanoseconds / 1_000_000) ms"))
         case .unreachable(let reason):
-            return (.failed(ExtendedDNSError(.networkError, "\(peer.name) (\(peer.endpoint)) unreachable: \(reason)")), hops)
+            return .failed(ExtendedDNSError(.networkError, "\(peer.name) (\(peer.endpoint)) unreachable: \(reason)"))
         case .rejected(let reason):
-            return (.failed(ExtendedDNSError(.dnssecBogus, "reply from \(peer.name) rejected: \(reason)")), hops)
+            return .failed(ExtendedDNSError(.dnssecBogus, "reply from \(peer.name) rejected: \(reason)"))
         }
     }
 }

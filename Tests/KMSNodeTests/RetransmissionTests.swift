@@ -48,8 +48,14 @@ import Testing
             try text.replacingOccurrences(of: parent, with: "parent a.xx. 127.0.0.1:\(relay.address.port!)")
                 .write(toFile: path, atomically: true, encoding: .utf8)
             try hierarchy.startNode("b.a.xx.")
-            let result = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.", useCache: false)
+            // Traced: the host asks over TCP, and the node says in the trace that it asked again.
+            let result = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.", useCache: false, trace: true)
             #expect(result.countersignature.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+            // (Two requests, or three if a loaded machine kept the second's answer past the
+            // next quarter of the wait.)
+            #expect(result.trace.contains { $0.contains("b.a.xx.") && $0.contains("asked a.xx. ") && $0.contains(" times, each newly signed") }, "\(result.trace)")
+            let stats = Dictionary(uniqueKeysWithValues: hierarchy.nodes["b.a.xx."]!.stats)
+            #expect((1...2).contains(Int(stats["upstream.retransmissions"] ?? "") ?? 0), "\(stats)")
             #expect(relay.dropped == 1)
             let records = try relay.seen.map { try #require(try DNSMessage(wire: $0).kmsRecord()) }
             #expect(records.count >= 2 && records.allSatisfy { $0.value("from") == "b.a.xx." })
