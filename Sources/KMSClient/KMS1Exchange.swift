@@ -76,18 +76,17 @@ public struct KMS1Exchange: Sendable {
             let (outcome, hops) = await once((record, nonce), timeout)
             return (outcome, hops, 1)
         }
-        let started = ContinuousClock.now
+        let deadline = NIODeadline.now() + timeout
         let (outcome, hops) = await withTaskGroup(of: (outcome: Outcome, hops: [ResourceRecord])?.self) { group in
             group.addTask { await once((record, nonce), timeout) }
             for attempt in 1..<Self.attempts {
-                let after = TimeAmount.nanoseconds(timeout.nanoseconds * Int64(attempt) / Int64(Self.attempts + 1))
+                let after = Self.askedAgain(attempt, waiting: timeout)
                 group.addTask {
-                    // Within the same deadline as the first: a late wake-up shortens the wait.
-                    guard (try? await Task.sleep(until: started + .nanoseconds(after.nanoseconds), clock: .continuous)) != nil else { return nil }
-                    let elapsed = (ContinuousClock.now - started).components
-                    let left = timeout.nanoseconds - (elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
-                    guard left > 0, let signed = again() else { return nil }
-                    return await once(signed, .nanoseconds(left))
+                    // Within the first one's deadline: a late wake-up shortens the wait.
+                    guard (try? await Task.sleep(nanoseconds: UInt64(after.nanoseconds))) != nil else { return nil }
+                    let left = deadline - .now()
+                    guard left > .zero, let signed = again() else { return nil }
+                    return await once(signed, left)
                 }
             }
             for await result in group {
@@ -104,6 +103,11 @@ public struct KMS1Exchange: Sendable {
     /// How many requests a UDP exchange may send: the first, then one after a quarter and one
     /// after half of the wait without a reply.
     public static let attempts = 3
+
+    /// When request `attempt` (1 for the first one asked again) goes out, into a wait of `wait`.
+    public static func askedAgain(_ attempt: Int, waiting wait: TimeAmount) -> TimeAmount {
+        .nanoseconds(wait.nanoseconds * Int64(attempt) / Int64(attempts + 1))
+    }
 
     /// One request, and its checked reply.
     private func once(

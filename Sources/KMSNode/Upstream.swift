@@ -49,7 +49,7 @@ struct Upstream: Sendable {
             peer, target: target, record: record, nonce: nonce, expecting: tag, trace: hops.enabled, wait: wait, audit: audit, again: sign)
         if requests > 1 {
             retransmissions?.increment(by: requests - 1)
-            hops.note("asked \(peer.name) \(requests) times, each newly signed: no reply to the first within \(wait.nanoseconds / 4_000_000) ms")
+            hops.note("asked \(peer.name) \(requests) times, each newly signed: no reply to the first within \(KMS1Exchange.askedAgain(1, waiting: wait).nanoseconds / 1_000_000) ms")
         }
         hops.append(upstreamHops)
         let label: String
