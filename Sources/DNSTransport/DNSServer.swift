@@ -11,29 +11,58 @@ import Synchronization
 /// queries are cut to the requester's EDNS payload size with TC=1 when they do not fit.
 public final class DNSServer: Sendable {
     public let address: SocketAddress
-    private let channels: [any Channel]
+    private let tcp: any Channel
     private let deferred: DeferredReplies
+    /// The UDP sockets now serving, and whether the server is closing (no more re-opening).
+    private let udp: Mutex<(sockets: [UDPSocket], closing: Bool)>
+    private let responder: ResponderBox
+    /// Told (one line) whenever a UDP socket is opened again, or cannot be.
+    private let onReopen: @Sendable (String) -> Void
+    private let reopened = Atomic(0)
+
+    /// One UDP socket of the server, on its event loop, with the last error NIO reported on it.
+    private struct UDPSocket: Sendable {
+        let channel: any Channel
+        let loop: any EventLoop
+        let lastError: ErrorNote
+    }
 
     /// Largest reply over UDP, whatever the requester advertises (RFC 9715 guidance).
     public static let udpPayloadLimit = Int(EDNS.defaultPayloadSize)
     /// Replies waiting for the network at once, per server, before queries are dropped.
     public static let defaultDeferredLimit = 10_000
 
-    private init(address: SocketAddress, channels: [any Channel], deferred: DeferredReplies) {
+    private init(
+        address: SocketAddress, tcp: any Channel, udp: [UDPSocket], deferred: DeferredReplies, responder: ResponderBox,
+        onReopen: @escaping @Sendable (String) -> Void
+    ) {
         self.address = address
-        self.channels = channels
+        self.tcp = tcp
+        self.udp = Mutex((udp, false))
         self.deferred = deferred
+        self.responder = responder
+        self.onReopen = onReopen
     }
 
     /// Replies under way that wait for the network.
     public var repliesWaiting: Int { deferred.count }
 
+    /// UDP sockets opened again after NIO closed one (`watch`).
+    public var reopenedSockets: Int { reopened.load(ordering: .relaxed) }
+
     /// Binds UDP and TCP on `host:port` (port 0 picks a free port, the same for both).
     /// `host` is a numeric address, never resolved. The responder is read on every query, so
     /// it may be set after binding. A failure is a `BindError` naming the transport and address.
+    ///
+    /// A UDP socket that NIO closes while serving is opened again on the same loop and port
+    /// (`onReopen` hears of it). NIO closes a datagram channel on a send error other than
+    /// EMSGSIZE or EHOSTUNREACH, and the kernel refuses a single reply with EPERM when a
+    /// firewall rule rejects its destination or the connection-tracking table is full: one
+    /// such reply used to stop the port's UDP service for good, while the process ran on.
     public static func bind(
         host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox,
-        deferredLimit: Int = defaultDeferredLimit, tcp limits: TCPLimits = .standard
+        deferredLimit: Int = defaultDeferredLimit, tcp limits: TCPLimits = .standard,
+        onReopen: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws -> DNSServer {
         // TCP is bound first, without SO_REUSEPORT: it holds the port for this server alone.
         // Only then do the UDP sockets (SO_REUSEPORT, one per loop) join it. The other order
@@ -45,7 +74,8 @@ public final class DNSServer: Sendable {
         while true {
             do {
                 return try await bindOnce(
-                    host: host, port: port, group: group, responder: responder, deferredLimit: deferredLimit, limits: limits)
+                    host: host, port: port, group: group, responder: responder, deferredLimit: deferredLimit, limits: limits,
+                    onReopen: onReopen)
             } catch let error as BindError where port == 0 && error.transport == "UDP" && attempt < 8 {
                 attempt += 1
             }
@@ -53,7 +83,8 @@ public final class DNSServer: Sendable {
     }
 
     private static func bindOnce(
-        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox, deferredLimit: Int, limits: TCPLimits
+        host: String, port: Int, group: any EventLoopGroup, responder: ResponderBox, deferredLimit: Int, limits: TCPLimits,
+        onReopen: @escaping @Sendable (String) -> Void
     ) async throws -> DNSServer {
         let loops = Array(group.makeIterator())
         let wildcard: SocketAddress
@@ -88,38 +119,87 @@ public final class DNSServer: Sendable {
             throw BindError("TCP", wildcard.endpointText, error)
         }
         let boundPort = tcp.localAddress?.port ?? port
-        let reusePort = ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT))
-        var channels: [any Channel] = []
+        var sockets: [UDPSocket] = []
         do {
             for loop in loops {
-                let channel = try await DatagramBootstrap(group: loop)
-                    .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                    .channelOption(reusePort, value: 1)
-                    // NIO cuts one buffer into a slot per datagram of a vector read; a slot
-                    // holds the largest query served over UDP and one byte more, so a longer
-                    // datagram shows as cut (Admission sends it to TCP) instead of as malformed.
-                    .channelOption(
-                        ChannelOptions.recvAllocator,
-                        value: FixedSizeRecvByteBufferAllocator(capacity: (Self.largestUDPQuery + 1) * Self.datagramsPerRead))
-                    // A receive queue that absorbs a burst (the kernel caps it at
-                    // net.core.rmem_max): with the default 208 KiB, a flood spread over many
-                    // sources overflowed every socket's queue and real queries were lost with it.
-                    .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: Self.receiveBuffer)
-                    .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
-                    .channelInitializer { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder, deferred: deferred))
-                        }
-                    }
-                    .bind(to: wildcard.withPort(boundPort)).get()
-                channels.append(channel)
+                sockets.append(try await bindUDP(wildcard.withPort(boundPort), on: loop, responder: responder, deferred: deferred))
             }
         } catch {
-            for channel in channels + [tcp] { try? await channel.close() }
+            for socket in sockets { try? await socket.channel.close() }
+            try? await tcp.close()
             await deferred.close()
             throw BindError("UDP", wildcard.withPort(boundPort).endpointText, error)
         }
-        return DNSServer(address: channels[0].localAddress!, channels: channels + [tcp], deferred: deferred)
+        let server = DNSServer(
+            address: sockets[0].channel.localAddress!, tcp: tcp, udp: sockets, deferred: deferred, responder: responder, onReopen: onReopen)
+        for socket in sockets { server.watch(socket) }
+        return server
+    }
+
+    /// One UDP socket on `loop`, bound to `address` with SO_REUSEPORT beside the others.
+    private static func bindUDP(
+        _ address: SocketAddress, on loop: any EventLoop, responder: ResponderBox, deferred: DeferredReplies
+    ) async throws -> UDPSocket {
+        let lastError = ErrorNote()
+        let channel = try await DatagramBootstrap(group: loop)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT)), value: 1)
+            // NIO cuts one buffer into a slot per datagram of a vector read; a slot
+            // holds the largest query served over UDP and one byte more, so a longer
+            // datagram shows as cut (Admission sends it to TCP) instead of as malformed.
+            .channelOption(
+                ChannelOptions.recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: (Self.largestUDPQuery + 1) * Self.datagramsPerRead))
+            // A receive queue that absorbs a burst (the kernel caps it at
+            // net.core.rmem_max): with the default 208 KiB, a flood spread over many
+            // sources overflowed every socket's queue and real queries were lost with it.
+            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: Self.receiveBuffer)
+            .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        DatagramHandler(responder: responder, deferred: deferred, lastError: lastError))
+                }
+            }
+            .bind(to: address).get()
+        return UDPSocket(channel: channel, loop: loop, lastError: lastError)
+    }
+
+    /// When NIO closes `socket` and the server is not closing, a new one takes its place.
+    private func watch(_ socket: UDPSocket) {
+        socket.channel.closeFuture.whenComplete { [self] _ in
+            guard !udp.withLock({ $0.closing }) else { return }
+            Task { await reopen(socket) }
+        }
+    }
+
+    private func reopen(_ closed: UDPSocket) async {
+        // A failed send reaches no handler (replies are written without a promise), so
+        // without an error caught on the socket the likely cause is said instead.
+        let why = closed.lastError.text ?? "a send the kernel refused, as EPERM from a firewall rule or a full conntrack table"
+        for attempt in 0..<5 {
+            if attempt > 0 { try? await Task.sleep(for: .milliseconds(100 << attempt)) }
+            guard !udp.withLock({ $0.closing }) else { return }
+            do {
+                let socket = try await Self.bindUDP(address, on: closed.loop, responder: responder, deferred: deferred)
+                let kept = udp.withLock { state -> Bool in
+                    guard !state.closing else { return false }
+                    state.sockets.removeAll { $0.channel === closed.channel }
+                    state.sockets.append(socket)
+                    return true
+                }
+                guard kept else {
+                    try? await socket.channel.close()
+                    return
+                }
+                watch(socket)
+                reopened.add(1, ordering: .relaxed)
+                onReopen("UDP socket on \(address.endpointText) closed (\(why)); opened again")
+                return
+            } catch {
+                onReopen("UDP socket on \(address.endpointText) closed (\(why)); cannot open it again: \(error)")
+            }
+        }
     }
 
     /// Datagrams read per system call (recvmmsg).
@@ -137,7 +217,12 @@ public final class DNSServer: Sendable {
     /// way go out (each bounded by its upstream time-out), then closes the sockets.
     public func close() async {
         await deferred.close()
-        for channel in channels { try? await channel.close() }
+        let sockets = udp.withLock { state in
+            state.closing = true
+            return state.sockets
+        }
+        for socket in sockets { try? await socket.channel.close() }
+        try? await tcp.close()
     }
 }
 
@@ -174,9 +259,11 @@ final class DatagramHandler: ChannelInboundHandler {
 
     let responder: ResponderBox
     let deferred: DeferredReplies
-    init(responder: ResponderBox, deferred: DeferredReplies) {
+    let lastError: ErrorNote
+    init(responder: ResponderBox, deferred: DeferredReplies, lastError: ErrorNote) {
         self.responder = responder
         self.deferred = deferred
+        self.lastError = lastError
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -220,7 +307,18 @@ final class DatagramHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP port unreachable and the like on an unconnected UDP socket: nothing to do,
-        // and never a reason to stop serving.
+        // and never a reason to stop serving. If NIO closes the socket after it (a fatal
+        // send error), the server opens another and names this error (`DNSServer.watch`).
+        lastError.text = "\(error)"
+    }
+}
+
+/// The last error NIO reported on one socket, for the line that says why it closed.
+final class ErrorNote: Sendable {
+    private let value = Mutex<String?>(nil)
+    var text: String? {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
     }
 }
 

@@ -31,7 +31,7 @@ public final class NodeServer: Sendable {
         do {
             dns = try await DNSServer.bind(
                 host: configuration.listen.address.description, port: configuration.listen.port, group: group,
-                responder: ResponderBox(node))
+                responder: ResponderBox(node), onReopen: { [logger] line in logger.warning("\(line)") })
         } catch {
             throw configuration.error("listen", "\(error)")
         }

@@ -136,7 +136,7 @@ public final class ProxyService: Sendable {
             dnsServer = try await configuration.starting("dns") {
                 try await DNSServer.bind(
                     host: configuration.dns.address.description, port: configuration.dns.port, group: group,
-                    responder: ResponderBox(dnsProxy))
+                    responder: ResponderBox(dnsProxy), onReopen: { [logger] line in logger.warning("\(line)") })
             }
             let sender = TunnelSender(
                 destination: .intercept(pools), contexts: clientContexts, tunnelPort: configuration.tunnelPort, timeout: timeout,
