@@ -8,13 +8,18 @@ import Testing
 /// Over UDP one lost datagram must not cost a whole time-out: an exchange that hears nothing
 /// asks again, with a fresh inquiry, as a stub resolver asks again (`KMS1Exchange.ask`).
 @Suite struct RetransmissionTests {
-    @Test func aLostInquiryIsAskedAgainWithAFreshNonce() async throws {
+    /// A hierarchy, and a relay in front of `zone`'s node that loses the first datagram.
+    func withLossyPath(to zone: DomainName, _ body: (TestHierarchy, LossyRelay) async throws -> Void) async throws {
         let hierarchy = try await TestHierarchy()
-        let relay = try await LossyRelay.start(to: hierarchy.servers["b.a.xx."]!.address, dropping: 1)
+        let relay = try await LossyRelay.start(to: hierarchy.servers[zone]!.address, dropping: 1)
         try await afterwards({
             await relay.close()
             await hierarchy.shutdown()
-        }) {
+        }) { try await body(hierarchy, relay) }
+    }
+
+    @Test func aLostInquiryIsAskedAgainWithAFreshNonce() async throws {
+        try await withLossyPath(to: "b.a.xx.") { hierarchy, relay in
             // Host A's home KMS, reached through a network that loses the first datagram.
             let path = try hierarchy.hostConfiguration("hosta.b.a.xx.", timeout: "4s")
             let direct = "\(hierarchy.endpoints["b.a.xx."]!)"
@@ -35,12 +40,7 @@ import Testing
     /// The same between two nodes: b.a.xx. asks its parent through a network that loses the
     /// first datagram, and asks again with an inquiry of its own, newly signed.
     @Test func aNodeAsksItsParentAgainWhenItsInquiryIsLost() async throws {
-        let hierarchy = try await TestHierarchy()
-        let relay = try await LossyRelay.start(to: hierarchy.servers["a.xx."]!.address, dropping: 1)
-        try await afterwards({
-            await relay.close()
-            await hierarchy.shutdown()
-        }) {
+        try await withLossyPath(to: "a.xx.") { hierarchy, relay in
             let path = hierarchy.configPath("b.a.xx.")
             let text = try String(contentsOfFile: path, encoding: .utf8)
             let parent = "parent a.xx. \(hierarchy.endpoints["a.xx."]!)"
