@@ -14,18 +14,11 @@ public final class DNSServer: Sendable {
     private let tcp: any Channel
     private let deferred: DeferredReplies
     /// The UDP sockets now serving, and whether the server is closing (no more re-opening).
-    private let udp: Mutex<(sockets: [UDPSocket], closing: Bool)>
+    private let udp: Mutex<(sockets: [any Channel], closing: Bool)>
     private let responder: ResponderBox
     /// Told (one line) whenever a UDP socket is opened again, or cannot be.
     private let onReopen: @Sendable (String) -> Void
     private let reopened = Atomic(0)
-
-    /// One UDP socket of the server, on its event loop, with the last error NIO reported on it.
-    private struct UDPSocket: Sendable {
-        let channel: any Channel
-        let loop: any EventLoop
-        let lastError: ErrorNote
-    }
 
     /// Largest reply over UDP, whatever the requester advertises (RFC 9715 guidance).
     public static let udpPayloadLimit = Int(EDNS.defaultPayloadSize)
@@ -33,7 +26,7 @@ public final class DNSServer: Sendable {
     public static let defaultDeferredLimit = 10_000
 
     private init(
-        address: SocketAddress, tcp: any Channel, udp: [UDPSocket], deferred: DeferredReplies, responder: ResponderBox,
+        address: SocketAddress, tcp: any Channel, udp: [any Channel], deferred: DeferredReplies, responder: ResponderBox,
         onReopen: @escaping @Sendable (String) -> Void
     ) {
         self.address = address
@@ -119,19 +112,19 @@ public final class DNSServer: Sendable {
             throw BindError("TCP", wildcard.endpointText, error)
         }
         let boundPort = tcp.localAddress?.port ?? port
-        var sockets: [UDPSocket] = []
+        var sockets: [any Channel] = []
         do {
             for loop in loops {
                 sockets.append(try await bindUDP(wildcard.withPort(boundPort), on: loop, responder: responder, deferred: deferred))
             }
         } catch {
-            for socket in sockets { try? await socket.channel.close() }
+            for socket in sockets { try? await socket.close() }
             try? await tcp.close()
             await deferred.close()
             throw BindError("UDP", wildcard.withPort(boundPort).endpointText, error)
         }
         let server = DNSServer(
-            address: sockets[0].channel.localAddress!, tcp: tcp, udp: sockets, deferred: deferred, responder: responder, onReopen: onReopen)
+            address: sockets[0].localAddress!, tcp: tcp, udp: sockets, deferred: deferred, responder: responder, onReopen: onReopen)
         for socket in sockets { server.watch(socket) }
         return server
     }
@@ -139,9 +132,8 @@ public final class DNSServer: Sendable {
     /// One UDP socket on `loop`, bound to `address` with SO_REUSEPORT beside the others.
     private static func bindUDP(
         _ address: SocketAddress, on loop: any EventLoop, responder: ResponderBox, deferred: DeferredReplies
-    ) async throws -> UDPSocket {
-        let lastError = ErrorNote()
-        let channel = try await DatagramBootstrap(group: loop)
+    ) async throws -> any Channel {
+        try await DatagramBootstrap(group: loop)
             .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT)), value: 1)
             // NIO cuts one buffer into a slot per datagram of a vector read; a slot
@@ -157,39 +149,37 @@ public final class DNSServer: Sendable {
             .channelOption(ChannelOptions.datagramVectorReadMessageCount, value: Self.datagramsPerRead)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        DatagramHandler(responder: responder, deferred: deferred, lastError: lastError))
+                    try channel.pipeline.syncOperations.addHandler(DatagramHandler(responder: responder, deferred: deferred))
                 }
             }
             .bind(to: address).get()
-        return UDPSocket(channel: channel, loop: loop, lastError: lastError)
     }
 
     /// When NIO closes `socket` and the server is not closing, a new one takes its place.
-    private func watch(_ socket: UDPSocket) {
-        socket.channel.closeFuture.whenComplete { [self] _ in
+    private func watch(_ socket: any Channel) {
+        socket.closeFuture.whenComplete { [self] _ in
             guard !udp.withLock({ $0.closing }) else { return }
             Task { await reopen(socket) }
         }
     }
 
-    private func reopen(_ closed: UDPSocket) async {
-        // A failed send reaches no handler (replies are written without a promise), so
-        // without an error caught on the socket the likely cause is said instead.
-        let why = closed.lastError.text ?? "a send the kernel refused, as EPERM from a firewall rule or a full conntrack table"
+    private func reopen(_ closed: any Channel) async {
+        // A failed send reaches no handler (replies are written without a promise, and NIO
+        // fires no error for it), so the line says the likely cause.
+        let why = "after a send error, as EPERM from a firewall rule or a full conntrack table"
         for attempt in 0..<5 {
             if attempt > 0 { try? await Task.sleep(for: .milliseconds(100 << attempt)) }
             guard !udp.withLock({ $0.closing }) else { return }
             do {
-                let socket = try await Self.bindUDP(address, on: closed.loop, responder: responder, deferred: deferred)
+                let socket = try await Self.bindUDP(address, on: closed.eventLoop, responder: responder, deferred: deferred)
                 let kept = udp.withLock { state -> Bool in
                     guard !state.closing else { return false }
-                    state.sockets.removeAll { $0.channel === closed.channel }
+                    state.sockets.removeAll { $0 === closed }
                     state.sockets.append(socket)
                     return true
                 }
                 guard kept else {
-                    try? await socket.channel.close()
+                    try? await socket.close()
                     return
                 }
                 watch(socket)
@@ -221,7 +211,7 @@ public final class DNSServer: Sendable {
             state.closing = true
             return state.sockets
         }
-        for socket in sockets { try? await socket.channel.close() }
+        for socket in sockets { try? await socket.close() }
         try? await tcp.close()
     }
 }
@@ -259,11 +249,9 @@ final class DatagramHandler: ChannelInboundHandler {
 
     let responder: ResponderBox
     let deferred: DeferredReplies
-    let lastError: ErrorNote
-    init(responder: ResponderBox, deferred: DeferredReplies, lastError: ErrorNote) {
+    init(responder: ResponderBox, deferred: DeferredReplies) {
         self.responder = responder
         self.deferred = deferred
-        self.lastError = lastError
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -307,18 +295,8 @@ final class DatagramHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP port unreachable and the like on an unconnected UDP socket: nothing to do,
-        // and never a reason to stop serving. If NIO closes the socket after it (a fatal
-        // send error), the server opens another and names this error (`DNSServer.watch`).
-        lastError.text = "\(error)"
-    }
-}
-
-/// The last error NIO reported on one socket, for the line that says why it closed.
-final class ErrorNote: Sendable {
-    private let value = Mutex<String?>(nil)
-    var text: String? {
-        get { value.withLock { $0 } }
-        set { value.withLock { $0 = newValue } }
+        // and never a reason to stop serving. (A fatal send error closes the socket without
+        // passing here; the server then opens another: `DNSServer.watch`.)
     }
 }
 

@@ -62,8 +62,11 @@ final class Spending: Sendable {
     /// otherwise its network (`rate-prefix`).
     func account(of request: Request) -> AddressPrefix? {
         guard let address = request.client.ip else { return nil }
-        return request.isProven ? AddressPrefix(address, v4: 32, v6: 128) : limits.prefix.prefix(of: address)
+        return request.isProven ? Self.whole(address) : limits.prefix.prefix(of: address)
     }
+
+    /// The bucket of one proven address: the whole of it.
+    private static func whole(_ address: IPAddress) -> AddressPrefix { AddressPrefix(address, v4: 32, v6: 128) }
 
     /// Before verifying a signature claimed by `sender` (a registered host when `isHost`).
     func mayVerify(_ request: Request, sender: DomainName, isHost: Bool) -> Refusal? {
@@ -118,8 +121,7 @@ final class Spending: Sendable {
         guard prefixFailed || unprovenSpent || anonymousLimited else { return nil }
         let shape = query.withUnsafeReadableBytes { WireShape(wire: $0) }
         if let cookie = shape.cookie, cookies.proves(cookie, address: address) {
-            let own = AddressPrefix(address, v4: 32, v6: 128)
-            return prefixFailed && failures?.isLimited(own) == true ? Turnaway(budget: .verify, carriesCookie: true) : nil
+            return prefixFailed && failures?.isLimited(Self.whole(address)) == true ? Turnaway(budget: .verify, carriesCookie: true) : nil
         }
         let carriesCookie = shape.cookie != nil
         if prefixFailed || (unprovenSpent && shape.carriesRecords) { return Turnaway(budget: .verify, carriesCookie: carriesCookie) }

@@ -1,26 +1,14 @@
 public import NIOCore
 import NIOPosix
 
-/// Sends raw bytes over UDP and waits for one datagram back: for packets a DNS library would
+/// Sends raw bytes over UDP and waits for what comes back: for packets a DNS library would
 /// refuse to build (truncated, looping, not DNS at all).
 public enum RawUDP {
+    /// Sends `bytes` and returns the first datagram back, or nil after `timeout`.
     public static func exchange(
         _ bytes: [UInt8], with server: SocketAddress, from source: String = "127.0.0.1", timeout: TimeAmount = .seconds(5)
     ) async throws -> [UInt8]? {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let promise = group.next().makePromise(of: [UInt8]?.self)
-        let channel = try await DatagramBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Catcher(promise: promise))
-                }
-            }
-            .bind(host: source, port: 0).get()
-        defer { channel.close(promise: nil) }
-        let timer = group.next().scheduleTask(in: timeout) { promise.succeed(nil) }
-        defer { timer.cancel() }
-        try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)))
-        return try await promise.futureResult.get()
+        try await collect([bytes], with: server, from: source, timeout: timeout) { _ in true }?.last
     }
 
     /// Sends `packets` in order from one socket, then `barrier`, and returns every datagram
@@ -33,51 +21,53 @@ public enum RawUDP {
         timeout: TimeAmount = .seconds(5)
     ) async throws -> (replies: [[UInt8]], barrier: [UInt8])? {
         precondition(barrier.count >= 2, "the barrier needs an ID")
+        let id = Array(barrier.prefix(2))
+        return try await collect(packets + [barrier], with: server, from: source, timeout: timeout) { $0.prefix(2).elementsEqual(id) }
+            .map { (replies: $0.before, barrier: $0.last) }
+    }
+
+    /// Sends `packets` from one socket and gathers the datagrams back until one `isLast`.
+    private static func collect(
+        _ packets: [[UInt8]], with server: SocketAddress, from source: String, timeout: TimeAmount,
+        isLast: @escaping @Sendable ([UInt8]) -> Bool
+    ) async throws -> (before: [[UInt8]], last: [UInt8])? {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: ([[UInt8]], [UInt8])?.self)
-        let id = barrier.prefix(2)
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Collector(promise: promise, barrierID: Array(id)))
+                    try channel.pipeline.syncOperations.addHandler(Collector(promise: promise, isLast: isLast))
                 }
             }
             .bind(host: source, port: 0).get()
         defer { channel.close(promise: nil) }
         let timer = group.next().scheduleTask(in: timeout) { promise.succeed(nil) }
         defer { timer.cancel() }
-        for packet in packets + [barrier] {
+        for packet in packets.dropLast() {
             channel.write(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: packet)), promise: nil)
         }
-        channel.flush()
-        return try await promise.futureResult.get().map { (replies: $0.0, barrier: $0.1) }
+        if let last = packets.last {
+            try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: last)))
+        }
+        return try await promise.futureResult.get().map { (before: $0.0, last: $0.1) }
     }
 
     private final class Collector: ChannelInboundHandler {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         let promise: EventLoopPromise<([[UInt8]], [UInt8])?>
-        let barrierID: [UInt8]
-        var replies: [[UInt8]] = []
-        init(promise: EventLoopPromise<([[UInt8]], [UInt8])?>, barrierID: [UInt8]) {
+        let isLast: @Sendable ([UInt8]) -> Bool
+        var before: [[UInt8]] = []
+        init(promise: EventLoopPromise<([[UInt8]], [UInt8])?>, isLast: @escaping @Sendable ([UInt8]) -> Bool) {
             self.promise = promise
-            self.barrierID = barrierID
+            self.isLast = isLast
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let bytes = Array(unwrapInboundIn(data).data.readableBytesView)
-            if bytes.prefix(2).elementsEqual(barrierID) {
-                promise.succeed((replies, bytes))
+            if isLast(bytes) {
+                promise.succeed((before, bytes))
             } else {
-                replies.append(bytes)
+                before.append(bytes)
             }
-        }
-    }
-
-    private final class Catcher: ChannelInboundHandler {
-        typealias InboundIn = AddressedEnvelope<ByteBuffer>
-        let promise: EventLoopPromise<[UInt8]?>
-        init(promise: EventLoopPromise<[UInt8]?>) { self.promise = promise }
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            promise.succeed(Array(unwrapInboundIn(data).data.readableBytesView))
         }
     }
 }
