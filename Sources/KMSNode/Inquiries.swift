@@ -139,6 +139,16 @@ extension KMSNode {
             let isLocal = route == .local
             return .now(.key(entry.countersignature, proof: entry.proof, ttl: UInt32(entry.expiresAt - now), authoritative: isLocal), hops)
         }
+        // Stored: the countersignature this node publishes for its own host as zone data
+        // (`_kms1.<host>`), verified when it came and withdrawn when the key changes. Without
+        // this, a host published long ago still cost a sigreq up to the signer on every cache
+        // miss: a signature and a verify at each hop, and a log entry at the signer.
+        if route == .local, !audit, let published = publishedCountersignature(of: target, by: signer, now: now) {
+            metrics.cacheHits.increment()
+            hops.note("\(target) registered here; \(signer)'s countersignature is published in \(zone), valid until \(published.notAfter)")
+            let ttl = UInt32(min(published.notAfter, now + cache.maximumAge) - now)
+            return .now(.key(published, proof: nil, ttl: ttl, authoritative: true), hops)
+        }
         metrics.cacheMisses.increment()
         // Step 3: route by name.
         switch route {
@@ -184,6 +194,12 @@ extension KMSNode {
                 await requestCountersignature(for: host, signer: signer, ip: ip, via: parent, hops: hops, wait: wait, audit: audit)
             }
         }
+    }
+
+    /// The countersignature of `target`'s current key by `signer` that this node publishes,
+    /// if it is valid at `now`.
+    private func publishedCountersignature(of target: DomainName, by signer: DomainName, now: UnixTime) -> Countersignature? {
+        registry.published(of: target).first { $0.signer == signer && (try? $0.checkValidity(at: now)) != nil }
     }
 
     /// This node is the signer and the host is its own: countersign, log, cache.

@@ -98,6 +98,38 @@ import Testing
         }
     }
 
+    /// A node answers an inquiry for its own host from the countersignature it publishes, with
+    /// no sigreq up the chain (so with the signer refusing everything), until a rotation
+    /// withdraws it: then it asks the signer again and never hands out the old key.
+    @Test func anInquiryForAPublishedHostIsAnsweredWithoutAskingTheSigner() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            let node = hierarchy.nodes["c.a.xx."]!
+            #expect(await node.publishStaticRecords() == 2)
+            // What publishing left in the key caches on the way (c.a.xx. and a.xx. verified
+            // and kept xx.'s answer) goes, and xx. now refuses every sigreq.
+            for zone: DomainName in ["a.xx.", "c.a.xx."] { hierarchy.nodes[zone]!.flush(name: nil) }
+            hierarchy.boxes["xx."]!.responder = Refuser()
+
+            let fetched = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.", trace: true)
+            #expect(fetched.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+            #expect(fetched.countersignature.signer == "xx.")
+            let trace = fetched.trace.joined(separator: "\n")
+            #expect(trace.contains("c.a.xx. hostb.c.a.xx. registered here; xx.'s countersignature is published in c.a.xx."), "\(trace)")
+            #expect(!trace.contains("asking a.xx."), "\(trace)")
+
+            let rotated = try PrivateKey(generating: .ed25519).publicKey
+            try node.register(name: "hostb.c.a.xx.", key: rotated, addresses: [IPAddress("127.0.0.12")!])
+            for zone: DomainName in ["a.xx.", "b.a.xx."] { hierarchy.nodes[zone]!.flush(name: nil) }
+            do {
+                let after = try await hierarchy.fetcher("hosta.b.a.xx.").fetch("hostb.c.a.xx.", trace: true)
+                Issue.record("a key with the signer refusing and the record withdrawn: \(after.key == rotated ? "new" : "old") key")
+            } catch let error as FetchError {
+                #expect(error.kind == .refused, "\(error)")
+            }
+        }
+    }
+
     /// A server that answers `_kms1` questions with a record its operator forged: a key for
     /// host B "countersigned by xx." with a key that is not xx.'s.
     final class Forger: DNSResponder {
