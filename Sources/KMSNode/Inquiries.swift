@@ -50,19 +50,28 @@ extension KMSNode {
         switch step {
         case .now(let outcome, let hops):
             return .reply(reply(outcome, hops, to: request, nonce: nonce, extra: extra))
-        case .later(let work):
-            // An anonymous query (no nonce) from an address nothing proved: the node's budget
-            // of such fetches, before any upstream work.
-            if nonce.isEmpty, let refusal = spending.mayFetchAnonymously(request) {
-                metrics.throttledAnonymous.increment()
-                return refusal.step(for: request)
+        case .later(let work, let shared):
+            // Waiting for an identical fetch already under way costs no upstream work: a
+            // burst of inquiries for one name (a proxy starting, a cold cache) is one fetch,
+            // and must not run into the client's cap of fetches in flight. The shared fetch is
+            // registered here, as the request arrives, so the rest of a burst read in the
+            // same pass finds it.
+            let running = shared.flatMap { spending.fetches.running($0) }
+            if running == nil {
+                // An anonymous query (no nonce) from an address nothing proved: the node's
+                // budget of such fetches, before any upstream work.
+                if nonce.isEmpty, let refusal = spending.mayFetchAnonymously(request) {
+                    metrics.throttledAnonymous.increment()
+                    return refusal.step(for: request)
+                }
             }
-            guard let ticket = spending.startFetch(for: request) else {
+            guard let ticket = spending.startFetch(for: request, joining: running != nil) else {
                 metrics.throttledUpstream.increment()
                 return .reply(Replies.error(to: request.message, .serverFailure, spending.busy(request).error, querySize: request.size))
             }
+            let fetch = running ?? shared.map { spending.fetches.start($0, work) }
             return .later { [self] in
-                let (outcome, hops) = await work()
+                let (outcome, hops) = if let fetch { await fetch.value } else { await work() }
                 ticket.done()
                 return reply(outcome, hops, to: request, nonce: nonce, extra: extra)
             }
@@ -168,11 +177,9 @@ extension KMSNode {
                 }
             }
             let key = FetchKey(target: target, signer: signer, ip: ip, peer: peer.name, audit: audit)
-            return .later { [self, hops] in
-                await spending.fetches.run(key) { [self] in
-                    await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait, audit: audit)
-                }
-            }
+            return .later({ [self, hops] in
+                await forward(target: target, signer: signer, ip: ip, to: peer, hops: hops, wait: wait, audit: audit)
+            }, shared: key)
         case .local:
             guard let host = registry[target] else {
                 hops.note("\(target) is not registered in \(zone): unresolved")
@@ -181,9 +188,7 @@ extension KMSNode {
             if signer == zone {
                 // Issuing waits for the log's write; concurrent askers share one issue.
                 let key = FetchKey(target: target, signer: signer, ip: configuration.listen.address, peer: zone, audit: false)
-                return .later { [self, hops] in
-                    await spending.fetches.run(key) { [self] in await issueLocal(host, now: now, hops: hops) }
-                }
+                return .later({ [self, hops] in await issueLocal(host, now: now, hops: hops) }, shared: key)
             }
             guard let parent = configuration.parent, zone.isSubdomain(of: signer) else {
                 hops.note("signer \(signer) is not on the path from \(zone) to the root")

@@ -40,8 +40,10 @@ struct Hops: Sendable {
     }
 }
 
-/// A key outcome now, or after asking a neighbour.
+/// A key outcome now, or after asking a neighbour. `shared` names the fetch when identical
+/// ones share a single run (`Spending.fetches`): a request that joins one already running
+/// costs its client no upstream slot.
 enum KeyStep: Sendable {
     case now(KeyOutcome, Hops)
-    case later(@Sendable () async -> (KeyOutcome, Hops))
+    case later(@Sendable () async -> (KeyOutcome, Hops), shared: FetchKey? = nil)
 }

@@ -180,9 +180,11 @@ final class Spending: Sendable {
     }
 
     /// Before an upstream fetch for `request`: a ticket to give back when done, or nil when
-    /// the node or this client already has as many in flight as allowed.
-    func startFetch(for request: Request) -> FetchTicket? {
-        let account = account(of: request)
+    /// the node or this client already has as many in flight as allowed. A request `joining`
+    /// an identical fetch under way holds a place under the node's cap (it is memory while it
+    /// waits) but not under its client's, which counts the fetches a client makes the node do.
+    func startFetch(for request: Request, joining: Bool = false) -> FetchTicket? {
+        let account = joining ? nil : account(of: request)
         let admitted = inFlight.withLock { count -> Bool in
             guard count.total < limits.upstreamInFlight else { return false }
             if let account {
@@ -247,8 +249,12 @@ struct FetchKey: Hashable, Sendable {
 final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private let pending = Mutex<[Key: Task<Value, Never>]>([:])
 
-    func run(_ key: Key, _ work: @escaping @Sendable () async -> Value) async -> Value {
-        let task = pending.withLock { table in
+    /// The run for `key` under way now, if there is one.
+    func running(_ key: Key) -> Task<Value, Never>? { pending.withLock { $0[key] } }
+
+    /// The run for `key`: the one under way, or `work` started now.
+    func start(_ key: Key, _ work: @escaping @Sendable () async -> Value) -> Task<Value, Never> {
+        pending.withLock { table in
             if let running = table[key] { return running }
             // The task removes itself under the same lock, so never before it was added.
             let task = Task { [self] in
@@ -259,7 +265,6 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
             table[key] = task
             return task
         }
-        return await task.value
     }
 
     var count: Int { pending.withLock { $0.count } }
