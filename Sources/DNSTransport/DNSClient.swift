@@ -127,17 +127,25 @@ public final class DNSClient: Sendable {
     /// cookie for the server and the server cookie the server last gave, which proves the
     /// address to a server that checks them, so that it is answered over UDP where an
     /// unproven address would be sent to TCP (a KMS under a flood of spoofed signed requests).
+    ///
+    /// With `attempts` above 1, a UDP query that has no reply yet is sent again, the same bytes
+    /// (the same ID, so a late reply to any copy is taken), at equal steps of `timeout`, as a
+    /// stub resolver does (dig's +tries, resolv.conf's attempts): one lost datagram then costs
+    /// a step, not the whole time-out. Only for queries that may be repeated as they are: a
+    /// signed KMS1 request carries a nonce, and `KMS1Exchange` signs each copy anew instead.
     public func query(
-        _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true, cookie: Bool = false
+        _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true, cookie: Bool = false,
+        attempts: Int = 1
     ) async throws -> DNSMessage {
         let deadline = NIODeadline.now() + timeout
         let server = server.unmapped
         var message = message
         if cookie { cookies.withLock { $0.stamp(&message, for: server) } }
+        let resends = Self.resendTimes(deadline: deadline, timeout: timeout, attempts: attempts)
         let reply =
             channels.isEmpty
-            ? try await exchangeOverOwnSocket(&message, server: server, deadline: deadline, timeout: timeout)
-            : try await exchangeOverSharedSocket(&message, server: server, deadline: deadline, timeout: timeout)
+            ? try await exchangeOverOwnSocket(&message, server: server, deadline: deadline, timeout: timeout, resends: resends)
+            : try await exchangeOverSharedSocket(&message, server: server, deadline: deadline, timeout: timeout, resends: resends)
         if cookie { cookies.withLock { $0.learn(from: reply, server: server) } }
         if reply.header.isTruncated && tcpFallback {
             let left = deadline - .now()
@@ -149,9 +157,17 @@ public final class DNSClient: Sendable {
         return reply
     }
 
+    /// When the copies of a query with `attempts` sends go: after each further step of
+    /// `timeout / attempts`.
+    static func resendTimes(deadline: NIODeadline, timeout: TimeAmount, attempts: Int) -> [NIODeadline] {
+        guard attempts > 1 else { return [] }
+        let started = deadline - timeout
+        return (1..<attempts).map { started + .nanoseconds(timeout.nanoseconds / Int64(attempts) * Int64($0)) }
+    }
+
     /// One UDP exchange over a socket of its own, connected to `server` (RFC 5452).
     private func exchangeOverOwnSocket(
-        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount
+        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount, resends: [NIODeadline]
     ) async throws -> DNSMessage {
         message.header.id = ids()
         let bytes: [UInt8]
@@ -185,11 +201,16 @@ public final class DNSClient: Sendable {
                     let timer = loop.scheduleTask(deadline: deadline) {
                         promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
                     }
-                    channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenFailure { error in
+                    let datagram = channel.allocator.buffer(bytes: bytes)
+                    channel.writeAndFlush(datagram).whenFailure { error in
                         promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
                     }
+                    // A copy's send error (the server's port closed meanwhile) reaches the
+                    // handler as a read error, as the first one's would.
+                    let copies = resends.map { at in loop.scheduleTask(deadline: at) { channel.writeAndFlush(datagram, promise: nil) } }
                     promise.futureResult.whenComplete { _ in
                         timer.cancel()
+                        for copy in copies { copy.cancel() }
                         channel.close(promise: nil)
                     }
                 }
@@ -217,7 +238,7 @@ public final class DNSClient: Sendable {
     /// One UDP exchange over the shared socket of the server's family, matched by ID, server
     /// and question.
     private func exchangeOverSharedSocket(
-        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount
+        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount, resends: [NIODeadline]
     ) async throws -> DNSMessage {
         guard let channel = channels.first(where: { $0.localAddress?.protocol == server.protocol }) else {
             throw DNSClientError(code: .unreachable, server: "\(server)", reason: "no socket for its address family")
@@ -242,8 +263,14 @@ public final class DNSClient: Sendable {
                 entry.promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
             }
         }
+        let copies = resends.map { at in
+            channel.eventLoop.scheduleTask(deadline: at) {
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
+            }
+        }
         defer {
             timer.cancel()
+            for copy in copies { copy.cancel() }
             // Only this query's entry: the reply's arrival freed the key, and another query
             // may hold it by now (removing that one's entry left it waiting for ever).
             pending.withLock { table in

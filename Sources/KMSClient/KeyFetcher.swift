@@ -235,7 +235,9 @@ public final class KeyFetcher: Sendable {
         var answer: (reply: DNSMessage, resolver: SocketAddress)?
         for resolver in resolvers where answer == nil {
             do {
-                let reply = try await client.query(query, server: resolver, timeout: .milliseconds(Int64(configuration.timeout * 1000)))
+                // Sent again after a third and two thirds of the wait, as a stub resolver does.
+                let reply = try await client.query(
+                    query, server: resolver, timeout: .milliseconds(Int64(configuration.timeout * 1000)), attempts: 3)
                 if reply.rcode == .noError || reply.rcode == .nameError {
                     answer = (reply, resolver)
                 } else {

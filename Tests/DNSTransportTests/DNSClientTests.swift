@@ -102,6 +102,48 @@ import Testing
         #expect(error.reason.contains("connection refused"), "\(error)")
     }
 
+    /// Loses the first copy of every query it is sent (by ID) and answers the next.
+    final class LosesFirstCopies: DNSResponder {
+        let seen = Mutex<[UInt16]>([])
+        func respond(to request: DNSRequest) -> DNSReply {
+            let id = request.message.header.id
+            let copies = seen.withLock { seen in
+                seen.append(id)
+                return seen.filter { $0 == id }.count
+            }
+            guard copies > 1 else { return .drop }
+            var reply = request.message.response(rcode: .noError)
+            reply.answers = [ResourceRecord(name: request.question.name, ttl: 60, data: .a([192, 0, 2, 7]))]
+            return .reply(Reply(reply, answering: request.message))
+        }
+    }
+
+    /// A query with `attempts` is sent again, the same ID, when its first datagram is lost,
+    /// and answered within its time-out; with one attempt the same loss is a time-out. On a
+    /// socket of its own and on the shared one.
+    @Test func aLostQueryIsSentAgainWithinItsTimeOut() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let loser = LosesFirstCopies()
+        let server = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(loser))
+        for sockets in [DNSClient.Sockets.perQuery, .shared] {
+            let client = try await DNSClient.make(group: group, sockets: sockets)
+            let reply = try await client.query(
+                DNSMessage.query(id: 0, name: "h.xx.", type: .a), server: server.address, timeout: .seconds(3), attempts: 3)
+            #expect(reply.answers.first?.data == .a([192, 0, 2, 7]), "\(sockets)")
+            let ids = loser.seen.withLock { seen in defer { seen = [] }; return seen }
+            #expect(ids.count == 2 && ids[0] == ids[1], "\(sockets): the server saw \(ids)")
+            do {
+                _ = try await client.query(DNSMessage.query(id: 0, name: "h.xx.", type: .a), server: server.address, timeout: .milliseconds(400))
+                Issue.record("\(sockets): a reply to a query whose only datagram was lost")
+            } catch let error as DNSClientError {
+                #expect(error.code == .timeout, "\(sockets): \(error)")
+            }
+            #expect(loser.seen.withLock { seen in defer { seen = [] }; return seen.count } == 1, "\(sockets)")
+            await client.close()
+        }
+        await server.close()
+    }
+
     /// A datagram that does not answer the query (another ID, another question) is ignored,
     /// and the reply that does is taken.
     @Test func onlyAReplyToTheQueryIsTaken() async throws {

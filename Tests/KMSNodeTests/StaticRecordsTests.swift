@@ -98,6 +98,21 @@ import Testing
         }
     }
 
+    /// `--via-dns` asks as a stub resolver does: a query whose datagram is lost is sent again
+    /// (the same bytes) within the time-out, instead of the resolver counting as silent.
+    @Test func aLostDatagramOnTheWayToTheResolverIsSentAgain() async throws {
+        let hierarchy = try await TestHierarchy()
+        try await afterwards({ await hierarchy.shutdown() }) {
+            #expect(await hierarchy.nodes["c.a.xx."]!.publishStaticRecords() == 2)
+            let relay = try await LossyRelay.start(to: Self.resolver(hierarchy, "c.a.xx."), dropping: 1)
+            try await afterwards({ await relay.close() }) {
+                let fetched = try await hierarchy.fetcher("hosta.b.a.xx.", timeout: "3s").fetchViaDNS("hostb.c.a.xx.", resolvers: [relay.address])
+                #expect(fetched.key == hierarchy.keys["hostb.c.a.xx."]!.publicKey)
+                #expect(relay.dropped == 1 && relay.seen.count == 2 && relay.seen[0] == relay.seen[1], "\(relay.seen.count) datagrams")
+            }
+        }
+    }
+
     /// A node answers an inquiry for its own host from the countersignature it publishes, with
     /// no sigreq up the chain (so with the signer refusing everything), until a rotation
     /// withdraws it: then it asks the signer again and never hands out the old key.

@@ -146,6 +146,33 @@ import Testing
         }
     }
 
+    /// With one resolver, a query whose datagram is lost on the way is sent again within the
+    /// proxy's time-out, as a stub resolver would, and the application gets its answer
+    /// instead of SERVFAIL.
+    @Test func aLostDatagramToTheOnlyResolverIsSentAgain() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let resolver = Resolver()
+        let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(resolver))
+        let relay = try await LossyRelay.start(to: resolverServer.address, dropping: 1)
+        let client = try await DNSClient.make(group: group)
+        let server = try await Self.proxy(
+            kms: Endpoint("127.0.0.1:9")!, resolvers: [Endpoint("127.0.0.1:\(relay.address.port!)")!], client: client, timeout: .seconds(3),
+            group: group)
+        try await afterwards({
+            await server.close()
+            await relay.close()
+            await resolverServer.close()
+            await client.close()
+        }) {
+            var query = DNSMessage.query(id: 1, name: "www.example.test.", type: .a)
+            query.header.recursionDesired = true
+            let reply = try await client.query(query, server: server.address, timeout: .seconds(10))
+            #expect(reply.rcode == .noError, "\(reply.extendedErrors)")
+            #expect(reply.answers.first?.data == .a([10, 1, 2, 3]))
+            #expect(relay.dropped == 1 && relay.seen.count == 2, "\(relay.seen.count) datagrams")
+        }
+    }
+
     /// With the first resolver silent, the second is asked a second later, not after the
     /// proxy's whole time-out (20 s here): the stub (its own time-out 10 s here, 5 s in glibc)
     /// gets its answer. Asked strictly in turn, it never did.
