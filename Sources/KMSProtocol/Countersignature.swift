@@ -53,12 +53,19 @@ public struct Countersignature: Hashable, Sendable {
         return KMSRecord.signatureInput(owner: target, strings: strings)
     }
 
-    /// Throws unless `signerKey` made this countersignature.
+    /// Throws unless `signerKey` made this countersignature. The same bytes verified before
+    /// with the same key are not verified again (`VerifiedCountersignatures`).
     public func verify(by signerKey: PublicKey) throws(ProtocolError) {
+        try verify(by: signerKey, remembering: .shared)
+    }
+
+    func verify(by signerKey: PublicKey, remembering verified: VerifiedCountersignatures) throws(ProtocolError) {
+        if verified.contains(self, signerKey: signerKey) { return }
         guard signerKey.isValidSignature(signature, for: signatureInput) else {
             throw ProtocolError(
                 .badCountersignature, "the countersignature over \(target) is not \(signer)'s", field: "countersig")
         }
+        verified.insert(self, signerKey: signerKey)
     }
 
     /// Whether half the validity has passed at `now`: the time to renew it.
