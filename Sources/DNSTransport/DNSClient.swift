@@ -128,24 +128,36 @@ public final class DNSClient: Sendable {
     /// address to a server that checks them, so that it is answered over UDP where an
     /// unproven address would be sent to TCP (a KMS under a flood of spoofed signed requests).
     ///
-    /// With `attempts` above 1, a UDP query that has no reply yet is sent again, the same bytes
-    /// (the same ID, so a late reply to any copy is taken), at equal steps of `timeout`, as a
-    /// stub resolver does (dig's +tries, resolv.conf's attempts): one lost datagram then costs
-    /// a step, not the whole time-out. Only for queries that may be repeated as they are: a
-    /// signed KMS1 request carries a nonce, and `KMS1Exchange` signs each copy anew instead.
+    /// A UDP query that has no reply `resendAfter` each of those times is sent again, on the
+    /// same socket with the same ID and question, so a reply to any copy is taken, as a stub
+    /// resolver does (dig's +tries, resolv.conf's attempts): one lost datagram then costs a
+    /// step, not the whole time-out. A copy is the same bytes, or what `copy` makes when a
+    /// query may not be repeated as it is (a signed KMS1 request carries a nonce a KMS refuses
+    /// to see twice: `KMS1Exchange` signs each copy anew); `copy` runs on the event loop when
+    /// the copy is due, and returning nil sends nothing.
     public func query(
         _ message: DNSMessage, server: SocketAddress, timeout: TimeAmount, tcpFallback: Bool = true, cookie: Bool = false,
-        attempts: Int = 1
+        resendAfter: [TimeAmount] = [], copy: (@Sendable () -> DNSMessage?)? = nil
     ) async throws -> DNSMessage {
         let deadline = NIODeadline.now() + timeout
         let server = server.unmapped
         var message = message
         if cookie { cookies.withLock { $0.stamp(&message, for: server) } }
-        let resends = Self.resendTimes(deadline: deadline, timeout: timeout, attempts: attempts)
+        let resends = resendAfter.map { deadline - timeout + $0 }
+        // A copy of another make: given the query's ID, stamped with the cookie as the first.
+        var variant: (@Sendable (UInt16) -> [UInt8]?)?
+        if let copy {
+            variant = { @Sendable [self] (id: UInt16) -> [UInt8]? in
+                guard var next = copy() else { return nil }
+                next.header.id = id
+                if cookie { self.cookies.withLock { $0.stamp(&next, for: server) } }
+                return try? next.wire()
+            }
+        }
         let reply =
             channels.isEmpty
-            ? try await exchangeOverOwnSocket(&message, server: server, deadline: deadline, timeout: timeout, resends: resends)
-            : try await exchangeOverSharedSocket(&message, server: server, deadline: deadline, timeout: timeout, resends: resends)
+            ? try await exchangeOverOwnSocket(&message, server: server, deadline: deadline, timeout: timeout, resends: resends, variant: variant)
+            : try await exchangeOverSharedSocket(&message, server: server, deadline: deadline, timeout: timeout, resends: resends, variant: variant)
         if cookie { cookies.withLock { $0.learn(from: reply, server: server) } }
         if reply.header.isTruncated && tcpFallback {
             let left = deadline - .now()
@@ -157,19 +169,20 @@ public final class DNSClient: Sendable {
         return reply
     }
 
-    /// When the copies of a query with `attempts` sends go: after each further step of
-    /// `timeout / attempts`.
-    static func resendTimes(deadline: NIODeadline, timeout: TimeAmount, attempts: Int) -> [NIODeadline] {
+    /// `resendAfter` for a query sent `attempts` times in all: after each step of
+    /// `timeout / attempts` without a reply.
+    public static func steps(of timeout: TimeAmount, attempts: Int) -> [TimeAmount] {
         guard attempts > 1 else { return [] }
-        let started = deadline - timeout
-        return (1..<attempts).map { started + .nanoseconds(timeout.nanoseconds / Int64(attempts) * Int64($0)) }
+        return (1..<attempts).map { .nanoseconds(timeout.nanoseconds / Int64(attempts) * Int64($0)) }
     }
 
     /// One UDP exchange over a socket of its own, connected to `server` (RFC 5452).
     private func exchangeOverOwnSocket(
-        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount, resends: [NIODeadline]
+        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount, resends: [NIODeadline],
+        variant: (@Sendable (UInt16) -> [UInt8]?)?
     ) async throws -> DNSMessage {
         message.header.id = ids()
+        let id = message.header.id
         let bytes: [UInt8]
         do { bytes = try message.wire() } catch {
             throw DNSClientError(code: .encodingFailed, server: "\(server)", reason: "\(error)")
@@ -207,7 +220,12 @@ public final class DNSClient: Sendable {
                     }
                     // A copy's send error (the server's port closed meanwhile) reaches the
                     // handler as a read error, as the first one's would.
-                    let copies = resends.map { at in loop.scheduleTask(deadline: at) { channel.writeAndFlush(datagram, promise: nil) } }
+                    let copies = resends.map { at in
+                        loop.scheduleTask(deadline: at) {
+                            let bytes = variant.map { $0(id) } ?? bytes
+                            if let bytes { channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
+                        }
+                    }
                     promise.futureResult.whenComplete { _ in
                         timer.cancel()
                         for copy in copies { copy.cancel() }
@@ -238,7 +256,8 @@ public final class DNSClient: Sendable {
     /// One UDP exchange over the shared socket of the server's family, matched by ID, server
     /// and question.
     private func exchangeOverSharedSocket(
-        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount, resends: [NIODeadline]
+        _ message: inout DNSMessage, server: SocketAddress, deadline: NIODeadline, timeout: TimeAmount, resends: [NIODeadline],
+        variant: (@Sendable (UInt16) -> [UInt8]?)?
     ) async throws -> DNSMessage {
         guard let channel = channels.first(where: { $0.localAddress?.protocol == server.protocol }) else {
             throw DNSClientError(code: .unreachable, server: "\(server)", reason: "no socket for its address family")
@@ -265,6 +284,7 @@ public final class DNSClient: Sendable {
         }
         let copies = resends.map { at in
             channel.eventLoop.scheduleTask(deadline: at) {
+                guard let bytes = variant.map({ $0(key.id) }) ?? bytes else { return }
                 channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: channel.allocator.buffer(bytes: bytes)), promise: nil)
             }
         }

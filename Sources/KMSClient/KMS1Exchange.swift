@@ -65,39 +65,28 @@ public struct KMS1Exchange: Sendable {
         accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)? = nil
     ) async -> (outcome: Outcome, hops: [ResourceRecord], requests: Int) {
         let timeout = wait ?? self.timeout
-        let sent = Atomic(0)
-        let once = { @Sendable (signed: Signed, timeout: TimeAmount) async -> (outcome: Outcome, hops: [ResourceRecord]) in
-            sent.add(1, ordering: .relaxed)
-            return await self.once(
-                kms, target: target, signed: signed, expecting: tag, trace: trace, overTCP: overTCP, timeout: timeout, audit: audit,
-                accept: accept)
-        }
         guard !overTCP, let again else {
-            let (outcome, hops) = await once((record, nonce), timeout)
-            return (outcome, hops, 1)
+            let outcome = await once(
+                kms, target: target, signed: (record, nonce), expecting: tag, trace: trace, overTCP: overTCP, timeout: timeout,
+                audit: audit, accept: accept)
+            return (outcome.outcome, outcome.hops, 1)
         }
+        // The copies go out from the same socket with the same DNS ID (`DNSClient`'s
+        // `resendAfter`): no task or timer of their own, and a reply to any of them is taken,
+        // checked against the nonce it echoes.
         let deadline = NIODeadline.now() + timeout
-        let (outcome, hops) = await withTaskGroup(of: (outcome: Outcome, hops: [ResourceRecord])?.self) { group in
-            group.addTask { await once((record, nonce), timeout) }
-            for attempt in 1..<Self.attempts {
-                let after = Self.askedAgain(attempt, waiting: timeout)
-                group.addTask {
-                    // Within the first one's deadline: a late wake-up shortens the wait.
-                    guard (try? await Task.sleep(nanoseconds: UInt64(after.nanoseconds))) != nil else { return nil }
-                    let left = deadline - .now()
-                    guard left > .zero, let signed = again() else { return nil }
-                    return await once(signed, left)
-                }
-            }
-            for await result in group {
-                guard let result else { continue }
-                if case .timeout = result.outcome { continue }
-                group.cancelAll()
-                return result
-            }
-            return (Outcome.timeout, [ResourceRecord]())
+        let nonces = Mutex([nonce])
+        let copy = { @Sendable () -> DNSMessage? in
+            let left = deadline - .now()
+            guard left > .zero, let signed = again() else { return nil }
+            nonces.withLock { $0.append(signed.nonce) }
+            return Self.query(target: target, record: signed.record, trace: trace, audit: audit, waiting: left)
         }
-        return (outcome, hops, sent.load(ordering: .relaxed))
+        let outcome = await once(
+            kms, target: target, signed: (record, nonce), expecting: tag, trace: trace, overTCP: false, timeout: timeout, audit: audit,
+            accept: accept, resendAfter: (1..<Self.attempts).map { Self.askedAgain($0, waiting: timeout) }, copy: copy,
+            sent: { nonces.withLock { $0 } })
+        return (outcome.outcome, outcome.hops, nonces.withLock { $0.count })
     }
 
     /// How many requests a UDP exchange may send: the first, then one after a quarter and one
@@ -109,22 +98,30 @@ public struct KMS1Exchange: Sendable {
         .nanoseconds(wait.nanoseconds * Int64(attempt) / Int64(attempts + 1))
     }
 
-    /// One request, and its checked reply.
-    private func once(
-        _ kms: Peer, target: DomainName, signed: Signed, expecting tag: RecordTag, trace: Bool, overTCP: Bool,
-        timeout: TimeAmount, audit: Bool, accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)?
-    ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
-        let nonce = signed.nonce
-        var query = DNSMessage.kmsQuery(id: 0, target: target, record: signed.record)
+    /// The query that carries `record`, with the options the request asks for and the time
+    /// its sender waits (`TimeBudget`).
+    static func query(target: DomainName, record: KMSRecord, trace: Bool, audit: Bool, waiting: TimeAmount) -> DNSMessage {
+        var query = DNSMessage.kmsQuery(id: 0, target: target, record: record)
         if trace { query.edns?.options.append(HopTrace.option) }
         if audit { query.edns?.options.append(AuditRequest.option) }
-        query.edns?.options.append(TimeBudget.option(milliseconds: UInt32(clamping: timeout.nanoseconds / 1_000_000)))
+        query.edns?.options.append(TimeBudget.option(milliseconds: UInt32(clamping: waiting.nanoseconds / 1_000_000)))
+        return query
+    }
+
+    /// One request (and over UDP the copies `copy` makes, `resendAfter`), and its checked
+    /// reply: the nonce it must echo is whichever of `sent` it does echo.
+    private func once(
+        _ kms: Peer, target: DomainName, signed: Signed, expecting tag: RecordTag, trace: Bool, overTCP: Bool,
+        timeout: TimeAmount, audit: Bool, accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)?,
+        resendAfter: [TimeAmount] = [], copy: (@Sendable () -> DNSMessage?)? = nil, sent: (() -> [Nonce])? = nil
+    ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
+        let query = Self.query(target: target, record: signed.record, trace: trace, audit: audit, waiting: timeout)
         let reply: DNSMessage
         do {
             let server = try kms.endpoint.socketAddress()
             reply = overTCP
                 ? try await client.queryOverTCP(query, server: server, timeout: timeout)
-                : try await client.query(query, server: server, timeout: timeout, cookie: true)
+                : try await client.query(query, server: server, timeout: timeout, cookie: true, resendAfter: resendAfter, copy: copy)
         } catch let error as DNSClientError where error.code == .timeout {
             return (.timeout, [])
         } catch let error as DNSClientError {
@@ -133,13 +130,21 @@ public struct KMS1Exchange: Sendable {
             return (.unreachable("\(error)"), [])
         }
         let hops = HopTrace.records(in: reply)
-        let check = ReplyCheck(responder: kms.name, responderKey: kms.key, target: target, nonce: nonce)
+        let nonces = sent?() ?? [signed.nonce]
+        // The request this reply answers, by the nonce it echoes; none: the first's, which the
+        // check then finds missing.
+        func answered(_ record: KMSRecord) -> Nonce {
+            let echoed = record.tag.fieldNames.contains("nonce") ? record.value("nonce") : ""
+            return nonces.first { $0.description == echoed } ?? signed.nonce
+        }
         do {
             switch reply.rcode {
             case .noError:
                 guard let record = try reply.kmsRecord(), record.tag == tag else {
                     return (.rejected("the reply carries no \(tag) record"), hops)
                 }
+                let nonce = answered(record)
+                let check = ReplyCheck(responder: kms.name, responderKey: kms.key, target: target, nonce: nonce)
                 let answer = try accept.map { try $0(record, nonce) } ?? check.verify(answer: record)
                 let proof = audit ? try InclusionProof.find(for: answer.target, in: reply.additionals) : nil
                 return (.key(answer, proof: proof), hops)
@@ -147,6 +152,7 @@ public struct KMS1Exchange: Sendable {
                 guard let record = try reply.kmsRecord(), record.tag == .unresolved else {
                     return (.error(reply.rcode, reply.extendedErrors), hops)
                 }
+                let check = ReplyCheck(responder: kms.name, responderKey: kms.key, target: target, nonce: answered(record))
                 _ = try check.verify(unresolved: record)
                 return (.unresolved, hops)
             default:

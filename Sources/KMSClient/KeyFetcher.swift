@@ -236,8 +236,9 @@ public final class KeyFetcher: Sendable {
         for resolver in resolvers where answer == nil {
             do {
                 // Sent again after a third and two thirds of the wait, as a stub resolver does.
+                let timeout = TimeAmount.milliseconds(Int64(configuration.timeout * 1000))
                 let reply = try await client.query(
-                    query, server: resolver, timeout: .milliseconds(Int64(configuration.timeout * 1000)), attempts: 3)
+                    query, server: resolver, timeout: timeout, resendAfter: DNSClient.steps(of: timeout, attempts: 3))
                 if reply.rcode == .noError || reply.rcode == .nameError {
                     answer = (reply, resolver)
                 } else {

@@ -337,7 +337,7 @@ public final class DNSProxy: DNSResponder {
                     do {
                         let address = try server.socketAddress()
                         // A lost datagram costs a third of the wait, not all of it.
-                        return .answered(try await client.query(query, server: address, timeout: left, attempts: 3))
+                        return .answered(try await client.query(query, server: address, timeout: left, resendAfter: DNSClient.steps(of: left, attempts: 3)))
                     } catch let error as DNSClientError {
                         return .failed(index, "\(server) \(error.code == .timeout ? "did not answer" : "unreachable"): \(error.reason)")
                     } catch {

@@ -118,7 +118,7 @@ import Testing
         }
     }
 
-    /// A query with `attempts` is sent again, the same ID, when its first datagram is lost,
+    /// A query with `resendAfter` is sent again, the same ID, when its first datagram is lost,
     /// and answered within its time-out; with one attempt the same loss is a time-out. On a
     /// socket of its own and on the shared one.
     @Test func aLostQueryIsSentAgainWithinItsTimeOut() async throws {
@@ -128,7 +128,7 @@ import Testing
         for sockets in [DNSClient.Sockets.perQuery, .shared] {
             let client = try await DNSClient.make(group: group, sockets: sockets)
             let reply = try await client.query(
-                DNSMessage.query(id: 0, name: "h.xx.", type: .a), server: server.address, timeout: .seconds(3), attempts: 3)
+                DNSMessage.query(id: 0, name: "h.xx.", type: .a), server: server.address, timeout: .seconds(3), resendAfter: DNSClient.steps(of: .seconds(3), attempts: 3))
             #expect(reply.answers.first?.data == .a([192, 0, 2, 7]), "\(sockets)")
             let ids = loser.seen.withLock { seen in defer { seen = [] }; return seen }
             #expect(ids.count == 2 && ids[0] == ids[1], "\(sockets): the server saw \(ids)")
