@@ -214,16 +214,17 @@ public final class DNSClient: Sendable {
                     let timer = loop.scheduleTask(deadline: deadline) {
                         promise.fail(DNSClientError(code: .timeout, server: "\(server)", reason: "no reply within \(timeout.milliseconds) ms"))
                     }
-                    let datagram = channel.allocator.buffer(bytes: bytes)
-                    channel.writeAndFlush(datagram).whenFailure { error in
-                        promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
+                    // A send that fails (a copy's too: the server's port closed meanwhile) ends
+                    // the query, as the reply it waits for cannot come.
+                    let send = { (bytes: [UInt8]) in
+                        channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenFailure { error in
+                            promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
+                        }
                     }
-                    // A copy's send error (the server's port closed meanwhile) reaches the
-                    // handler as a read error, as the first one's would.
+                    send(bytes)
                     let copies = resends.map { at in
                         loop.scheduleTask(deadline: at) {
-                            let bytes = variant.map { $0(id) } ?? bytes
-                            if let bytes { channel.writeAndFlush(channel.allocator.buffer(bytes: bytes), promise: nil) }
+                            if let copy = variant.map({ $0(id) }) ?? bytes { send(copy) }
                         }
                     }
                     promise.futureResult.whenComplete { _ in

@@ -65,26 +65,23 @@ public struct KMS1Exchange: Sendable {
         accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)? = nil
     ) async -> (outcome: Outcome, hops: [ResourceRecord], requests: Int) {
         let timeout = wait ?? self.timeout
-        guard !overTCP, let again else {
-            let outcome = await once(
-                kms, target: target, signed: (record, nonce), expecting: tag, trace: trace, overTCP: overTCP, timeout: timeout,
-                audit: audit, accept: accept)
-            return (outcome.outcome, outcome.hops, 1)
-        }
-        // The copies go out from the same socket with the same DNS ID (`DNSClient`'s
+        // Over UDP the copies go from the same socket with the same DNS ID (`DNSClient`'s
         // `resendAfter`): no task or timer of their own, and a reply to any of them is taken,
         // checked against the nonce it echoes.
         let deadline = NIODeadline.now() + timeout
         let nonces = Mutex([nonce])
-        let copy = { @Sendable () -> DNSMessage? in
-            let left = deadline - .now()
-            guard left > .zero, let signed = again() else { return nil }
-            nonces.withLock { $0.append(signed.nonce) }
-            return Self.query(target: target, record: signed.record, trace: trace, audit: audit, waiting: left)
+        var copy: (@Sendable () -> DNSMessage?)?
+        if !overTCP, let again {
+            copy = { @Sendable () -> DNSMessage? in
+                let left = deadline - .now()
+                guard left > .zero, let signed = again() else { return nil }
+                nonces.withLock { $0.append(signed.nonce) }
+                return Self.query(target: target, record: signed.record, trace: trace, audit: audit, waiting: left)
+            }
         }
         let outcome = await once(
-            kms, target: target, signed: (record, nonce), expecting: tag, trace: trace, overTCP: false, timeout: timeout, audit: audit,
-            accept: accept, resendAfter: (1..<Self.attempts).map { Self.askedAgain($0, waiting: timeout) }, copy: copy,
+            kms, target: target, signed: (record, nonce), expecting: tag, trace: trace, overTCP: overTCP, timeout: timeout, audit: audit,
+            accept: accept, resendAfter: copy == nil ? [] : (1..<Self.attempts).map { Self.askedAgain($0, waiting: timeout) }, copy: copy,
             sent: { nonces.withLock { $0 } })
         return (outcome.outcome, outcome.hops, nonces.withLock { $0.count })
     }
@@ -113,7 +110,7 @@ public struct KMS1Exchange: Sendable {
     private func once(
         _ kms: Peer, target: DomainName, signed: Signed, expecting tag: RecordTag, trace: Bool, overTCP: Bool,
         timeout: TimeAmount, audit: Bool, accept: (@Sendable (KMSRecord, Nonce) throws -> KeyAnswer)?,
-        resendAfter: [TimeAmount] = [], copy: (@Sendable () -> DNSMessage?)? = nil, sent: (() -> [Nonce])? = nil
+        resendAfter: [TimeAmount], copy: (@Sendable () -> DNSMessage?)?, sent: () -> [Nonce]
     ) async -> (outcome: Outcome, hops: [ResourceRecord]) {
         let query = Self.query(target: target, record: signed.record, trace: trace, audit: audit, waiting: timeout)
         let reply: DNSMessage
@@ -130,7 +127,7 @@ public struct KMS1Exchange: Sendable {
             return (.unreachable("\(error)"), [])
         }
         let hops = HopTrace.records(in: reply)
-        let nonces = sent?() ?? [signed.nonce]
+        let nonces = sent()
         // The request this reply answers, by the nonce it echoes; none: the first's, which the
         // check then finds missing.
         func answered(_ record: KMSRecord) -> Nonce {
