@@ -1,6 +1,7 @@
 public import DNSWire
 import Foundation
 import GRDB
+import Synchronization
 public import KMSCrypto
 public import KMSProtocol
 
@@ -36,6 +37,9 @@ public final class NodeStore: Sendable {
     public enum Origin: String, Sendable { case issued, received }
 
     private let database: DatabasePool
+    private let background = Mutex(BackgroundQueue())
+    /// How many transactions (or lone autocommits) the background writes took (tests).
+    let backgroundDrains = Atomic(0)
 
     public init(path: String) throws {
         try FileManager.default.createDirectory(
@@ -227,27 +231,61 @@ public final class NodeStore: Sendable {
         }, completion: completion)
     }
 
-    /// A background write nobody waits for (a cached countersignature, a forgotten one): one
-    /// transaction committed with `synchronous = NORMAL`, in the WAL but not yet synced (a
-    /// machine that fails meanwhile loses a cache entry, which is asked for again); the next
-    /// acknowledged commit, FULL, syncs it along. Each had cost an fdatasync that the next
-    /// log append on the same writer waited behind.
+    /// A background write nobody waits for (a cached countersignature, a forgotten one),
+    /// committed with `synchronous = NORMAL`: in the WAL but not yet synced (a machine that
+    /// fails meanwhile loses a cache entry, which is asked for again); the next acknowledged
+    /// commit, FULL, syncs it along. Each had cost an fdatasync that the next log append on
+    /// the same writer waited behind.
+    ///
+    /// Writes that queue up while one is under way go together in the next transaction (group
+    /// commit), in the order they came; a lone write goes without a transaction of its own
+    /// (SQLite's autocommit), whose BEGIN and COMMIT SQLite would otherwise parse each time.
     private func writeInBackground(
-        _ updates: @escaping @Sendable (GRDB.Database) throws -> Void, completion: @escaping @Sendable ((any Error)?) -> Void
+        _ update: @escaping @Sendable (GRDB.Database) throws -> Void, completion: @escaping @Sendable ((any Error)?) -> Void
     ) {
-        database.asyncWriteWithoutTransaction { db in
+        let first = background.withLock { queue in
+            queue.writes.append(BackgroundWrite(update: update, completion: completion))
+            defer { queue.scheduled = true }
+            return !queue.scheduled
+        }
+        guard first else { return }
+        database.asyncWriteWithoutTransaction { [self] db in
+            let batch = background.withLock { queue in
+                defer { queue = BackgroundQueue() }
+                return queue.writes
+            }
+            backgroundDrains.add(1, ordering: .relaxed)
+            var failures = [(any Error)?](repeating: nil, count: batch.count)
             do {
                 try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
                 defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
-                try db.inTransaction {
-                    try updates(db)
-                    return .commit
+                if batch.count == 1 {
+                    try batch[0].update(db)
+                } else {
+                    // A failed statement undoes only itself; the others commit.
+                    try db.inTransaction {
+                        for (index, write) in batch.enumerated() {
+                            do { try write.update(db) } catch { failures[index] = error }
+                        }
+                        return .commit
+                    }
                 }
-                completion(nil)
             } catch {
-                completion(error)
+                failures = failures.map { $0 ?? error }
             }
+            for (write, failure) in zip(batch, failures) { write.completion(failure) }
         }
+    }
+
+    private struct BackgroundWrite: Sendable {
+        let update: @Sendable (GRDB.Database) throws -> Void
+        let completion: @Sendable ((any Error)?) -> Void
+    }
+
+    /// Background writes waiting for the writer, and whether a drain is on its way to it.
+    private struct BackgroundQueue: Sendable {
+        var writes: [BackgroundWrite] = []
+        var scheduled = false
     }
 
     /// Countersignatures of `origin` still valid at `now` and stored after `storedAfter`,

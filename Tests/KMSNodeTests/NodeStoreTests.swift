@@ -1,6 +1,8 @@
+import DNSWire
 import Foundation
 import KMSCrypto
 import KMSProtocol
+import Synchronization
 import Testing
 
 @testable import KMSNode
@@ -26,5 +28,47 @@ import Testing
         #expect(failure == nil)
         #expect(try store.writerSynchronous() == 2)
         #expect(try store.countersignatures(origin: .received, validAt: 150).map(\.0) == [countersignature])
+    }
+
+    /// Background writes sent faster than the writer takes them go together (group commit):
+    /// none is lost, each one's completion is called once, they apply in the order they came
+    /// (a forget after its record removes it), and the writer is FULL again afterwards.
+    @Test func backgroundWritesQueuedTogetherAreAllAppliedInOrder() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("countersign-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try NodeStore(path: directory.appendingPathComponent("node.sqlite").path)
+        let signer = try PrivateKey(generating: .ed25519)
+        var countersignatures: [Countersignature] = []
+        for index in 0..<200 {
+            countersignatures.append(try Countersignature.issue(
+                target: try DomainName("h\(index).c.a.xx."), key: try PrivateKey(generating: .ed25519).publicKey, signer: "xx.",
+                signerKey: signer, notBefore: 100, notAfter: 200))
+        }
+        // Queued from one thread in this order, all before the writer takes the first: each
+        // tenth host's record is followed at once by its forgetting.
+        let expected = countersignatures.count + countersignatures.count / 10
+        let done = Mutex<[String?]>([])
+        let failures: [String] = await withCheckedContinuation { continuation in
+            let finish = { @Sendable (error: (any Error)?) in
+                let all = done.withLock { done -> [String?]? in
+                    done.append(error.map { "\($0)" })
+                    return done.count == expected ? done : nil
+                }
+                if let all { continuation.resume(returning: all.compactMap { $0 }) }
+            }
+            for (index, countersignature) in countersignatures.enumerated() {
+                store.record(countersignature, origin: .received, at: 150, completion: finish)
+                if index % 10 == 0 { store.forgetReceived(target: countersignature.target, completion: finish) }
+            }
+        }
+        #expect(failures.isEmpty, "\(failures)")
+        let drains = store.backgroundDrains.load(ordering: .relaxed)
+        #expect(drains < expected, "\(drains) transactions for \(expected) writes queued together: none went together")
+        #expect(try store.writerSynchronous() == 2)
+        let stored = Set(try store.countersignatures(origin: .received, validAt: 150, limit: 1_000).map(\.0.target))
+        #expect(stored.count == 180, "\(stored.count) stored")
+        for (index, countersignature) in countersignatures.enumerated() {
+            #expect(stored.contains(countersignature.target) == (index % 10 != 0), "\(countersignature.target)")
+        }
     }
 }
