@@ -14,10 +14,15 @@ import Testing
         let ports = Mutex<[Int]>([])
         func respond(to request: DNSRequest) -> DNSReply {
             ports.withLock { $0.append(request.client.port ?? -1) }
-            var reply = request.message.response(rcode: .noError)
-            reply.answers = [ResourceRecord(name: request.question.name, ttl: 60, data: .a([192, 0, 2, 1]))]
-            return .reply(Reply(reply, answering: request.message))
+            return DNSClientTests.answer(request, a: [192, 0, 2, 1])
         }
+    }
+
+    /// `request` answered with one A record.
+    static func answer(_ request: DNSRequest, a address: [UInt8]) -> DNSReply {
+        var reply = request.message.response(rcode: .noError)
+        reply.answers = [ResourceRecord(name: request.question.name, ttl: 60, data: .a(address))]
+        return .reply(Reply(reply, answering: request.message))
     }
 
     /// An off-path forger must guess the source port as well as the ID: sixteen queries come
@@ -112,9 +117,7 @@ import Testing
                 return seen.filter { $0 == id }.count
             }
             guard copies > 1 else { return .drop }
-            var reply = request.message.response(rcode: .noError)
-            reply.answers = [ResourceRecord(name: request.question.name, ttl: 60, data: .a([192, 0, 2, 7]))]
-            return .reply(Reply(reply, answering: request.message))
+            return DNSClientTests.answer(request, a: [192, 0, 2, 7])
         }
     }
 
