@@ -336,8 +336,8 @@ extension KMSNode {
             }
         }
         cache.store(countersignature, proof: proof, at: now)
-        store.record(countersignature, origin: .received, at: now) { [logger] error in
-            if let error { logger.error("cannot record a received countersignature", metadata: ["error": "\(error)"]) }
+        store.record(countersignature, origin: .received, at: now) { [warnings] error in
+            if let error { warnings.warning("cannot record a received countersignature", metadata: ["error": "\(error)"]) }
         }
         hops.note("verified and cached \(target) countersigned by \(signer), valid until \(countersignature.notAfter)")
         let ttl = UInt32(max(0, min(countersignature.notAfter, now + cache.maximumAge) - now))

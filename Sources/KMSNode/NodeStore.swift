@@ -40,8 +40,19 @@ public final class NodeStore: Sendable {
     private let background = Mutex(BackgroundQueue())
     /// How many transactions (or lone autocommits) the background writes took (tests).
     let backgroundDrains = Atomic(0)
+    /// At most this many background writes wait for the writer; past it one is dropped (they
+    /// are a cache, asked for again when needed), so a store slower than a flood of cold
+    /// fetches costs a warning, not memory without bound.
+    let backgroundLimit: Int
 
-    public init(path: String) throws {
+    /// A background write that found `backgroundLimit` others waiting, dropped.
+    struct BackgroundQueueFull: Error, CustomStringConvertible {
+        let limit: Int
+        var description: String { "\(limit) background writes already wait for the store; this one is dropped" }
+    }
+
+    public init(path: String, backgroundLimit: Int = 10_000) throws {
+        self.backgroundLimit = backgroundLimit
         try FileManager.default.createDirectory(
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var configuration = Configuration()
@@ -53,6 +64,11 @@ public final class NodeStore: Sendable {
         // on disk (fdatasync of the WAL) before `write` returns.
         try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         try Self.migrator.migrate(database)
+    }
+
+    /// Runs `body` while holding the writer, so background writes can only queue (tests).
+    func whileWriting(_ body: () -> Void) throws {
+        try database.writeWithoutTransaction { _ in body() }
     }
 
     /// The writer connection's `PRAGMA synchronous` (2 is FULL), for tests.
@@ -243,11 +259,13 @@ public final class NodeStore: Sendable {
     private func writeInBackground(
         _ update: @escaping @Sendable (GRDB.Database) throws -> Void, completion: @escaping @Sendable ((any Error)?) -> Void
     ) {
-        let first = background.withLock { queue in
+        let (queued, first) = background.withLock { queue -> (Bool, Bool) in
+            guard queue.writes.count < backgroundLimit else { return (false, false) }
             queue.writes.append(BackgroundWrite(update: update, completion: completion))
             defer { queue.scheduled = true }
-            return !queue.scheduled
+            return (true, !queue.scheduled)
         }
+        guard queued else { return completion(BackgroundQueueFull(limit: backgroundLimit)) }
         guard first else { return }
         database.asyncWriteWithoutTransaction { [self] db in
             let batch = background.withLock { queue in

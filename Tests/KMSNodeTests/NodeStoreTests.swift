@@ -71,4 +71,39 @@ import Testing
             #expect(stored.contains(countersignature.target) == (index % 10 != 0), "\(countersignature.target)")
         }
     }
+
+    /// While the writer is busy, at most `backgroundLimit` background writes wait; the rest
+    /// are dropped at once with the reason (a cache entry, asked for again when needed), and
+    /// those that waited are written when the writer is free.
+    @Test func backgroundWritesWaitingForABusyWriterAreBounded() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("countersign-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try NodeStore(path: directory.appendingPathComponent("node.sqlite").path, backgroundLimit: 3)
+        let signer = try PrivateKey(generating: .ed25519)
+        let done = Mutex<[String?]>([])
+        let outcomes: [String?] = try await withCheckedThrowingContinuation { continuation in
+            let finish = { @Sendable (error: (any Error)?) in
+                let all = done.withLock { done -> [String?]? in
+                    done.append(error.map { "\($0)" })
+                    return done.count == 20 ? done : nil
+                }
+                if let all { continuation.resume(returning: all) }
+            }
+            do {
+                try store.whileWriting {
+                    for index in 0..<20 {
+                        let countersignature = try! Countersignature.issue(
+                            target: try! DomainName("h\(index).c.a.xx."), key: try! PrivateKey(generating: .ed25519).publicKey,
+                            signer: "xx.", signerKey: signer, notBefore: 100, notAfter: 200)
+                        store.record(countersignature, origin: .received, at: 150, completion: finish)
+                    }
+                }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+        let dropped = outcomes.compactMap { $0 }
+        #expect(dropped.count == 17 && dropped.allSatisfy { $0.contains("3 background writes already wait") }, "\(outcomes)")
+        #expect(try store.countersignatures(origin: .received, validAt: 150).count == 3)
+    }
 }
