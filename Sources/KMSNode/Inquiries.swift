@@ -1,6 +1,5 @@
 import DNSTransport
 import DNSWire
-import KMSClient
 import KMSCrypto
 import KMSProtocol
 import KMSSettings
@@ -247,15 +246,11 @@ extension KMSNode {
         target: DomainName, signer: DomainName, ip: IPAddress, to peer: Peer, hops: Hops, wait: TimeAmount, audit: Bool
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
-        let (zone, key) = (zone, configuration.key)
-        let sign = { @Sendable () -> KMS1Exchange.Signed? in
-            guard let nonce = try? Nonce.random(),
-                let record = try? Inquiry(target: target, signer: signer, ip: ip, from: zone, nonce: nonce, time: Self.now())
-                    .record().signed(by: key)
-            else { return nil }
-            return (record, nonce)
-        }
-        guard let answer = await upstream.ask(peer, target: target, sign: sign, expecting: .answer, hops: &hops, wait: wait, audit: audit)
+        let zone = zone
+        guard let answer = await upstream.ask(
+            peer, target: target,
+            request: { nonce, time in try Inquiry(target: target, signer: signer, ip: ip, from: zone, nonce: nonce, time: time).record() },
+            expecting: .answer, hops: &hops, wait: wait, audit: audit)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign an inquiry")), hops) }
         switch answer {
         case .key(let key, let proof):
@@ -279,16 +274,13 @@ extension KMSNode {
         for host: RegisteredHost, signer: DomainName, ip: IPAddress, via parent: Peer, hops: Hops, wait: TimeAmount, audit: Bool = false
     ) async -> (KeyOutcome, Hops) {
         var hops = hops
-        let (zone, key) = (zone, configuration.key)
-        let sign = { @Sendable () -> KMS1Exchange.Signed? in
-            guard let nonce = try? Nonce.random(),
-                let record = try? SignatureRequest(
-                    target: host.name, key: host.key, signer: signer, ip: ip, from: zone, nonce: nonce, time: Self.now()
-                ).record().signed(by: key)
-            else { return nil }
-            return (record, nonce)
-        }
-        guard let answer = await upstream.ask(parent, target: host.name, sign: sign, expecting: .countersignature, hops: &hops, wait: wait, audit: audit)
+        let zone = zone
+        guard let answer = await upstream.ask(
+            parent, target: host.name,
+            request: { nonce, time in
+                try SignatureRequest(target: host.name, key: host.key, signer: signer, ip: ip, from: zone, nonce: nonce, time: time).record()
+            },
+            expecting: .countersignature, hops: &hops, wait: wait, audit: audit)
         else { return (.failed(ExtendedDNSError(.other, "\(zone) could not sign a sigreq")), hops) }
         switch answer {
         case .key(let key, let proof):

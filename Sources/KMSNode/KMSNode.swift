@@ -105,7 +105,8 @@ public final class KMSNode: Sendable {
         }
         metrics = NodeMetrics(zone: configuration.zone)
         upstream = Upstream(
-            client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)), timers: metrics.upstreamTime,
+            client: client, timeout: .milliseconds(Int64(configuration.upstreamTimeout * 1000)), key: configuration.key,
+            timers: metrics.upstreamTime,
             retransmissions: metrics.upstreamRetransmissions)
         do { policy = try configuration.policy.map { (path) throws(ConfigError) in try PolicySource(path: path) } } catch {
             throw NodeError(nil, field: nil, "\(error)")

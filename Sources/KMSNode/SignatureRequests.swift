@@ -1,6 +1,5 @@
 import DNSTransport
 import DNSWire
-import KMSClient
 import KMSProtocol
 import KMSSettings
 
@@ -49,18 +48,15 @@ extension KMSNode {
 
     private func passUp(_ sigreq: SignatureRequest, via parent: Peer, hops: Hops, request: Request) async -> Reply {
         var hops = hops
-        let (zone, key) = (zone, configuration.key)
-        let sign = { @Sendable () -> KMS1Exchange.Signed? in
-            guard let nonce = try? KMSProtocol.Nonce.random(),
-                let record = try? SignatureRequest(
-                    target: sigreq.target, key: sigreq.key, signer: sigreq.signer, ip: sigreq.ip, from: zone, nonce: nonce,
-                    time: Self.now()
-                ).record().signed(by: key)
-            else { return nil }
-            return (record, nonce)
-        }
+        let zone = zone
         guard let answer = await upstream.ask(
-            parent, target: sigreq.target, sign: sign, expecting: .countersignature, hops: &hops, wait: upstream.wait(for: request),
+            parent, target: sigreq.target,
+            request: { nonce, time in
+                try SignatureRequest(
+                    target: sigreq.target, key: sigreq.key, signer: sigreq.signer, ip: sigreq.ip, from: zone, nonce: nonce, time: time
+                ).record()
+            },
+            expecting: .countersignature, hops: &hops, wait: upstream.wait(for: request),
             audit: AuditRequest.isRequested(by: request.message))
         else {
             return Replies.error(to: request.message, .serverFailure, ExtendedDNSError(.other, "\(zone) could not sign"), querySize: request.size)

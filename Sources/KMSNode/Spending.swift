@@ -267,7 +267,6 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         }
     }
 
-    var count: Int { pending.withLock { $0.count } }
 }
 
 /// Names a neighbour said are unresolved, remembered for `ttl` seconds, in a bounded table.

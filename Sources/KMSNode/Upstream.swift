@@ -1,6 +1,7 @@
 import DNSTransport
 import DNSWire
 import KMSClient
+import KMSCrypto
 import KMSProtocol
 import KMSSettings
 import MetricsHTTP
@@ -22,6 +23,9 @@ enum UpstreamAnswer: Sendable {
 struct Upstream: Sendable {
     let client: DNSClient
     let timeout: TimeAmount
+    /// This node's key: every request to a neighbour is signed with it, anew each time it is
+    /// sent (a fresh nonce and time).
+    let key: PrivateKey
     /// `NodeMetrics.upstreamTime`.
     var timers: [String: Timer] = [:]
     /// `NodeMetrics.upstreamRetransmissions`.
@@ -34,14 +38,20 @@ struct Upstream: Sendable {
         return .milliseconds(Int64(TimeBudget.wait(configured: configured, received: TimeBudget.milliseconds(in: request.message))))
     }
 
-    /// Asks `peer` with the request `sign` makes (again, with a fresh nonce, when a UDP
-    /// datagram seems lost: `KMS1Exchange.ask`); nil from `sign` is a request it could not sign.
-    /// The neighbour's hop notes join `hops`, after a note of this node's if it had to ask
-    /// more than once (also counted in `kms_upstream_retransmissions_total`).
+    /// Asks `peer` with the record `request` builds for a nonce and a time, signed by this
+    /// node: again, newly built and signed, when a UDP datagram seems lost (`KMS1Exchange.ask`);
+    /// nil when it cannot be built or signed. The neighbour's hop notes join `hops`, after a
+    /// note of this node's if it had to ask more than once (also counted in
+    /// `kms_upstream_retransmissions_total`).
     func ask(
-        _ peer: Peer, target: DomainName, sign: @escaping @Sendable () -> KMS1Exchange.Signed?, expecting tag: RecordTag,
+        _ peer: Peer, target: DomainName, request: @escaping @Sendable (Nonce, UnixTime) throws -> KMSRecord, expecting tag: RecordTag,
         hops: inout Hops, wait: TimeAmount, audit: Bool = false
     ) async -> UpstreamAnswer? {
+        let key = key
+        let sign = { @Sendable () -> KMS1Exchange.Signed? in
+            guard let nonce = try? Nonce.random(), let record = try? request(nonce, KMSNode.now()).signed(by: key) else { return nil }
+            return (record, nonce)
+        }
         guard let (record, nonce) = sign() else { return nil }
         let exchange = KMS1Exchange(client: client, timeout: timeout)
         let start = ContinuousClock.now

@@ -137,6 +137,31 @@ import Testing
         return try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(proxy))
     }
 
+    /// A client, and a proxy with no KMS in front of `resolvers` (loopback ports), for `body`;
+    /// both closed after it.
+    static func withProxy(
+        resolvers: [SocketAddress], timeout: TimeAmount, _ body: (DNSClient, SocketAddress) async throws -> Void
+    ) async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let client = try await DNSClient.make(group: group)
+        let server = try await proxy(
+            kms: Endpoint("127.0.0.1:9")!, resolvers: resolvers.map { Endpoint("127.0.0.1:\($0.port!)")! }, client: client, timeout: timeout,
+            group: group)
+        try await afterwards({
+            await server.close()
+            await client.close()
+        }) {
+            try await body(client, server.address)
+        }
+    }
+
+    /// www.example.test. A with RD, as a stub asks it, through `proxy`.
+    static func askForWWW(_ client: DNSClient, via proxy: SocketAddress) async throws -> DNSMessage {
+        var query = DNSMessage.query(id: 1, name: "www.example.test.", type: .a)
+        query.header.recursionDesired = true
+        return try await client.query(query, server: proxy, timeout: .seconds(10))
+    }
+
     /// A resolver that is up but never answers (a hung process, a firewall that drops).
     final class SilentResolver: DNSResponder {
         let asked = Mutex(0)
@@ -150,26 +175,19 @@ import Testing
     /// proxy's time-out, as a stub resolver would, and the application gets its answer
     /// instead of SERVFAIL.
     @Test func aLostDatagramToTheOnlyResolverIsSentAgain() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let resolver = Resolver()
-        let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(resolver))
+        let resolverServer = try await DNSServer.bind(
+            host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton, responder: ResponderBox(Resolver()))
         let relay = try await LossyRelay.start(to: resolverServer.address, dropping: 1)
-        let client = try await DNSClient.make(group: group)
-        let server = try await Self.proxy(
-            kms: Endpoint("127.0.0.1:9")!, resolvers: [Endpoint("127.0.0.1:\(relay.address.port!)")!], client: client, timeout: .seconds(3),
-            group: group)
         try await afterwards({
-            await server.close()
             await relay.close()
             await resolverServer.close()
-            await client.close()
         }) {
-            var query = DNSMessage.query(id: 1, name: "www.example.test.", type: .a)
-            query.header.recursionDesired = true
-            let reply = try await client.query(query, server: server.address, timeout: .seconds(10))
-            #expect(reply.rcode == .noError, "\(reply.extendedErrors)")
-            #expect(reply.answers.first?.data == .a([10, 1, 2, 3]))
-            #expect(relay.dropped == 1 && relay.seen.count == 2, "\(relay.seen.count) datagrams")
+            try await Self.withProxy(resolvers: [relay.address], timeout: .seconds(3)) { client, proxy in
+                let reply = try await Self.askForWWW(client, via: proxy)
+                #expect(reply.rcode == .noError, "\(reply.extendedErrors)")
+                #expect(reply.answers.first?.data == .a([10, 1, 2, 3]))
+                #expect(relay.dropped == 1 && relay.seen.count == 2, "\(relay.seen.count) datagrams")
+            }
         }
     }
 
@@ -180,24 +198,17 @@ import Testing
         let group = MultiThreadedEventLoopGroup.singleton
         let silent = SilentResolver()
         let silentServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(silent))
-        let resolver = Resolver()
-        let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(resolver))
-        let client = try await DNSClient.make(group: group)
-        let server = try await Self.proxy(
-            kms: Endpoint("127.0.0.1:9")!, resolvers: [Endpoint("127.0.0.1:\(silentServer.address.port!)")!, Endpoint("127.0.0.1:\(resolverServer.address.port!)")!],
-            client: client, timeout: .seconds(20), group: group)
+        let resolverServer = try await DNSServer.bind(host: "127.0.0.1", port: 0, group: group, responder: ResponderBox(Resolver()))
         try await afterwards({
-            await server.close()
             await resolverServer.close()
             await silentServer.close()
-            await client.close()
         }) {
-            var query = DNSMessage.query(id: 1, name: "www.example.test.", type: .a)
-            query.header.recursionDesired = true
-            let reply = try await client.query(query, server: server.address, timeout: .seconds(10))
-            #expect(reply.rcode == .noError)
-            #expect(reply.answers.first?.data == .a([10, 1, 2, 3]))
-            #expect(silent.asked.withLock { $0 } == 1, "the first resolver is still asked first")
+            try await Self.withProxy(resolvers: [silentServer.address, resolverServer.address], timeout: .seconds(20)) { client, proxy in
+                let reply = try await Self.askForWWW(client, via: proxy)
+                #expect(reply.rcode == .noError)
+                #expect(reply.answers.first?.data == .a([10, 1, 2, 3]))
+                #expect(silent.asked.withLock { $0 } == 1, "the first resolver is still asked first")
+            }
         }
         #expect(DNSProxy.stagger(timeout: .seconds(5), servers: 2) == .seconds(1))
         #expect(DNSProxy.stagger(timeout: .seconds(1), servers: 4) == .milliseconds(250))
