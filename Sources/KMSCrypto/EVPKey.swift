@@ -1,13 +1,50 @@
 internal import COpenSSL
 internal import COpenSSLShims
+import Synchronization
 
 /// Owns one `EVP_PKEY`. OpenSSL keys are reference counted and safe to use for signing and
 /// verifying from several threads at once (each operation has its own `EVP_MD_CTX`).
 final class EVPKey: @unchecked Sendable {
     let pointer: OpaquePointer
+    /// One Ed25519 verify context set up for this key, between two verifies (`verifier()`).
+    private let keptVerifier = Atomic<OpaquePointer?>(nil)
 
     init(taking pointer: OpaquePointer) { self.pointer = pointer }
-    deinit { EVP_PKEY_free(pointer) }
+    deinit {
+        if let kept = keptVerifier.exchange(nil, ordering: .acquiring) { EVP_MD_CTX_free(kept) }
+        EVP_PKEY_free(pointer)
+    }
+
+    /// An Ed25519 verify context for this key: the one kept from an earlier verify, or a new
+    /// one (nil when OpenSSL cannot make one). Hand it back with `keep(_:)` after a verify
+    /// that succeeded; free it otherwise.
+    ///
+    /// Ed25519 verifies in one call (`EVP_DigestVerify` hashes and checks at once), which does
+    /// not spend the context, as `openssl speed` relies on in its loop; keeping one saves
+    /// `EVP_DigestVerifyInit` (a provider look-up, with locks and allocations) on every
+    /// verify after the first, about 6 % of a verify here. One per key at most: a key is in
+    /// a bounded table of decoded keys, and hosts seldom verify with one key on two threads
+    /// at once (the second simply makes its own). Not for ECDSA, whose context is spent by
+    /// its final step.
+    func verifier() -> OpaquePointer? {
+        if let kept = keptVerifier.exchange(nil, ordering: .acquiring) { return kept }
+        guard let context = EVP_MD_CTX_new() else { return nil }
+        guard EVP_DigestVerifyInit(context, nil, nil, nil, pointer) == 1 else {
+            EVP_MD_CTX_free(context)
+            return nil
+        }
+        return context
+    }
+
+    /// Whether a verify context is kept now (for tests).
+    var keepsVerifier: Bool { keptVerifier.load(ordering: .acquiring) != nil }
+
+    /// Keeps a context from `verifier()` for the next verify, or frees it if one is kept.
+    func keep(_ verifier: OpaquePointer) {
+        if !keptVerifier.compareExchange(expected: nil, desired: verifier, ordering: .acquiringAndReleasing).exchanged {
+            EVP_MD_CTX_free(verifier)
+        }
+    }
 
     /// The algorithm of this key, or nil for one KMS1 does not use.
     var algorithm: KeyAlgorithm? {

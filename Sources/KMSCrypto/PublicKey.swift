@@ -110,6 +110,7 @@ public struct PublicKey: Hashable, Sendable {
     /// is simply not valid.
     public func isValidSignature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
         CryptoCounts.verified.add(1, ordering: .relaxed)
+        if algorithm == .ed25519 { return isValidEd25519Signature(signature, for: message) }
         guard let context = EVP_MD_CTX_new() else { return false }
         defer {
             EVP_MD_CTX_free(context)
@@ -119,6 +120,22 @@ public struct PublicKey: Hashable, Sendable {
             return false
         }
         return EVP_DigestVerify(context, signature, signature.count, message, message.count) == 1
+    }
+
+    /// An Ed25519 verify from the context the key keeps (`EVPKey.verifier()`). A context
+    /// that failed a verify is freed, not kept: nothing a bad signature left in it is reused.
+    private func isValidEd25519Signature(_ signature: [UInt8], for message: [UInt8]) -> Bool {
+        guard let context = key.verifier() else {
+            _ = OpenSSLErrorQueue.drain()
+            return false
+        }
+        guard EVP_DigestVerify(context, signature, signature.count, message, message.count) == 1 else {
+            EVP_MD_CTX_free(context)
+            _ = OpenSSLErrorQueue.drain()
+            return false
+        }
+        key.keep(context)
+        return true
     }
 
     public static func == (lhs: PublicKey, rhs: PublicKey) -> Bool {

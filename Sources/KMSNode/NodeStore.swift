@@ -67,8 +67,8 @@ public final class NodeStore: Sendable {
     }
 
     /// Runs `body` while holding the writer, so background writes can only queue (tests).
-    func whileWriting(_ body: () -> Void) throws {
-        try database.writeWithoutTransaction { _ in body() }
+    func whileWriting(_ body: () -> Void) {
+        database.writeWithoutTransaction { _ in body() }
     }
 
     /// The writer connection's `PRAGMA synchronous` (2 is FULL), for tests.

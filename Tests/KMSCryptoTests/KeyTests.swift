@@ -77,6 +77,27 @@ import Testing
         for signature in signatures { #expect(key.publicKey.isValidSignature(signature, for: message)) }
     }
 
+    /// An Ed25519 key verifies from the context it keeps (`EVPKey.verifier()`): after a valid
+    /// signature, another message's, or a flipped bit, the kept context answers as a new one
+    /// would, and one is kept again after each valid signature.
+    @Test func ed25519VerifiesFromTheKeptContextAnswerAsNewOnes() throws {
+        let key = try PrivateKey(generating: .ed25519)
+        let publicKey = try PublicKey(subjectPublicKeyInfo: key.publicKey.subjectPublicKeyInfo)
+        let messages = (0..<4).map { Array("message \($0)".utf8) }
+        let signatures = try messages.map { try key.signature(for: $0) }
+        for round in 0..<3 {
+            for (index, message) in messages.enumerated() {
+                #expect(publicKey.isValidSignature(signatures[index], for: message))
+                #expect(publicKey.key.keepsVerifier)
+                #expect(!publicKey.isValidSignature(signatures[(index + 1) % messages.count], for: message))
+                var flipped = signatures[index]
+                flipped[round * 20] ^= 1
+                #expect(!publicKey.isValidSignature(flipped, for: message))
+                #expect(!publicKey.isValidSignature(Array(signatures[index].dropLast()), for: message))
+            }
+        }
+    }
+
     @Test(arguments: KeyAlgorithm.allCases)
     func oneKeySignsFromManyThreadsAtOnce(_ algorithm: KeyAlgorithm) async throws {
         let key = try PrivateKey(generating: algorithm)

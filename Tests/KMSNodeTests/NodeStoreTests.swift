@@ -81,7 +81,7 @@ import Testing
         let store = try NodeStore(path: directory.appendingPathComponent("node.sqlite").path, backgroundLimit: 3)
         let signer = try PrivateKey(generating: .ed25519)
         let done = Mutex<[String?]>([])
-        let outcomes: [String?] = try await withCheckedThrowingContinuation { continuation in
+        let outcomes: [String?] = await withCheckedContinuation { continuation in
             let finish = { @Sendable (error: (any Error)?) in
                 let all = done.withLock { done -> [String?]? in
                     done.append(error.map { "\($0)" })
@@ -89,17 +89,13 @@ import Testing
                 }
                 if let all { continuation.resume(returning: all) }
             }
-            do {
-                try store.whileWriting {
-                    for index in 0..<20 {
-                        let countersignature = try! Countersignature.issue(
-                            target: try! DomainName("h\(index).c.a.xx."), key: try! PrivateKey(generating: .ed25519).publicKey,
-                            signer: "xx.", signerKey: signer, notBefore: 100, notAfter: 200)
-                        store.record(countersignature, origin: .received, at: 150, completion: finish)
-                    }
+            store.whileWriting {
+                for index in 0..<20 {
+                    let countersignature = try! Countersignature.issue(
+                        target: try! DomainName("h\(index).c.a.xx."), key: try! PrivateKey(generating: .ed25519).publicKey,
+                        signer: "xx.", signerKey: signer, notBefore: 100, notAfter: 200)
+                    store.record(countersignature, origin: .received, at: 150, completion: finish)
                 }
-            } catch {
-                continuation.resume(throwing: error)
             }
         }
         let dropped = outcomes.compactMap { $0 }
