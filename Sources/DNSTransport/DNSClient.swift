@@ -216,7 +216,7 @@ public final class DNSClient: Sendable {
                     }
                     // A send that fails (a copy's too: the server's port closed meanwhile) ends
                     // the query, as the reply it waits for cannot come.
-                    let send = { (bytes: [UInt8]) in
+                    let send: @Sendable ([UInt8]) -> Void = { bytes in
                         channel.writeAndFlush(channel.allocator.buffer(bytes: bytes)).whenFailure { error in
                             promise.fail(DNSClientError(code: .unreachable, server: "\(server)", reason: "\(ConnectedReplyHandler.describe(error))"))
                         }

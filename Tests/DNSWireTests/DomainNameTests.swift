@@ -21,6 +21,20 @@ import Testing
         }
     }
 
+    /// Names of plain labels print from their bytes, the rest through libldns: both ways give
+    /// what libldns prints, escapes and all.
+    @Test func namesPrintAsLibldnsPrintsThem() throws {
+        let plain = ["HostA.B.a.xx.", "_kms1.host-b_2.c.a.xx.", "x.", "0-9.A_Z.", String(repeating: "a", count: 63) + ".b."]
+        let escaped = [".", "a\\.b.xx.", "sp\\032ace.xx.", "\\000.xx.", "semi\\;colon.", "at\\@.", "quo\\\".te.", "*.wild.xx.", "\\255ff."]
+        for text in plain + escaped {
+            let name = try DomainName(text)
+            #expect(name.text == name.ldnsText, "\(text)")
+        }
+        for text in plain { #expect(try DomainName(text).text == text) }
+        #expect(DomainName("a\\.b.xx.").text == "a\\.b.xx.")
+        #expect(DomainName("a\\.b.xx.").labelCount == 2)
+    }
+
     @Test func hierarchy() {
         let host: DomainName = "hostb.c.a.xx."
         #expect(host.isSubdomain(of: "a.xx."))
