@@ -122,14 +122,14 @@ extension KMSNode {
     }
 
     /// The `kms1:answer` record for a countersigned key, signed by this node. Anonymous answers
-    /// (empty nonce) are reused within the second they were signed (see `AnswerCache`).
+    /// (empty nonce) are reused within the second they were signed (`PerSecondCache`).
     private func signedAnswer(_ countersignature: Countersignature, nonce: Nonce, now: UnixTime) -> ResourceRecord? {
         let sign = { [self] () -> ResourceRecord? in
             let answer = KeyAnswer(kind: .answer, countersignature: countersignature, from: zone, nonce: nonce, time: now)
             return try? answer.record().signed(by: configuration.key).resourceRecord()
         }
         guard nonce.isEmpty else { return sign() }
-        return anonymousAnswers.record(for: countersignature, second: now, sign: sign)
+        return anonymousAnswers.record(for: AnsweredCountersignature(countersignature: countersignature), second: now, sign: sign)
     }
 
     /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.

@@ -21,7 +21,7 @@ public final class KMSNode: Sendable {
     let log: SignerLog
     let registry: Registry
     let cache: KeyCache
-    let anonymousAnswers = PerSecondCache<Countersignature>()
+    let anonymousAnswers = PerSecondCache<AnsweredCountersignature>()
     let verdicts = PerSecondCache<CUGVerdict>()
     let replies: ReplyCache
     let policy: PolicySource?

@@ -99,6 +99,36 @@ import Testing
         _ = cache.record(for: 99, second: 5) { signed += 1; return record }
         #expect(signed == 100, "the last record of the second was signed again")
     }
+
+    /// Anonymous answers are kept by countersignature: the same one (the same bytes, decoded
+    /// twice) finds the answer; one that differs anywhere, even only in a field the hash does
+    /// not read, does not.
+    @Test func anonymousAnswersAreKeptByTheWholeCountersignature() throws {
+        let signer = try KMSCrypto.PrivateKey(generating: .ed25519)
+        let host = try KMSCrypto.PrivateKey(generating: .ed25519).publicKey
+        func countersignature(_ target: DomainName = "h.xx.", notAfter: UnixTime = 1000) throws -> Countersignature {
+            try Countersignature.issue(target: target, key: host, signer: "xx.", signerKey: signer, notBefore: 100, notAfter: notAfter)
+        }
+        let cache = PerSecondCache<AnsweredCountersignature>()
+        var signed = 0
+        func answer(_ countersignature: Countersignature) -> ResourceRecord? {
+            cache.record(for: AnsweredCountersignature(countersignature: countersignature), second: 7) {
+                signed += 1
+                return ResourceRecord(name: countersignature.target, ttl: 0, data: .txt([Array("#\(signed)".utf8)]))
+            }
+        }
+        let first = try answer(countersignature())
+        #expect(try answer(countersignature()) == first)  // Ed25519: the same bytes again
+        #expect(signed == 1)
+        let original = try countersignature()
+        let otherKey = Countersignature(
+            target: original.target, key: try KMSCrypto.PrivateKey(generating: .ed25519).publicKey, signer: original.signer,
+            notBefore: original.notBefore, notAfter: original.notAfter, signature: original.signature)
+        for different in [try countersignature(notAfter: 1001), try countersignature("g.xx."), otherKey] {
+            #expect(answer(different) != first)
+        }
+        #expect(signed == 4)
+    }
 }
 
 @Suite struct KeyCacheTests {
