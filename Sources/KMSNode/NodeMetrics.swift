@@ -26,10 +26,26 @@ final class Tally: Sendable {
 
 /// The node's counters. Labels are small fixed sets (never the query name), created once.
 struct NodeMetrics: Sendable {
-    enum Kind: String, CaseIterable { case inquiry, sigreq, anonymous, address, other, malformed }
+    enum Kind: String, CaseIterable {
+        case inquiry, sigreq, anonymous, address, other, malformed
 
-    let requests: [Kind: Tally]
-    let responses: [UInt16: Tally]
+        /// The position in `allCases`.
+        var index: Int {
+            switch self {
+            case .inquiry: 0
+            case .sigreq: 1
+            case .anonymous: 2
+            case .address: 3
+            case .other: 4
+            case .malformed: 5
+            }
+        }
+    }
+
+    /// By kind, in `Kind.allCases` order; by rcode, indexed by its value (`count`: an array
+    /// index, not a dictionary look-up, on every request).
+    private let requests: [Tally]
+    private let responses: [Tally?]
     let cacheHits: Tally
     let cacheMisses: Tally
     let upstreamFailures: Tally
@@ -44,14 +60,13 @@ struct NodeMetrics: Sendable {
 
     init(zone: DomainName) {
         let zoneLabel = ("zone", zone.text)
-        var requests: [Kind: Tally] = [:]
-        for kind in Kind.allCases {
-            requests[kind] = Tally("requests.\(kind.rawValue)", label: "kms_requests_total", dimensions: [zoneLabel, ("kind", kind.rawValue)])
+        requests = Kind.allCases.map { kind in
+            Tally("requests.\(kind.rawValue)", label: "kms_requests_total", dimensions: [zoneLabel, ("kind", kind.rawValue)])
         }
-        self.requests = requests
-        var responses: [UInt16: Tally] = [:]
-        for rcode in [RCode.noError, .formatError, .serverFailure, .nameError, .notImplemented, .refused, .badVersion] {
-            responses[rcode.rawValue] = Tally(
+        let counted: [RCode] = [.noError, .formatError, .serverFailure, .nameError, .notImplemented, .refused, .badVersion]
+        var responses = [Tally?](repeating: nil, count: Int(counted.map(\.rawValue).max()!) + 1)
+        for rcode in counted {
+            responses[Int(rcode.rawValue)] = Tally(
                 "responses.\(rcode.description)", label: "kms_responses_total", dimensions: [zoneLabel, ("rcode", rcode.description)])
         }
         self.responses = responses
@@ -118,15 +133,18 @@ struct NodeMetrics: Sendable {
 
     /// Every tally, named, in a fixed order (`kms ctl stats`).
     var all: [Tally] {
-        Kind.allCases.compactMap { requests[$0] } + responses.values.sorted { $0.name < $1.name }
+        requests + responses.compactMap { $0 }.sorted { $0.name < $1.name }
             + [
                 cacheHits, cacheMisses, upstreamFailures, upstreamRetransmissions, countersignaturesIssued, dropped, throttled, throttledAnonymous,
                 throttledUpstream,
             ]
     }
 
-    func count(_ kind: Kind) { requests[kind]?.increment() }
-    func count(_ rcode: RCode) { responses[rcode.rawValue]?.increment() }
+    func count(_ kind: Kind) { requests[kind.index].increment() }
+    func count(_ rcode: RCode) {
+        guard Int(rcode.rawValue) < responses.count else { return }
+        responses[Int(rcode.rawValue)]?.increment()
+    }
 }
 
 /// The process-wide metrics of kmsd: signatures made and checked (`CryptoCounts`, brought up

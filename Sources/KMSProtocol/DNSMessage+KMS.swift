@@ -5,9 +5,9 @@ extension DNSMessage {
     /// in (PROTOCOL.md section 3). Nil when the message has no KMS record (a plain DNS query).
     public func kmsRecord() throws(ProtocolError) -> KMSRecord? {
         var found: (KMSRecord, MessageSection)?
-        for (section, records) in [
-            (MessageSection.answer, answers), (.authority, authorities), (.additional, additionals),
-        ] {
+        // Each section in turn, without gathering them in a new array: most queries a server
+        // reads (an A, a plain TXT) have no records outside the question at all.
+        func scan(_ records: [ResourceRecord], in section: MessageSection) throws(ProtocolError) {
             for rr in records {
                 guard case .txt(let strings) = rr.data,
                     let record = try KMSRecord(owner: rr.name, strings: strings)
@@ -18,6 +18,9 @@ extension DNSMessage {
                 found = (record, section)
             }
         }
+        try scan(answers, in: .answer)
+        try scan(authorities, in: .authority)
+        try scan(additionals, in: .additional)
         guard let (record, section) = found else { return nil }
         guard section == record.tag.section else {
             throw ProtocolError(
