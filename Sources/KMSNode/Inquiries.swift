@@ -129,7 +129,7 @@ extension KMSNode {
             return try? answer.record().signed(by: configuration.key).resourceRecord()
         }
         guard nonce.isEmpty else { return sign() }
-        return anonymousAnswers.record(for: AnsweredCountersignature(countersignature: countersignature), second: now, sign: sign)
+        return anonymousAnswers.record(for: countersignature, second: now, sign: sign)
     }
 
     /// Resolves (target, signer) to a countersigned key: PROTOCOL.md section 4, steps 2 to 4.

@@ -21,7 +21,7 @@ public final class KMSNode: Sendable {
     let log: SignerLog
     let registry: Registry
     let cache: KeyCache
-    let anonymousAnswers = PerSecondCache<AnsweredCountersignature>()
+    let anonymousAnswers = PerSecondCache<Countersignature>()
     let verdicts = PerSecondCache<CUGVerdict>()
     let replies: ReplyCache
     let policy: PolicySource?

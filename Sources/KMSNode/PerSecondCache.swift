@@ -33,19 +33,3 @@ final class PerSecondCache<Key: Hashable & Sendable>: Sendable {
     }
 }
 
-/// A countersignature as the key of the anonymous answers: equal when the countersignatures
-/// are, hashed by the last eight bytes of its signature (unpredictable in Ed25519 and ECDSA
-/// alike, where an ECDSA signature's first bytes are DER framing).
-///
-/// Hashing the whole countersignature (two names, a key, two times and a signature: about
-/// 150 bytes through SipHash) for each lookup and store cost about 2 % of an anonymous answer
-/// (the same profile before and after).
-struct AnsweredCountersignature: Hashable, Sendable {
-    let countersignature: Countersignature
-
-    static func == (lhs: Self, rhs: Self) -> Bool { lhs.countersignature == rhs.countersignature }
-
-    func hash(into hasher: inout Hasher) {
-        countersignature.signature.suffix(8).withUnsafeBytes { hasher.combine(bytes: $0) }
-    }
-}

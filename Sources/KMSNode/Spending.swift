@@ -266,7 +266,6 @@ final class Coalescer<Key: Hashable & Sendable, Value: Sendable>: Sendable {
             return task
         }
     }
-
 }
 
 /// Names a neighbour said are unresolved, remembered for `ttl` seconds, in a bounded table.

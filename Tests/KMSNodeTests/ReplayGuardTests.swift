@@ -109,10 +109,10 @@ import Testing
         func countersignature(_ target: DomainName = "h.xx.", notAfter: UnixTime = 1000) throws -> Countersignature {
             try Countersignature.issue(target: target, key: host, signer: "xx.", signerKey: signer, notBefore: 100, notAfter: notAfter)
         }
-        let cache = PerSecondCache<AnsweredCountersignature>()
+        let cache = PerSecondCache<Countersignature>()
         var signed = 0
         func answer(_ countersignature: Countersignature) -> ResourceRecord? {
-            cache.record(for: AnsweredCountersignature(countersignature: countersignature), second: 7) {
+            cache.record(for: countersignature, second: 7) {
                 signed += 1
                 return ResourceRecord(name: countersignature.target, ttl: 0, data: .txt([Array("#\(signed)".utf8)]))
             }
