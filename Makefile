@@ -58,7 +58,7 @@ run: build
 	@scripts/run-hierarchy
 
 # Benchmarks side by side with NSD and Knot (docs/BENCHMARKS.md): release build, dnsperf.
-BENCH_PACKAGES := dnsperf knot nsd
+BENCH_PACKAGES := dnsperf knot nsd nettle-dev
 bench: deps demo-keys
 	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES="$(BENCH_PACKAGES)"
 	$(SWIFT) build -c release
