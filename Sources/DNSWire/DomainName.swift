@@ -87,7 +87,9 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Takes wire-form bytes that libldns produced or validated.
-    init(wire: [UInt8]) {
+    /// From uncompressed wire bytes that are known to be a name (read back from a name's own
+    /// `wire` or `canonicalWire`); nothing is checked.
+    package init(wire: [UInt8]) {
         self.wire = wire
         // A name already in lower case (most are) shares one buffer for both forms.
         if wire.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) {

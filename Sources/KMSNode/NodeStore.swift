@@ -193,7 +193,7 @@ public final class NodeStore: Sendable {
                     guard let address = IPAddress(String(text)) else { continue }
                     addresses.append(address)
                 }
-                guard let entry = HostEntry(addresses: addresses, key: der, registeredAt: row[3]) else {
+                guard let entry = HostEntry(name: domain, addresses: addresses, key: der, registeredAt: row[3]) else {
                     unreadable.append(name)
                     continue
                 }

@@ -12,7 +12,7 @@ import Synchronization
 /// request from a host pays the decode (a few microseconds) once, not every time.
 final class Registry: Sendable {
     private struct State {
-        var hosts: [DomainName: HostEntry] = [:]
+        var hosts = HostTable()
         /// Names that exist only because hosts lie below them, with how many do.
         var nonTerminals: [DomainName: Int] = [:]
         /// Decoded keys, the ones in use kept when full (CLOCK).
@@ -90,7 +90,8 @@ final class Registry: Sendable {
     /// countersignatures stay only if its key is unchanged.
     @discardableResult
     func set(_ host: RegisteredHost) -> Bool {
-        guard let entry = HostEntry(addresses: host.addresses, key: host.key.subjectPublicKeyInfo, registeredAt: host.registeredAt) else {
+        guard let entry = HostEntry(name: host.name, addresses: host.addresses, key: host.key.subjectPublicKeyInfo, registeredAt: host.registeredAt)
+        else {
             return false
         }
         state.withLock { state in
@@ -101,7 +102,7 @@ final class Registry: Sendable {
     }
 
     private func add(_ name: DomainName, _ entry: HostEntry, to state: inout State) {
-        guard state.hosts.updateValue(entry, forKey: name) == nil else { return }  // a new key for a known host
+        guard state.hosts.updateValue(entry) == nil else { return }  // a new key for a known host
         forEachAncestor(of: name) { state.nonTerminals[$0, default: 0] += 1 }
     }
 
@@ -109,7 +110,7 @@ final class Registry: Sendable {
     /// Returns whether it was registered.
     func remove(_ name: DomainName) -> Bool {
         state.withLock { state in
-            guard state.hosts.removeValue(forKey: name) != nil else { return false }
+            guard state.hosts.removeValue(forName: name) != nil else { return false }
             state.decoded.remove(name)
             forEachAncestor(of: name) { ancestor in
                 let left = (state.nonTerminals[ancestor] ?? 1) - 1
@@ -136,7 +137,7 @@ final class Registry: Sendable {
 
     /// Every host with its addresses, sorted by name (a snapshot, for a zone transfer).
     var addressTable: [(name: DomainName, addresses: [IPAddress])] {
-        state.withLock { state in state.hosts.map { ($0.key, $0.value.addresses) } }.sorted { $0.name.text < $1.name.text }
+        state.withLock { state in state.hosts.entries.map { ($0.name, $0.addresses) } }.sorted { $0.name.text < $1.name.text }
     }
 
     // MARK: Published countersignatures (`StaticRecords`)
@@ -159,7 +160,7 @@ final class Registry: Sendable {
                 signer: UInt8(signer), notBefore: countersignature.notBefore, notAfter: countersignature.notAfter,
                 signature: countersignature.signature)
             guard entry.publish(publication) else { return false }
-            state.hosts[countersignature.target] = entry
+            state.hosts.updateValue(entry)
             return true
         }
     }
@@ -168,7 +169,7 @@ final class Registry: Sendable {
     func withdrawPublications(_ name: DomainName) -> Bool {
         state.withLock { state in
             guard var entry = state.hosts[name], entry.withdrawPublications() else { return false }
-            state.hosts[name] = entry
+            state.hosts.updateValue(entry)
             return true
         }
     }
@@ -189,12 +190,12 @@ final class Registry: Sendable {
 
     /// Every published countersignature (a zone transfer).
     var allPublished: [Countersignature] {
-        state.withLock { state in state.hosts.compactMap { $0.value.hasPublications ? $0.key : nil } }.flatMap { published(of: $0) }
+        state.withLock { state in state.hosts.entries.compactMap { $0.hasPublications ? $0.name : nil } }.flatMap { published(of: $0) }
     }
 
     /// How many countersignatures are published.
     var publishedCount: Int {
-        state.withLock { state in state.hosts.values.reduce(0) { $0 + $1.publicationCount } }
+        state.withLock { state in state.hosts.entries.reduce(0) { $0 + $1.publicationCount } }
     }
 
     /// The hosts among `names` that lack a publication by one of `signers`, or have one past
@@ -214,7 +215,7 @@ final class Registry: Sendable {
 
     /// Every host, keys decoded (for listings; not for the request path).
     var all: [RegisteredHost] {
-        let names = state.withLock { Array($0.hosts.keys) }
+        let names = state.withLock { $0.hosts.entries.map(\.name) }
         return names.compactMap { self[$0] }
     }
 }
