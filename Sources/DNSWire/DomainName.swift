@@ -86,9 +86,9 @@ public struct DomainName: Hashable, Sendable, CustomStringConvertible {
             || byte == 0x5F || byte == 0x2E
     }
 
-    /// Takes wire-form bytes that libldns produced or validated.
-    /// From uncompressed wire bytes that are known to be a name (read back from a name's own
-    /// `wire` or `canonicalWire`); nothing is checked.
+    /// Takes uncompressed wire-form bytes that libldns produced or validated, or that were a
+    /// name's own `wire` or `canonicalWire` (the registry's entries keep the latter); nothing
+    /// is checked.
     package init(wire: [UInt8]) {
         self.wire = wire
         // A name already in lower case (most are) shares one buffer for both forms.
