@@ -180,17 +180,21 @@ public final class NodeStore: Sendable {
                 let name: String = row[0]
                 let addressText: String = row[1]
                 let keyText: String = row[2]
-                // Written by `register` in canonical form; checked cheaply, not re-printed.
+                // Written by `register` in canonical form; checked cheaply, not re-printed. The
+                // text is read as UTF-8 bytes: splitting it by Characters was a fifth of a start
+                // with a million hosts.
+                let key = keyText.utf8
                 guard name.hasSuffix("."), let domain = try? DomainName(name), domain.isLowerCase,
-                    let colon = keyText.firstIndex(of: ":"), KeyAlgorithm(rawValue: String(keyText[..<colon])) != nil,
-                    let der = Data(base64Encoded: String(keyText[keyText.index(after: colon)...])).map(Array.init)
+                    let colon = key.firstIndex(of: UInt8(ascii: ":")),
+                    KeyAlgorithm(rawValue: String(Substring(key[..<colon]))) != nil,
+                    let der = Data(base64Encoded: String(Substring(key[key.index(after: colon)...]))).map(Array.init)
                 else {
                     unreadable.append(name)
                     continue
                 }
                 var addresses: [IPAddress] = []
-                for text in addressText.split(separator: " ") {
-                    guard let address = IPAddress(String(text)) else { continue }
+                for text in addressText.utf8.split(separator: UInt8(ascii: " ")) {
+                    guard let address = IPAddress(String(Substring(text))) else { continue }
                     addresses.append(address)
                 }
                 guard let entry = HostEntry(name: domain, addresses: addresses, key: der, registeredAt: row[3]) else {
